@@ -1,0 +1,198 @@
+"""File blocs: ``csv_loader`` and ``csv_exporter``."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc
+from th2etl.blocs.registry import register_bloc
+from th2etl.exceptions import BlocError, ValidationError
+from th2etl.types import Rows
+
+if TYPE_CHECKING:
+    from th2etl.pipelines.context import RunContext
+
+__all__ = ["COLUMN_TYPES", "CsvExporterBloc", "CsvLoaderBloc"]
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "t", "1", "yes", "y"):
+        return True
+    if lowered in ("false", "f", "0", "no", "n"):
+        return False
+    raise ValueError(text)
+
+
+def _parse_decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(text) from None
+
+
+COLUMN_TYPES: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "decimal": _parse_decimal,
+    "bool": _parse_bool,
+    "date": dt.date.fromisoformat,
+    "datetime": dt.datetime.fromisoformat,
+    "json": json.loads,
+}
+"""Names accepted in ``csv_loader``'s ``types`` and how a cell is parsed. An empty cell is None."""
+
+
+@register_bloc
+class CsvLoaderBloc(LoaderBloc):
+    bloc_type = "csv_loader"
+    summary = "Loads the rows of a CSV file with a header line."
+    config_fields = (
+        ConfigField("file_path", "str", required=True, help="The path to the CSV file"),
+        ConfigField("delimiter", "str", default=",", help="The delimiter character"),
+        ConfigField("encoding", "str", default="utf-8", help="The file's text encoding"),
+        ConfigField(
+            "types",
+            "dict",
+            help="Column types, e.g. {'amount': 'float', 'day': 'date'}; "
+            f"one of {', '.join(COLUMN_TYPES)}. Other columns stay strings",
+        ),
+    )
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], where: str) -> None:
+        delimiter = config.get("delimiter", ",")
+        if isinstance(delimiter, str) and "${" not in delimiter and len(delimiter) != 1:
+            raise ValidationError(f"{where}: delimiter must be one character, got {delimiter!r}")
+        for column, name in (config.get("types") or {}).items():
+            if name not in COLUMN_TYPES:
+                raise ValidationError(
+                    f"{where}: types gives column {column!r} the unknown type {name!r}; "
+                    f"use one of {', '.join(COLUMN_TYPES)}"
+                )
+
+    def run(self, context: RunContext, rows: Rows) -> Rows:
+        path = Path(self.config["file_path"])
+        encoding = self.config["encoding"]
+        try:
+            handle = path.open(newline="", encoding=encoding)
+        except FileNotFoundError:
+            raise BlocError(
+                f"bloc {self.name!r} (csv_loader): file {str(path)!r} does not exist "
+                f"(working directory: {os.getcwd()}); check file_path"
+            ) from None
+        except LookupError:
+            raise BlocError(
+                f"bloc {self.name!r} (csv_loader): unknown encoding {encoding!r}; "
+                "use e.g. 'utf-8', 'latin-1' or 'utf-8-sig'"
+            ) from None
+        with handle:
+            return self._read(handle, path)
+
+    def _read(self, handle: Any, path: Path) -> Rows:
+        where = f"bloc {self.name!r} (csv_loader), file {str(path)!r}"
+        reader = csv.reader(handle, delimiter=self.config["delimiter"])
+        out: Rows = []
+        try:
+            header = next(reader, None)
+            if header is None:
+                return out
+            width = len(header)
+            append = out.append
+            for row in reader:
+                if len(row) != width:
+                    if not row:
+                        continue  # a blank line, as csv.DictReader skips it
+                    raise BlocError(
+                        f"{where}, line {reader.line_num}: {len(row)} fields where the header has "
+                        f"{width}; check the delimiter (now {self.config['delimiter']!r}) and "
+                        "the quoting of that line"
+                    )
+                append(dict(zip(header, row, strict=True)))
+        except UnicodeDecodeError as exc:
+            raise BlocError(
+                f"{where}, line {reader.line_num + 1}: cannot decode the bytes with encoding "
+                f"{self.config['encoding']!r} ({exc.reason}); set the encoding config key"
+            ) from None
+        except csv.Error as exc:
+            raise BlocError(f"{where}, line {reader.line_num}: {exc}") from None
+        types = self.config.get("types")
+        if types:
+            self._convert(out, header, types, where)
+        return out
+
+    @staticmethod
+    def _convert(rows: Rows, header: list[str], types: dict[str, str], where: str) -> None:
+        missing = [column for column in types if column not in header]
+        if missing:
+            raise BlocError(
+                f"{where}: types names column {missing[0]!r}, which is not in the header; "
+                f"columns: {', '.join(header)}"
+            )
+        converters = [(column, COLUMN_TYPES[name], name) for column, name in types.items()]
+        for number, row in enumerate(rows, start=1):
+            for column, parse, name in converters:
+                text = row[column]
+                if text == "":
+                    row[column] = None
+                    continue
+                try:
+                    row[column] = parse(text)
+                except ValueError:
+                    raise BlocError(
+                        f"{where}, row {number}, column {column}: {text!r} is not a {name}"
+                    ) from None
+
+
+@register_bloc
+class CsvExporterBloc(ExporterBloc):
+    bloc_type = "csv_exporter"
+    summary = "Writes its input rows to a CSV file, atomically (temporary file, then rename)."
+    config_fields = (
+        ConfigField(
+            "file_path",
+            "str",
+            required=True,
+            help="Where to write; a relative path lands in the run's output_dir when it has one",
+        ),
+        ConfigField("delimiter", "str", default=",", help="The delimiter character"),
+        ConfigField("encoding", "str", default="utf-8", help="The file's text encoding"),
+    )
+
+    def target(self, context: RunContext) -> Path:
+        """The file this bloc writes for ``context``."""
+        path = Path(self.config["file_path"])
+        if not path.is_absolute() and context.output_dir is not None:
+            path = context.output_dir / path
+        return path
+
+    def run(self, context: RunContext, rows: Rows) -> Rows:
+        path = self.target(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns: dict[str, None] = {}
+        for row in rows:
+            if row.keys() != columns.keys():
+                columns.update(dict.fromkeys(row))
+        # Write next to the target and rename: a failed run never leaves a half-written file.
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", newline="", encoding=self.config["encoding"]) as handle:
+                writer = csv.DictWriter(
+                    handle, fieldnames=list(columns), delimiter=self.config["delimiter"]
+                )
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return [{"file_path": str(path), "rows": len(rows)}]

@@ -1,0 +1,96 @@
+"""Every error th2etl raises on purpose.
+
+The tree::
+
+    Th2etlError
+    ├── ConfigurationError (ValueError)      settings, environment, logging configuration
+    ├── ValidationError (ValueError)         a definition or input refused before it is used
+    │   └── CronError                        a cron expression or timezone that cannot be used
+    ├── NotFoundError (LookupError)          a named bloc, pipeline, trigger, ... is unknown
+    ├── AlreadyExistsError                   a name is taken
+    ├── InUseError                           something still referenced by others cannot be deleted
+    ├── StorageError                         the storage backend failed
+    │   ├── DatabaseUnavailableError         the database cannot be reached
+    │   └── SchemaVersionError               the database schema is newer than this th2etl
+    ├── BlocError                            a bloc failed while it ran
+    │   ├── BlocTimeoutError (TimeoutError)  an attempt ran past the bloc's ``timeout``
+    │   └── HttpBlocError                    an HTTP bloc got a bad answer or none
+    └── MissingExtraError (ImportError)      an optional feature's packages are not installed
+
+A message names the thing, the offending value, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExistsError",
+    "BlocError",
+    "BlocTimeoutError",
+    "ConfigurationError",
+    "CronError",
+    "DatabaseUnavailableError",
+    "HttpBlocError",
+    "InUseError",
+    "MissingExtraError",
+    "NotFoundError",
+    "SchemaVersionError",
+    "StorageError",
+    "Th2etlError",
+    "ValidationError",
+]
+
+
+class Th2etlError(Exception):
+    """Base class of every error th2etl raises on purpose."""
+
+
+class ConfigurationError(Th2etlError, ValueError):
+    """Settings or environment variables that cannot be used."""
+
+
+class ValidationError(Th2etlError, ValueError):
+    """A definition or an input refused before anything was written or run."""
+
+
+class CronError(ValidationError):
+    """A cron expression or timezone that cannot be used."""
+
+
+class NotFoundError(Th2etlError, LookupError):
+    """A named object does not exist."""
+
+
+class AlreadyExistsError(Th2etlError):
+    """The name is already taken."""
+
+
+class InUseError(Th2etlError):
+    """The object is still used by others and cannot be deleted."""
+
+
+class StorageError(Th2etlError):
+    """The storage backend failed."""
+
+
+class DatabaseUnavailableError(StorageError, ConnectionError):
+    """The database cannot be reached."""
+
+
+class SchemaVersionError(StorageError):
+    """The database was migrated by a newer th2etl than this one."""
+
+
+class BlocError(Th2etlError):
+    """A bloc failed while it ran."""
+
+
+class BlocTimeoutError(BlocError, TimeoutError):
+    """A bloc attempt ran longer than its ``timeout``."""
+
+
+class HttpBlocError(BlocError):
+    """An HTTP bloc got an error answer, or no answer."""
+
+
+class MissingExtraError(Th2etlError, ImportError):
+    """An optional feature was used without its packages installed."""

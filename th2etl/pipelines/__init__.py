@@ -1,0 +1,24 @@
+"""Pipelines: stages of blocs, the RunContext they share, and the engine that runs them."""
+
+from __future__ import annotations
+
+from th2etl.pipelines.context import RunContext
+from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
+from th2etl.pipelines.example import EXAMPLE_DATA, build_example_pipeline
+from th2etl.pipelines.pipeline import Pipeline, validate_stage_names
+from th2etl.pipelines.result import BlocResult, BlocStatus, RunResult, RunStatus
+
+__all__ = [
+    "EXAMPLE_DATA",
+    "BlocResult",
+    "BlocStatus",
+    "CancelToken",
+    "Pipeline",
+    "RunContext",
+    "RunListener",
+    "RunResult",
+    "RunStatus",
+    "build_example_pipeline",
+    "run_pipeline",
+    "validate_stage_names",
+]

@@ -1,0 +1,142 @@
+"""What a run produced: value objects, JSON-ready, shared by the engine, storage and API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from th2etl.types import JSON, Rows
+
+__all__ = ["BlocResult", "BlocStatus", "RunResult", "RunStatus"]
+
+
+class RunStatus(StrEnum):
+    """The state of a pipeline run.
+
+    The engine ends a run as ``succeeded``, ``failed`` or ``cancelled``; the scheduler also
+    records ``skipped`` ticks (missed or overlapping) and marks runs whose process died
+    ``abandoned``.
+    """
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    ABANDONED = "abandoned"
+
+    @property
+    def finished(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+class BlocStatus(StrEnum):
+    """The state of one bloc within a run.
+
+    ``skipped``: never started because an earlier stage failed; ``cancelled``: never started
+    (or its retry never started) because the run was cancelled.
+    """
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass
+class BlocResult:
+    """How one bloc fared in a run."""
+
+    name: str
+    bloc_type: str
+    stage: int
+    status: BlocStatus
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float = 0.0
+    rows_in: int = 0
+    rows_out: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+
+    def to_dict(self) -> JSON:
+        return {
+            "name": self.name,
+            "bloc_type": self.bloc_type,
+            "stage": self.stage,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration": self.duration,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "error_traceback": self.error_traceback,
+        }
+
+
+@dataclass
+class RunResult:
+    """The outcome of one pipeline run, with each bloc's result in stage order."""
+
+    run_id: str
+    pipeline_name: str
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime
+    blocs: dict[str, BlocResult] = field(default_factory=dict)
+    error: str | None = None
+    scheduler_name: str | None = None
+    scheduled_time: datetime | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Rows] = field(default_factory=dict, repr=False)
+    """Every finished bloc's output rows (not stored, not in ``to_dict``)."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is RunStatus.SUCCEEDED
+
+    @property
+    def duration(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> JSON:
+        return {
+            "run_id": self.run_id,
+            "pipeline_name": self.pipeline_name,
+            "scheduler_name": self.scheduler_name,
+            "scheduled_time": _iso(self.scheduled_time),
+            "status": self.status.value,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration": self.duration,
+            "error": self.error,
+            "variables": self.variables,
+            "blocs": [bloc.to_dict() for bloc in self.blocs.values()],
+        }
+
+    def summary(self) -> str:
+        """A few human lines: the run's outcome, then one line per bloc."""
+        lines = [f"pipeline {self.pipeline_name!r} {self.status.value} in {self.duration:.3f}s"]
+        for bloc in self.blocs.values():
+            line = (
+                f"  stage {bloc.stage} {bloc.name:<24} {bloc.status.value:<9} "
+                f"rows in {bloc.rows_in:>8} out {bloc.rows_out:>8}  {bloc.duration:.3f}s"
+            )
+            if bloc.attempts > 1:
+                line += f"  ({bloc.attempts} attempts)"
+            if bloc.error_message:
+                line += f"\n      {bloc.error_type}: {bloc.error_message}"
+            lines.append(line)
+        return "\n".join(lines)
