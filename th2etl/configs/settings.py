@@ -1,0 +1,214 @@
+"""Settings read from environment variables, once, into a frozen :class:`Settings`.
+
+Where th2etl keeps its definitions and run history:
+
+* ``DATABASE_URL`` (``postgresql://user:password@host:5432/dbname?sslmode=require``), or
+* ``DATABASE_HOST``, ``DATABASE_PORT``, ``DATABASE_NAME``, ``DATABASE_USER``,
+  ``DATABASE_PASSWORD``, ``DATABASE_SSL_MODE``: a PostgreSQL server. ``DATABASE_URL`` wins when
+  both are set.
+* Nothing set: the embedded default, a SQLite file at ``TH2ETL_SQLITE_PATH`` or ``./th2etl.db``.
+
+``DATABASE_SCHEMA`` (default ``public``) is the PostgreSQL schema of th2etl's own ``th2etl_*``
+tables. The password is kept out of ``repr``, :meth:`Settings.describe` and every error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+
+from th2etl.exceptions import ConfigurationError
+
+__all__ = ["DEFAULT_SQLITE_PATH", "SSL_MODES", "Settings", "get_settings"]
+
+DEFAULT_SQLITE_PATH = Path("th2etl.db")
+DEFAULT_PORT = 5432
+DEFAULT_DATABASE_NAME = "th2etl"
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_URL_SCHEMES = ("postgresql", "postgres")
+_PART_VARIABLES = (
+    "DATABASE_HOST",
+    "DATABASE_PORT",
+    "DATABASE_NAME",
+    "DATABASE_USER",
+    "DATABASE_PASSWORD",
+    "DATABASE_SSL_MODE",
+)
+# PostgreSQL identifiers are at most 63 bytes; the schema is quoted anyway, this keeps it sane.
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_HOW_TO_POSTGRES = (
+    "set DATABASE_URL (postgresql://user:password@host:5432/dbname) or DATABASE_HOST, "
+    "DATABASE_PORT, DATABASE_NAME, DATABASE_USER and DATABASE_PASSWORD"
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """th2etl's configuration. Build it with :func:`get_settings`.
+
+    ``database_url`` holds the password and is therefore left out of ``repr``; use
+    :meth:`describe` to show where th2etl connects.
+    """
+
+    database_url: str | None = field(default=None, repr=False)
+    sqlite_path: Path = DEFAULT_SQLITE_PATH
+    database_schema: str = "public"
+    pipelines_logs_dir: Path | None = None
+    embedded_default: bool = False
+    """True when no database variable was set and the SQLite default is used."""
+
+    @property
+    def backend(self) -> Literal["postgresql", "sqlite"]:
+        return "sqlite" if self.database_url is None else "postgresql"
+
+    def postgres_conninfo(self) -> str:
+        """The PostgreSQL connection URL (with the password), for psycopg."""
+        if self.database_url is None:
+            raise ConfigurationError(
+                f"no PostgreSQL database is configured (th2etl uses SQLite at "
+                f"{self.sqlite_path}); to use PostgreSQL, {_HOW_TO_POSTGRES}"
+            )
+        return self.database_url
+
+    def describe(self) -> str:
+        """Where th2etl stores its data, for people: host, port, database; never the password."""
+        if self.database_url is None:
+            default = " (the embedded default)" if self.embedded_default else ""
+            return f"SQLite database at {self.sqlite_path}{default}"
+        return f"{describe_url(self.database_url)}, schema {self.database_schema!r}"
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(backend={self.backend!r}, database={self.describe()!r}, "
+            f"pipelines_logs_dir={self.pipelines_logs_dir!r})"
+        )
+
+
+def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read :class:`Settings` from ``environ`` (default ``os.environ``); empty means unset.
+
+    Raises :class:`~th2etl.exceptions.ConfigurationError` for a malformed URL, port, SSL mode or
+    schema name.
+    """
+    env = {key: value for key, value in (os.environ if environ is None else environ).items()}
+
+    def get(key: str) -> str | None:
+        value = env.get(key, "").strip()
+        return value or None
+
+    sqlite_path = Path(get("TH2ETL_SQLITE_PATH") or DEFAULT_SQLITE_PATH).expanduser().absolute()
+    schema = get("DATABASE_SCHEMA") or "public"
+    if _SCHEMA.fullmatch(schema) is None:
+        raise ConfigurationError(
+            f"DATABASE_SCHEMA {schema!r} is not a usable schema name; use letters, digits and "
+            "'_' (not starting with a digit), at most 63 characters"
+        )
+    logs_dir = get("pipelines_logs_dir") or get("PIPELINES_LOGS_DIR")
+    url_value = get("DATABASE_URL")
+    if url_value is not None:
+        database_url: str | None = _check_url(url_value)
+    elif any(get(key) for key in _PART_VARIABLES):
+        database_url = _url_from_parts(get)
+    else:
+        database_url = None
+    return Settings(
+        database_url=database_url,
+        sqlite_path=sqlite_path,
+        database_schema=schema,
+        pipelines_logs_dir=Path(logs_dir).expanduser() if logs_dir else None,
+        embedded_default=database_url is None and get("TH2ETL_SQLITE_PATH") is None,
+    )
+
+
+def describe_url(url: str) -> str:
+    """``PostgreSQL database 'db' on host:port as user 'u'``: the URL without its password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "the local socket"
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        port = DEFAULT_PORT
+    dbname = unquote(parts.path.lstrip("/")) or "(default)"
+    user = f" as user {unquote(parts.username)!r}" if parts.username else ""
+    return f"PostgreSQL database {dbname!r} on {host}:{port}{user}"
+
+
+def mask_password(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
+
+
+def _check_url(url: str) -> str:
+    shown = mask_password(url)
+    parts = urlsplit(url)
+    if parts.scheme not in _URL_SCHEMES:
+        raise ConfigurationError(
+            f"DATABASE_URL {shown!r} is not a PostgreSQL URL; write it as "
+            "postgresql://user:password@host:5432/dbname, or unset it to use the embedded "
+            "SQLite database (path in TH2ETL_SQLITE_PATH)"
+        )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ConfigurationError(
+            f"DATABASE_URL {shown!r} has a malformed port; use a number between 1 and 65535, "
+            "e.g. postgresql://user:password@host:5432/dbname"
+        ) from None
+    if not parts.path.strip("/"):
+        raise ConfigurationError(
+            f"DATABASE_URL {shown!r} names no database; add it after the host, "
+            "e.g. postgresql://user:password@host:5432/dbname"
+        )
+    for mode in parse_qs(parts.query).get("sslmode", []):
+        _check_ssl_mode(mode, "sslmode in DATABASE_URL")
+    return url
+
+
+def _url_from_parts(get: Callable[[str], str | None]) -> str:
+    host = get("DATABASE_HOST") or "localhost"
+    port_text = get("DATABASE_PORT") or str(DEFAULT_PORT)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigurationError(
+            f"DATABASE_PORT {port_text!r} is not a port number; use a number between 1 and "
+            "65535 (PostgreSQL listens on 5432 by default)"
+        )
+    name = get("DATABASE_NAME") or DEFAULT_DATABASE_NAME
+    user = get("DATABASE_USER")
+    password = get("DATABASE_PASSWORD")
+    userinfo = ""
+    if user:
+        userinfo = quote(user, safe="")
+        if password:
+            userinfo += ":" + quote(password, safe="")
+        userinfo += "@"
+    elif password:
+        raise ConfigurationError(
+            "DATABASE_PASSWORD is set but DATABASE_USER is not; set DATABASE_USER too"
+        )
+    query: dict[str, str] = {}
+    ssl_mode = get("DATABASE_SSL_MODE")
+    if ssl_mode:
+        query["sslmode"] = _check_ssl_mode(ssl_mode, "DATABASE_SSL_MODE")
+    # IPv6 literals need brackets in a URL.
+    host_part = f"[{host}]" if ":" in host else host
+    url = f"postgresql://{userinfo}{host_part}:{int(port_text)}/{quote(name, safe='')}"
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def _check_ssl_mode(mode: str, where: str) -> str:
+    if mode not in SSL_MODES:
+        raise ConfigurationError(
+            f"{where} {mode!r} is not an SSL mode PostgreSQL knows; use one of "
+            + ", ".join(SSL_MODES)
+        )
+    return mode
