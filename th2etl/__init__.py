@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib.metadata as _metadata
 
 from th2etl.blocs import (
     Bloc,
@@ -37,8 +37,8 @@ from th2etl.pipelines import (
 from th2etl.types import Row, Rows
 
 try:
-    __version__ = version("th2etl")
-except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = _metadata.version("th2etl")
+except _metadata.PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
 
 __all__ = [

@@ -59,12 +59,12 @@ def register_bloc(
     """
 
     def decorate(klass: B) -> B:
-        key = bloc_type or klass.bloc_type
         if not isinstance(klass, type) or not issubclass(klass, Bloc):
             raise ValidationError(
                 f"register_bloc: {klass!r} is not a subclass of LoaderBloc, TransformerBloc "
                 "or ExporterBloc"
             )
+        key = bloc_type or klass.bloc_type
         if not key:
             raise ValidationError(
                 f"register_bloc: {klass.__name__} has no bloc_type; set the class attribute "

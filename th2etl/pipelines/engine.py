@@ -307,7 +307,11 @@ class _Run:
 
     def _failed_attempt(self, slot: _Slot, exc: BaseException, now: float, cancelled: bool) -> bool:
         bloc = slot.bloc
-        if slot.result.attempts <= bloc.retries and not cancelled:
+        if slot.result.attempts <= bloc.retries and cancelled:
+            self._record_error(slot.result, exc)  # the retry it would have had never starts
+            self._cancelled(slot)
+            return False
+        if slot.result.attempts <= bloc.retries:
             delay = bloc.retry_delay * 2 ** (slot.result.attempts - 1)
             logger.warning(
                 "bloc %r attempt %d failed (%s: %s); retrying in %.3gs",
@@ -325,9 +329,7 @@ class _Run:
     def _fail(self, slot: _Slot, exc: BaseException) -> None:
         result = slot.result
         result.status = BlocStatus.FAILED
-        result.error_type = type(exc).__name__
-        result.error_message = str(exc)
-        result.error_traceback = "".join(traceback.format_exception(exc))
+        self._record_error(result, exc)
         logger.error(
             "bloc %r of pipeline %r failed after %d attempt(s): %s: %s",
             slot.bloc.name,
@@ -337,6 +339,12 @@ class _Run:
             exc,
         )
         self._finish(result, slot)
+
+    @staticmethod
+    def _record_error(result: BlocResult, exc: BaseException) -> None:
+        result.error_type = type(exc).__name__
+        result.error_message = str(exc)
+        result.error_traceback = "".join(traceback.format_exception(exc))
 
     def _succeed(self, slot: _Slot, rows: Rows) -> None:
         self.context.set_output(slot.bloc.name, rows)

@@ -1,0 +1,48 @@
+"""The public surface: a complete, sorted ``__all__`` and the seed's import paths."""
+
+from __future__ import annotations
+
+import importlib
+import types
+from pathlib import Path
+
+import th2etl
+
+
+def isort_key(name: str) -> tuple[int, str]:
+    """The order ruff's RUF022 keeps: CONSTANTS, then Classes, then functions."""
+    if name.isupper():
+        return (0, name)
+    return (1, name) if name[:1].isupper() else (2, name)
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = {
+        name
+        for name, value in vars(th2etl).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and name != "annotations"
+    }
+    assert th2etl.__all__ == sorted(th2etl.__all__, key=isort_key)
+    assert public == set(th2etl.__all__) - {"__version__"}
+
+
+def test_package_ships_type_information() -> None:
+    assert (Path(th2etl.__file__).parent / "py.typed").exists()
+
+
+def test_seed_import_paths_work() -> None:
+    paths = {
+        "th2etl.pipelines": ["build_example_pipeline"],
+    }
+    for module, names in paths.items():
+        loaded = importlib.import_module(module)
+        for name in names:
+            assert hasattr(loaded, name), f"{module}.{name} is missing"
+
+
+def test_every_subpackage_has_a_sorted_all() -> None:
+    for module in ("th2etl.blocs", "th2etl.pipelines", "th2etl.exceptions"):
+        loaded = importlib.import_module(module)
+        assert loaded.__all__ == sorted(loaded.__all__, key=isort_key), module
