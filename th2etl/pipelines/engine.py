@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    InvalidStateError,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,19 +49,30 @@ class CancelToken:
     """Cancels a run from another thread: ``token.cancel()``."""
 
     def __init__(self) -> None:
-        # A Future, so the engine can wait on the bloc futures and on cancellation at once.
-        self._future: Future[None] = Future()
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._wakeups: list[queue.SimpleQueue[object]] = []
 
     def cancel(self) -> None:
         """Ask the run to stop; idempotent."""
-        if not self._future.done():
-            # Losing a race with another cancel() means it is cancelled already.
-            with contextlib.suppress(InvalidStateError):
-                self._future.set_result(None)
+        with self._lock:
+            self._event.set()
+            for wakeup in self._wakeups:
+                wakeup.put(self)
 
     @property
     def cancelled(self) -> bool:
-        return self._future.done()
+        return self._event.is_set()
+
+    def _subscribe(self, wakeup: queue.SimpleQueue[object]) -> None:
+        with self._lock:
+            self._wakeups.append(wakeup)
+            if self._event.is_set():
+                wakeup.put(self)
+
+    def _unsubscribe(self, wakeup: queue.SimpleQueue[object]) -> None:
+        with self._lock:
+            self._wakeups.remove(wakeup)
 
 
 class RunListener:
@@ -146,6 +152,7 @@ class _Run:
         self.own_executor = executor is None
         self.executor = executor or self._make_executor()
         self.results: dict[str, BlocResult] = {}
+        self.wakeup: queue.SimpleQueue[object] = queue.SimpleQueue()
 
     def _make_executor(self) -> ThreadPoolExecutor:
         widest = max(len(stage) for stage in self.pipeline.stages)
@@ -168,6 +175,7 @@ class _Run:
         self.notify("run_started", self.pipeline)
         status = RunStatus.SUCCEEDED
         error: str | None = None
+        self.cancel._subscribe(self.wakeup)
         try:
             previous: list[str] = []
             for number, stage in enumerate(self.pipeline.stages, start=1):
@@ -190,6 +198,7 @@ class _Run:
                     status, error = RunStatus.CANCELLED, "the run was cancelled"
                 previous = [bloc.name for bloc in stage]
         finally:
+            self.cancel._unsubscribe(self.wakeup)
             if self.own_executor:
                 self.executor.shutdown(wait=False, cancel_futures=True)
         result = RunResult(
@@ -237,25 +246,19 @@ class _Run:
             self._submit(slot)
             active.append(slot)
 
-        cancel_future = self.cancel._future
         cancel_seen = False
         while active:
-            waitables: list[Future[Any]] = [s.future for s in active if s.future is not None]
-            if not cancel_seen:
-                waitables.append(cancel_future)
             wake = [s.deadline for s in active if s.deadline is not None and s.future]
             wake += [s.retry_at for s in active if s.retry_at is not None]
             timeout = max(0.0, min(wake) - time.perf_counter()) if wake else None
-            wait(waitables, timeout=timeout, return_when=FIRST_COMPLETED)
-            if not cancel_seen and cancel_future.done():
+            # Attempts and the cancel token post to this queue when they are done.
+            with contextlib.suppress(queue.Empty):
+                self.wakeup.get(timeout=timeout)
+            if not cancel_seen and self.cancel.cancelled:
                 cancel_seen = True
                 self.context._request_cancel()
             now = time.perf_counter()
-            still: list[_Slot] = []
-            for slot in active:
-                if self._advance(slot, now, cancel_seen):
-                    still.append(slot)
-            active = still
+            active = [slot for slot in active if self._advance(slot, now, cancel_seen)]
         failures = [
             self.results[b.name] for b in stage if self.results[b.name].status is BlocStatus.FAILED
         ]
@@ -301,6 +304,7 @@ class _Run:
     def _submit(self, slot: _Slot) -> None:
         slot.result.attempts += 1
         slot.future = self.executor.submit(_call_bloc, slot.bloc, self.context, slot.inputs)
+        slot.future.add_done_callback(self.wakeup.put)
         timeout = slot.bloc.timeout
         slot.deadline = time.perf_counter() + timeout if timeout is not None else None
         self.notify("bloc_started", slot.bloc, slot.result.attempts)

@@ -1,0 +1,162 @@
+"""Benchmark the engine against plain concurrent.futures doing the same work, in one run.
+
+    .venv/bin/python scripts/bench_engine.py [--rows 1000000]
+
+Prints (a) orchestration cost per bloc for 100 stages x 1 no-op bloc and (b) 10 stages x 10
+no-op blocs, next to a bare ThreadPoolExecutor running the same tasks stage by stage (target:
+at most 2x); (c) the wall time of one stage of 20 blocs sleeping 0.5 s each (target < 0.6 s);
+(d) csv_loader rows/s on a generated 8-column CSV as a ratio to csv.DictReader into a list
+(target >= 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from th2etl import LoaderBloc, Pipeline, RunContext, create_bloc, register_bloc
+from th2etl.types import Rows
+
+
+@register_bloc
+class NoOp(LoaderBloc):
+    bloc_type = "bench_noop"
+
+    def run(self, context: RunContext, rows: Rows) -> Rows:
+        return []
+
+
+@register_bloc
+class Sleeper(LoaderBloc):
+    bloc_type = "bench_sleep"
+
+    def run(self, context: RunContext, rows: Rows) -> Rows:
+        time.sleep(0.5)
+        return []
+
+
+def best_of(repeats: int, func: Callable[[], Any]) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def noop() -> list[Any]:
+    return []
+
+
+def baseline(stages: int, width: int) -> None:
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        for _ in range(stages):
+            futures = [pool.submit(noop) for _ in range(width)]
+            for future in futures:
+                future.result()
+
+
+def overhead(stages: int, width: int, repeats: int) -> tuple[float, float]:
+    pipeline = Pipeline(
+        f"bench_{stages}x{width}",
+        [[create_bloc(f"b{s}_{w}", "bench_noop") for w in range(width)] for s in range(stages)],
+    )
+    tasks = stages * width
+    ours = best_of(repeats, pipeline.run) / tasks
+    bare = best_of(repeats, lambda: baseline(stages, width)) / tasks
+    return ours, bare
+
+
+def write_csv(path: Path, rows: int) -> None:
+    rng = random.Random(42)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name", "comment", "amount", "created", "flag", "maybe", "qty"])
+        for i in range(rows):
+            writer.writerow(
+                [
+                    i,
+                    f"name{i % 1000}",
+                    "lorem ipsum dolor sit amet " * rng.randint(1, 3),
+                    f"{rng.random() * 1000:.4f}",
+                    f"2026-01-{1 + i % 28:02d}T12:{i % 60:02d}:00",
+                    "true" if i % 2 else "false",
+                    "" if i % 5 == 0 else i % 97,
+                    i % 13,
+                ]
+            )
+
+
+def csv_ratio(path: Path) -> tuple[float, float, float]:
+    def bare() -> None:
+        with path.open(newline="") as handle:
+            list(csv.DictReader(handle))
+
+    loader = create_bloc("bench_load", "csv_loader", {"file_path": str(path)})
+    typed = create_bloc(
+        "bench_load_typed",
+        "csv_loader",
+        {
+            "file_path": str(path),
+            "types": {"id": "int", "amount": "float", "flag": "bool", "maybe": "int", "qty": "int"},
+        },
+    )
+    context = RunContext("bench")
+    bare_s = best_of(3, bare)
+    ours_s = best_of(3, lambda: loader.run(context, []))
+    typed_s = best_of(1, lambda: typed.run(context, []))
+    return bare_s, ours_s, typed_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=21)
+    args = parser.parse_args()
+
+    print("engine orchestration cost per bloc (median of runs)")
+    for stages, width in ((100, 1), (10, 10)):
+        ours, bare = overhead(stages, width, args.repeats)
+        print(
+            f"  ({stages} stages x {width} blocs) th2etl {ours * 1e3:.3f} ms/bloc, "
+            f"ThreadPoolExecutor {bare * 1e3:.3f} ms/task, ratio {ours / bare:.2f}x (target <= 2x)"
+        )
+
+    sleepers = Pipeline(
+        "bench_sleepers", [[create_bloc(f"sleep{i}", "bench_sleep") for i in range(20)]]
+    )
+    start = time.perf_counter()
+    result = sleepers.run()
+    wall = time.perf_counter() - start
+    print(
+        f"  (1 stage x 20 blocs sleeping 0.5 s) {wall:.3f} s, {result.status.value} "
+        "(target < 0.6 s)"
+    )
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.csv"
+        write_csv(path, args.rows)
+        size = path.stat().st_size / 1e6
+        bare_s, ours_s, typed_s = csv_ratio(path)
+        print(f"csv_loader on {args.rows:,} rows x 8 columns ({size:.0f} MB)")
+        print(f"  csv.DictReader into a list  {args.rows / bare_s:12,.0f} rows/s")
+        print(
+            f"  csv_loader                  {args.rows / ours_s:12,.0f} rows/s, "
+            f"ratio {bare_s / ours_s:.2f} (target >= 0.8)"
+        )
+        print(
+            f"  csv_loader with 5 types     {args.rows / typed_s:12,.0f} rows/s, "
+            f"ratio {bare_s / typed_s:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
