@@ -1,0 +1,27 @@
+"""Read the README's code blocks, so tests can run them as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def section(title: str) -> str:
+    """The text of the README section whose heading is ``title`` (up to the next heading of the
+    same or a higher level)."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"^(#+) {re.escape(title)}\n", text, re.MULTILINE)
+    if match is None:
+        raise LookupError(f"README.md has no section {title!r}")
+    level = len(match.group(1))
+    rest = text[match.end() :]
+    end = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
+    return rest[: end.start()] if end else rest
+
+
+def code_blocks(title: str, language: str = "python") -> list[str]:
+    """The fenced code blocks of one language in a README section, in order."""
+    return [body for lang, body in _FENCE.findall(section(title)) if lang == language]

@@ -1,0 +1,70 @@
+"""The README's opening commands and its engine and bloc snippets run as written."""
+
+from __future__ import annotations
+
+import os
+import runpy
+from pathlib import Path
+
+import pytest
+
+from tests.readme import README, code_blocks
+
+
+def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
+    text = README.read_text()
+    commands = [line for line in text.splitlines() if line.startswith("python3 -m venv")]
+    assert commands[0].endswith("demo-env/bin/th2etl demo")
+    ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert commands[1] == ci
+
+
+def run_snippet(code: str, folder: Path, name: str) -> dict[str, object]:
+    path = folder / f"{name}.py"
+    path.write_text(code)
+    return runpy.run_path(str(path), run_name="__main__")
+
+
+def test_design_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sales.csv").write_text("day,units\n2026-11-24,3\n2026-11-25,4\n")
+    (tmp_path / "2026-11-25.csv").write_text("a\n1\n")
+    first, second = code_blocks("Design")
+    result = run_snippet(first, tmp_path, "pipeline")["result"]
+    assert result.succeeded  # type: ignore[attr-defined]
+    assert (tmp_path / "doubled.csv").read_text() == "day,units\n2026-11-24,6\n2026-11-25,8\n"
+    namespace = run_snippet(second, tmp_path, "references")
+    assert namespace["result"].outputs["load"] == [{"a": "1"}]  # type: ignore[attr-defined]
+
+
+def test_custom_bloc_snippet_registers_a_working_type(tmp_path: Path) -> None:
+    from th2etl import Pipeline, RunContext, create_bloc
+    from th2etl.blocs import unregister_bloc
+
+    (snippet,) = code_blocks("Your own bloc types")
+    try:
+        run_snippet(snippet, tmp_path, "custom")
+        bloc = create_bloc("up", "uppercase", {"column": "name"})
+        assert bloc.run(RunContext("p"), [{"name": "ada"}]) == [{"name": "ADA"}]
+        assert Pipeline("p", [[bloc]]).stage_names == [["up"]]
+    finally:
+        unregister_bloc("uppercase")
+
+
+def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "th2etl.runner", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pipeline 'example_pipeline' succeeded" in done.stdout
+    for bloc in ("example_loader", "transformer_a", "transformer_b", "example_exporter"):
+        assert bloc in done.stdout
