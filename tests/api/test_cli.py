@@ -1,0 +1,260 @@
+"""The th2etl command, run as a real subprocess: python -m th2etl.runner ..."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.api.servers import free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "TH2ETL_", "LOG_"))
+        and key.lower() != "pipelines_logs_dir"
+    }
+    env["TH2ETL_SQLITE_PATH"] = str(tmp_path / "th2etl.db")
+    env["TH2ETL_HOME"] = str(tmp_path / "state")
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def th2etl(
+    tmp_path: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "th2etl.runner", *args],
+        env=dict(env) if env is not None else _env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_version_and_help_list_every_command_with_an_example(tmp_path: Path) -> None:
+    from th2etl import __version__
+
+    version = th2etl(tmp_path, "--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"th2etl {__version__}"
+    help_ = th2etl(tmp_path, "--help")
+    assert help_.returncode == 0
+    for example in (
+        "th2etl --serve-api --host 0.0.0.0 --port 8080",
+        "th2etl --background --env SOURCE=prod",
+        "th2etl --serve-api --background",
+        "th2etl status",
+        "th2etl stop",
+        "th2etl run daily_sales --var day=2026-11-25",
+        "th2etl demo",
+    ):
+        assert example in help_.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "http"], r"argument --port: 'http' is not a port number; use a whole number"),
+        (["--port", "70000"], r"argument --port: 70000 is out of range; use a port from 1 to"),
+        (["--env", "SOURCE"], r"argument --env: 'SOURCE' has no '='; write --env KEY=VALUE"),
+        (["--env", "=prod"], r"argument --env: '=prod' has an empty name before '='"),
+        (["run", "daily", "--var", "day"], r"argument --var: 'day' has no '='; write --var"),
+        (["--background", "status"], r"--background start the service and cannot be combined"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    result = th2etl(tmp_path, *args)
+    assert result.returncode == 2
+    import re
+
+    assert re.search(message, result.stderr), result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_bad_logging_config_is_refused_at_start_up(tmp_path: Path) -> None:
+    result = th2etl(tmp_path, env=_env(tmp_path, LOG_LEVELS="th2etl.scheduler"))
+    assert result.returncode == 2
+    assert "LOG_LEVELS entry 'th2etl.scheduler' is not logger:LEVEL" in result.stderr
+
+
+def test_non_loopback_host_without_key_is_refused(tmp_path: Path) -> None:
+    result = th2etl(tmp_path, "--serve-api", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "refusing to serve the API on '0.0.0.0' without an API key" in result.stderr
+    assert "TH2ETL_API_KEY" in result.stderr
+
+
+def test_demo_still_runs(tmp_path: Path) -> None:
+    result = th2etl(tmp_path, "demo", "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stdout
+    assert list((tmp_path / "out").iterdir())
+
+
+def test_status_and_stop_without_a_service(tmp_path: Path) -> None:
+    status = th2etl(tmp_path, "status")
+    assert status.returncode == 3
+    assert "not running in the background (no pid file in" in status.stdout
+    stop = th2etl(tmp_path, "stop")
+    assert stop.returncode == 0
+    assert "not running" in stop.stdout
+
+
+def test_stale_pid_file_is_reported_and_removed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    # A PID that is certainly dead: a child we started and reaped.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (state / "th2etl.pid").write_text(
+        json.dumps(
+            {
+                "pid": dead.pid,
+                "command": [sys.executable, "-m", "th2etl.runner"],
+                "started_at": "2026-11-25T08:00:00+00:00",
+                "log_file": str(state / "th2etl-service.log"),
+            }
+        )
+    )
+    status = th2etl(tmp_path, "status")
+    assert status.returncode == 3
+    assert f"removed a stale pid file for PID {dead.pid}" in status.stdout
+    assert not (state / "th2etl.pid").exists()
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def background(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """Whatever a test starts in the background is stopped afterwards, even on failure."""
+    port = free_port()
+    yield tmp_path, port
+    result = th2etl(tmp_path, "stop", "--timeout", "20", "--force")
+    assert result.returncode == 0, result.stderr
+
+
+def test_background_api_service_starts_answers_health_and_stops(
+    background: tuple[Path, int],
+) -> None:
+    tmp_path, port = background
+    started = th2etl(
+        tmp_path,
+        "--serve-api",
+        "--port",
+        str(port),
+        "--background",
+        "--env",
+        "SOURCE=prod",
+        "--env",
+        "LOG_LEVEL=DEBUG",
+    )
+    assert started.returncode == 0, started.stderr
+    lines = dict(line.split(": ", 1) for line in started.stdout.splitlines() if ": " in line)
+    pid = int(lines["PID"])
+    log_file = Path(lines["log"])
+    assert log_file.parent == tmp_path / "state"
+
+    url = f"http://127.0.0.1:{port}/health"
+    wait_until(lambda: _reachable(url), timeout=30, what=f"{url} to answer")
+    status_code, body = _get(url)
+    assert status_code == 200, body
+    assert body["status"] == "ok"
+    assert body["components"] == {
+        "database": {"status": "up"},
+        "scheduler": {"status": "up", "state": "running"},
+    }
+
+    # The detached process got the --env variables and lives in its own session.
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"SOURCE=prod" in environ
+    assert os.getsid(pid) == pid
+
+    status = th2etl(tmp_path, "status")
+    assert status.returncode == 0
+    assert f"running in the background: PID {pid}" in status.stdout
+
+    again = th2etl(tmp_path, "--serve-api", "--port", str(free_port()), "--background")
+    assert again.returncode != 0
+    assert f"already runs in the background from {tmp_path / 'state'} (PID {pid}" in again.stderr
+
+    stopped = th2etl(tmp_path, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"th2etl stopped (PID {pid})" in stopped.stdout
+    assert not _reachable(url)
+    assert not (tmp_path / "state" / "th2etl.pid").exists()
+    assert "th2etl API stopped" in log_file.read_text()
+
+
+def _reachable(url: str) -> bool:
+    try:
+        _get(url)
+    except OSError:
+        return False
+    return True
+
+
+def test_background_start_that_fails_at_once_reports_the_log(tmp_path: Path) -> None:
+    # The port is taken: the detached service cannot listen, and says so.
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = th2etl(tmp_path, "--serve-api", "--port", str(port), "--background")
+    assert result.returncode == 1
+    assert "the background service exited at once with status" in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert not (tmp_path / "state" / "th2etl.pid").exists()
+
+
+def test_foreground_scheduler_stops_on_sigterm(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "th2etl.runner"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        started = time.monotonic()
+        seen = ""
+        while "scheduler started" not in seen and time.monotonic() - started < 30:
+            seen += process.stdout.readline()
+        assert "scheduler started" in seen
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, seen + output
+    assert "stopping the scheduler" in seen + output
