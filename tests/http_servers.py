@@ -170,12 +170,19 @@ class AdkServer:
     only a tool call (no text); ``broken_agent`` fails with 500; ``forgetful_agent`` loses its
     sessions (``/run`` answers 404 Session not found). Any other app name is unknown (404).
     ``token`` set: every request needs ``Authorization: Bearer <token>`` (401 otherwise).
-    ``barrier`` set: each ``/run`` waits on it, proving that runs overlap.
+    ``barrier`` set: each ``/run`` waits on it, proving that runs overlap. ``echo_agents`` are
+    more names that behave like ``echo_agent``.
     """
 
     AGENTS = ("echo_agent", "silent_agent", "broken_agent", "forgetful_agent")
 
-    def __init__(self, token: str | None = None, barrier: threading.Barrier | None = None):
+    def __init__(
+        self,
+        token: str | None = None,
+        barrier: threading.Barrier | None = None,
+        echo_agents: tuple[str, ...] = (),
+    ) -> None:
+        self.agents = (*self.AGENTS, *echo_agents)
         self.token = token
         self.barrier = barrier
         self.sessions: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -196,7 +203,7 @@ class AdkServer:
         except ValueError:
             return Reply(422, {"detail": [{"loc": ["body"], "msg": "JSON decode error"}]})
         if request.method == "GET" and parts == ["list-apps"]:
-            return Reply(200, list(self.AGENTS))
+            return Reply(200, list(self.agents))
         if (
             request.method == "POST"
             and len(parts) == 5
@@ -210,7 +217,7 @@ class AdkServer:
         return Reply(404, {"detail": "Not Found"})
 
     def _create_session(self, app: str, user: str, body: Any) -> Reply:
-        if app not in self.AGENTS:
+        if app not in self.agents:
             return Reply(404, {"detail": f"App not found: {app}"})
         session_id = f"s-{next(self._ids)}"
         state = (body or {}).get("state") or {}
@@ -254,7 +261,7 @@ class AdkServer:
         app = _pick(body, "app_name", "appName")
         user = _pick(body, "user_id", "userId")
         session_id = _pick(body, "session_id", "sessionId")
-        if app not in self.AGENTS:
+        if app not in self.agents:
             return Reply(404, {"detail": f"App not found: {app}"})
         if (app, user, session_id) not in self.sessions:
             return Reply(404, {"detail": f"Session not found: {session_id}"})

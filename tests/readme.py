@@ -18,7 +18,9 @@ def section(title: str) -> str:
         raise LookupError(f"README.md has no section {title!r}")
     level = len(match.group(1))
     rest = text[match.end() :]
-    end = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
+    # A `# comment` line inside a code block is no heading: skip fenced blocks.
+    outside = _FENCE.sub(lambda block: re.sub(r"[^\n]", " ", block.group(0)), rest)
+    end = re.search(rf"^#{{1,{level}}} ", outside, re.MULTILINE)
     return rest[: end.start()] if end else rest
 
 
