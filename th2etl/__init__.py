@@ -34,6 +34,7 @@ from th2etl.pipelines import (
     build_example_pipeline,
     run_pipeline,
 )
+from th2etl.storage import DatabaseStorage
 from th2etl.types import Row, Rows
 
 try:
@@ -49,6 +50,7 @@ __all__ = [
     "Clock",
     "ConfigField",
     "ConfigurationError",
+    "DatabaseStorage",
     "ExporterBloc",
     "InUseError",
     "LoaderBloc",

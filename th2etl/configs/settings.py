@@ -24,7 +24,15 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from th2etl.exceptions import ConfigurationError
 
-__all__ = ["DEFAULT_SQLITE_PATH", "SSL_MODES", "Settings", "get_settings"]
+__all__ = [
+    "DEFAULT_SQLITE_PATH",
+    "SSL_MODES",
+    "Settings",
+    "check_schema",
+    "describe_url",
+    "get_settings",
+    "mask_password",
+]
 
 DEFAULT_SQLITE_PATH = Path("th2etl.db")
 DEFAULT_PORT = 5432
@@ -102,12 +110,7 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return value or None
 
     sqlite_path = Path(get("TH2ETL_SQLITE_PATH") or DEFAULT_SQLITE_PATH).expanduser().absolute()
-    schema = get("DATABASE_SCHEMA") or "public"
-    if _SCHEMA.fullmatch(schema) is None:
-        raise ConfigurationError(
-            f"DATABASE_SCHEMA {schema!r} is not a usable schema name; use letters, digits and "
-            "'_' (not starting with a digit), at most 63 characters"
-        )
+    schema = check_schema(get("DATABASE_SCHEMA") or "public")
     logs_dir = get("pipelines_logs_dir") or get("PIPELINES_LOGS_DIR")
     url_value = get("DATABASE_URL")
     if url_value is not None:
@@ -123,6 +126,16 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pipelines_logs_dir=Path(logs_dir).expanduser() if logs_dir else None,
         embedded_default=database_url is None and get("TH2ETL_SQLITE_PATH") is None,
     )
+
+
+def check_schema(schema: object, where: str = "DATABASE_SCHEMA") -> str:
+    """``schema`` if it is a usable PostgreSQL schema name, else a ConfigurationError."""
+    if not isinstance(schema, str) or _SCHEMA.fullmatch(schema) is None:
+        raise ConfigurationError(
+            f"{where} {schema!r} is not a usable schema name; use letters, digits and "
+            "'_' (not starting with a digit), at most 63 characters"
+        )
+    return schema
 
 
 def describe_url(url: str) -> str:

@@ -1,0 +1,288 @@
+"""What both SQL backends share: one connection behind a lock, SQL templates, migrations.
+
+SQL is written once as templates: ``{blocs}`` stands for the quoted (schema-qualified on
+PostgreSQL) ``th2etl_blocs`` table and ``%s`` for a parameter. A backend compiles a template
+once (identifiers quoted by the driver, ``?`` placeholders for SQLite) and keeps the result.
+Templates are built from fixed fragments only; values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Protocol
+
+from th2etl.clock import Clock, SystemClock
+from th2etl.exceptions import SchemaVersionError, StorageError, ValidationError
+from th2etl.storage.base import Storage
+from th2etl.storage.migrations import LATEST_VERSION, Migration, load_migrations
+
+__all__ = ["TABLES", "Conflict", "Session", "SqlCore"]
+
+TABLES = (
+    "migrations",
+    "revision",
+    "blocs",
+    "pipelines",
+    "pipeline_blocs",
+    "triggers",
+    "schedulers",
+    "runs",
+    "bloc_runs",
+    "instances",
+)
+
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS {migrations} (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    th2etl_version TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+
+
+def th2etl_version() -> str:
+    try:
+        return version("th2etl")
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "0.0.0"
+
+
+class Conflict(StorageError):
+    """A constraint refused a write: ``kind`` is ``"unique"`` or ``"foreign_key"``.
+
+    Internal: the shared code turns it into AlreadyExistsError / InUseError / ValidationError.
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+class _Connection(Protocol):
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+    def cursor(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+class Session:
+    """One connection, for the duration of one (possibly implicit) transaction."""
+
+    __slots__ = ("_compile", "conn")
+
+    def __init__(self, conn: _Connection, compile: Callable[[str], Any]) -> None:
+        self.conn = conn
+        self._compile = compile
+
+    def one(self, template: str, params: Sequence[Any] = ()) -> Any:
+        """The first row, or None."""
+        return self.conn.execute(self._compile(template), params).fetchone()
+
+    def all(self, template: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self.conn.execute(self._compile(template), params).fetchall())
+
+    def run(self, template: str, params: Sequence[Any] = ()) -> int:
+        """Execute; return the number of rows changed."""
+        return int(self.conn.execute(self._compile(template), params).rowcount)
+
+    def many(self, template: str, rows: Iterable[Sequence[Any]]) -> None:
+        cursor = self.conn.cursor()
+        try:
+            cursor.executemany(self._compile(template), list(rows))
+        finally:
+            cursor.close()
+
+
+class SqlCore(Storage):
+    """Connection handling and value conversion; a backend fills in the abstract hooks."""
+
+    backend: str = ""
+    _begin_write = "BEGIN"
+    _begin_read = "BEGIN"
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._conn: Any = None
+        self._compiled: dict[str, Any] = {}
+        self._version: int | None = None
+
+    # --- backend hooks ----------------------------------------------------------------------
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new connection; raises DatabaseUnavailableError when it cannot be made."""
+
+    @abstractmethod
+    def _compile_template(self, conn: Any, template: str) -> Any:
+        """The template as a statement the driver runs (identifiers quoted, placeholders)."""
+
+    @abstractmethod
+    def _translate(self, exc: BaseException) -> BaseException:
+        """A driver error as a th2etl error (Conflict, DatabaseUnavailableError, StorageError);
+        anything else unchanged."""
+
+    @abstractmethod
+    def _connection_lost(self, conn: Any) -> bool:
+        """Whether ``conn`` can no longer be used after an error."""
+
+    @abstractmethod
+    def _migrate(self, conn: Any) -> int:
+        """Bring the schema up to date (serialised across processes); return its version."""
+
+    @abstractmethod
+    def _time_in(self, value: datetime) -> Any: ...
+
+    @abstractmethod
+    def _time_out(self, value: Any) -> datetime: ...
+
+    @abstractmethod
+    def _json_out(self, value: Any) -> Any: ...
+
+    # --- connection -------------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            conn = self._connect()
+            try:
+                if self._version is None:
+                    self._version = self._migrate(conn)
+            except BaseException as exc:
+                conn.close()
+                raise self._translate(exc) from exc
+            self._conn = conn
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # it is broken already: closing is a courtesy
+                conn.close()
+
+    def _compile(self, template: str) -> Any:
+        compiled = self._compiled.get(template)
+        if compiled is None:
+            compiled = self._compile_template(self._conn, template)
+            self._compiled[template] = compiled
+        return compiled
+
+    @contextmanager
+    def _session(self, *, transaction: bool = True, write: bool = True) -> Iterator[Session]:
+        """The connection under the lock, inside BEGIN ... COMMIT when ``transaction``.
+
+        Without a transaction each statement commits on its own (one statement is atomic).
+        Driver errors come out translated; a lost connection is dropped so that the next call
+        connects again.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                if transaction:
+                    conn.execute(self._begin_write if write else self._begin_read)
+                yield Session(conn, self._compile)
+                if transaction:
+                    conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._connection_lost(conn):
+                    self._drop_connection()
+                elif transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except Exception:
+                        self._drop_connection()
+                translated = self._translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+    def check_connection(self) -> None:
+        with self._session(transaction=False) as db:
+            db.one("SELECT 1")
+
+    def schema_version(self) -> int:
+        with self._lock:
+            self._connection()
+            assert self._version is not None
+            return self._version
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()!r})"
+
+    # --- migrations -------------------------------------------------------------------------
+
+    def _apply_migrations(self, db: Session, run_script: Callable[[str], None]) -> int:
+        """Inside the caller's transaction and lock: create the version table, refuse a newer
+        schema, apply what is missing and record it. Return the version reached."""
+        db.run(_MIGRATIONS_TABLE)
+        row = db.one(
+            "SELECT version, th2etl_version FROM {migrations} ORDER BY version DESC LIMIT 1"
+        )
+        current = 0 if row is None else int(row[0])
+        if current > LATEST_VERSION:
+            raise SchemaVersionError(
+                f"the th2etl tables in {self.describe()} are at schema version {current}, "
+                f"written by th2etl {row[1]}; this th2etl ({th2etl_version()}) knows versions "
+                f"up to {LATEST_VERSION}. Upgrade th2etl to {row[1]} or newer "
+                f"(pip install --upgrade 'th2etl>={row[1]}'), or point it at another database"
+            )
+        migration: Migration
+        for migration in load_migrations(self.backend):
+            if migration.version <= current:
+                continue
+            run_script(migration.sql)
+            db.run(
+                "INSERT INTO {migrations} (version, name, th2etl_version, applied_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (
+                    migration.version,
+                    migration.name,
+                    th2etl_version(),
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+            current = migration.version
+        return current
+
+    # --- values -----------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return aware(self.clock.now(), "the storage clock's now()").astimezone(UTC)
+
+    def _time_in_opt(self, value: datetime | None, what: str) -> Any:
+        return None if value is None else self._time_in(aware(value, what))
+
+    def _time_out_opt(self, value: Any) -> datetime | None:
+        return None if value is None else self._time_out(value)
+
+
+def aware(value: datetime, what: str) -> datetime:
+    """``value`` if it is a timezone-aware datetime, else a ValidationError."""
+    if not isinstance(value, datetime):
+        raise ValidationError(f"{what} must be a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(
+            f"{what} {value.isoformat()} has no timezone; pass an aware datetime, "
+            "e.g. datetime.now(UTC)"
+        )
+    return value
+
+
+def dump_json(value: Any, what: str) -> str:
+    """``value`` as JSON text, or a ValidationError naming ``what``."""
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"{what} cannot be stored as JSON ({exc}); use strings, numbers, booleans, "
+            "null, lists and objects with string keys"
+        ) from None

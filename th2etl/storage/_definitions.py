@@ -1,0 +1,565 @@
+"""Blocs, pipelines, triggers and schedulers: the definition half of the SQL storage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from th2etl._names import check_name
+from th2etl.exceptions import AlreadyExistsError, InUseError, NotFoundError, ValidationError
+from th2etl.storage._core import Conflict, Session, SqlCore
+from th2etl.storage._validation import (
+    check_bloc,
+    check_cron,
+    check_description,
+    check_reference,
+    check_stage_blocs,
+    check_stages,
+    names_list,
+)
+from th2etl.storage.records import BlocRecord, PipelineRecord, SchedulerRecord, TriggerRecord
+
+__all__ = ["Definitions"]
+
+_BLOC = "name, bloc_type, config, description, created_at, updated_at"
+_PIPELINE = "name, stages, description, created_at, updated_at"
+_TRIGGER = "name, pipeline_name, cron_expression, timezone, description, created_at, updated_at"
+_SCHEDULER = "name, pipeline_name, trigger_name, enabled, description, created_at, updated_at"
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+def _exists(kind: str, name: str) -> AlreadyExistsError:
+    return AlreadyExistsError(
+        f"{kind} {name!r} already exists; pick another name, or change it with "
+        f"update_{kind}({name!r}, ...)"
+    )
+
+
+def _missing(kind: str, name: str) -> NotFoundError:
+    return NotFoundError(
+        f"{kind} {name!r} does not exist; list_{kind}s() shows the stored ones, "
+        f"create_{kind}({name!r}, ...) creates it"
+    )
+
+
+class Definitions(SqlCore):
+    """Definition methods of :class:`~th2etl.storage.base.Storage`, written once in SQL."""
+
+    def _bloc(self, row: Sequence[Any]) -> BlocRecord:
+        return BlocRecord(
+            row[0],
+            row[1],
+            self._json_out(row[2]),
+            row[3],
+            self._time_out(row[4]),
+            self._time_out(row[5]),
+        )
+
+    def _pipeline(self, row: Sequence[Any]) -> PipelineRecord:
+        return PipelineRecord(
+            row[0], self._json_out(row[1]), row[2], self._time_out(row[3]), self._time_out(row[4])
+        )
+
+    def _trigger(self, row: Sequence[Any]) -> TriggerRecord:
+        return TriggerRecord(
+            row[0], row[1], row[2], row[3], row[4], self._time_out(row[5]), self._time_out(row[6])
+        )
+
+    def _scheduler(self, row: Sequence[Any]) -> SchedulerRecord:
+        return SchedulerRecord(
+            row[0],
+            row[1],
+            row[2],
+            bool(row[3]),
+            row[4],
+            self._time_out(row[5]),
+            self._time_out(row[6]),
+        )
+
+    def revision(self) -> int:
+        with self._session(transaction=False) as db:
+            return int(db.one("SELECT revision FROM {revision} WHERE id = 1")[0])
+
+    # --- blocs ------------------------------------------------------------------------------
+
+    def create_bloc(
+        self,
+        name: str,
+        bloc_type: str,
+        config: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> BlocRecord:
+        bloc_type, text, stored = check_bloc(name, bloc_type, config)
+        check_description("bloc", name, description)
+        now = self._now()
+        at = self._time_in(now)
+        try:
+            # One statement (the revision trigger runs inside it): atomic without BEGIN.
+            with self._session(transaction=False) as db:
+                db.run(
+                    f"INSERT INTO {{blocs}} ({_BLOC}) VALUES ({_placeholders(6)})",
+                    (name, bloc_type, text, description, at, at),
+                )
+        except Conflict:
+            raise _exists("bloc", name) from None
+        return BlocRecord(name, bloc_type, stored, description, now, now)
+
+    def get_bloc(self, name: str) -> BlocRecord:
+        check_name("bloc", name)
+        with self._session(transaction=False) as db:
+            row = db.one(f"SELECT {_BLOC} FROM {{blocs}} WHERE name = %s", (name,))
+        if row is None:
+            raise _missing("bloc", name)
+        return self._bloc(row)
+
+    def list_blocs(self, *, bloc_type: str | None = None) -> list[BlocRecord]:
+        with self._session(transaction=False) as db:
+            if bloc_type is None:
+                rows = db.all(f"SELECT {_BLOC} FROM {{blocs}} ORDER BY name")
+            else:
+                rows = db.all(
+                    f"SELECT {_BLOC} FROM {{blocs}} WHERE bloc_type = %s ORDER BY name",
+                    (bloc_type,),
+                )
+        return [self._bloc(row) for row in rows]
+
+    def update_bloc(
+        self,
+        name: str,
+        *,
+        bloc_type: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        description: str | None = None,
+    ) -> BlocRecord:
+        check_name("bloc", name)
+        with self._session() as db:
+            row = db.one(f"SELECT {_BLOC} FROM {{blocs}} WHERE name = %s{{for_update}}", (name,))
+            if row is None:
+                raise _missing("bloc", name)
+            old = self._bloc(row)
+            new_type, text, stored = check_bloc(
+                name,
+                old.bloc_type if bloc_type is None else bloc_type,
+                old.config if config is None else config,
+            )
+            new_description = check_description(
+                "bloc", name, old.description if description is None else description
+            )
+            now = self._now()
+            new = BlocRecord(name, new_type, stored, new_description, old.created_at, now)
+            # A changed source_bloc may break the stage order of pipelines using this bloc.
+            users = db.all(
+                "SELECT pipeline_name FROM {pipeline_blocs} WHERE bloc_name = %s "
+                "ORDER BY pipeline_name",
+                (name,),
+            )
+            for (pipeline_name,) in users:
+                pipeline, blocs = self._read_definition(db, pipeline_name)
+                check_stage_blocs(
+                    pipeline_name, pipeline.stages, {**{b.name: b for b in blocs}, name: new}
+                )
+            db.run(
+                "UPDATE {blocs} SET bloc_type = %s, config = %s, description = %s, "
+                "updated_at = %s WHERE name = %s",
+                (new_type, text, new_description, self._time_in(now), name),
+            )
+        return new
+
+    def delete_bloc(self, name: str) -> None:
+        check_name("bloc", name)
+        try:
+            with self._session() as db:
+                users = [
+                    row[0]
+                    for row in db.all(
+                        "SELECT pipeline_name FROM {pipeline_blocs} WHERE bloc_name = %s "
+                        "ORDER BY pipeline_name",
+                        (name,),
+                    )
+                ]
+                if users:
+                    raise InUseError(
+                        f"bloc {name!r} is used by pipeline(s) {names_list(users)}; remove it "
+                        "from their stages (update_pipeline) or delete them first"
+                    )
+                if db.run("DELETE FROM {blocs} WHERE name = %s", (name,)) == 0:
+                    raise _missing("bloc", name)
+        except Conflict:
+            raise InUseError(
+                f"bloc {name!r} was added to a pipeline while it was being deleted; "
+                "it is in use, nothing was deleted"
+            ) from None
+
+    # --- pipelines --------------------------------------------------------------------------
+
+    def _stage_blocs(
+        self, db: Session, name: str, stages: list[list[str]]
+    ) -> dict[str, BlocRecord]:
+        """The stage blocs, locked against change until commit, checked for existence/order."""
+        names = sorted({bloc for stage in stages for bloc in stage})
+        rows = db.all(
+            f"SELECT {_BLOC} FROM {{blocs}} WHERE name IN ({_placeholders(len(names))})"
+            "{for_share}",
+            names,
+        )
+        blocs = {row[0]: self._bloc(row) for row in rows}
+        check_stage_blocs(name, stages, blocs)
+        return blocs
+
+    def _insert_stage_rows(self, db: Session, name: str, stages: list[list[str]]) -> None:
+        rows = [(name, bloc, position) for position, bloc in enumerate(_flat(stages))]
+        db.many(
+            "INSERT INTO {pipeline_blocs} (pipeline_name, bloc_name, position) VALUES (%s, %s, %s)",
+            rows,
+        )
+
+    def create_pipeline(
+        self, name: str, stages: Sequence[Sequence[str]], description: str = ""
+    ) -> PipelineRecord:
+        shape = check_stages(name, stages)
+        check_description("pipeline", name, description)
+        now = self._now()
+        at = self._time_in(now)
+        try:
+            with self._session() as db:
+                self._stage_blocs(db, name, shape)
+                db.run(
+                    f"INSERT INTO {{pipelines}} ({_PIPELINE}) VALUES ({_placeholders(5)})",
+                    (name, json.dumps(shape), description, at, at),
+                )
+                self._insert_stage_rows(db, name, shape)
+        except Conflict as exc:
+            if exc.kind == "unique":
+                raise _exists("pipeline", name) from None
+            raise ValidationError(
+                f"pipeline {name!r}: one of its blocs was deleted meanwhile; nothing was "
+                "created, try again"
+            ) from None
+        return PipelineRecord(name, shape, description, now, now)
+
+    def get_pipeline(self, name: str) -> PipelineRecord:
+        check_name("pipeline", name)
+        with self._session(transaction=False) as db:
+            row = db.one(f"SELECT {_PIPELINE} FROM {{pipelines}} WHERE name = %s", (name,))
+        if row is None:
+            raise _missing("pipeline", name)
+        return self._pipeline(row)
+
+    def list_pipelines(self) -> list[PipelineRecord]:
+        with self._session(transaction=False) as db:
+            rows = db.all(f"SELECT {_PIPELINE} FROM {{pipelines}} ORDER BY name")
+        return [self._pipeline(row) for row in rows]
+
+    def _read_definition(self, db: Session, name: str) -> tuple[PipelineRecord, list[BlocRecord]]:
+        row = db.one(f"SELECT {_PIPELINE} FROM {{pipelines}} WHERE name = %s", (name,))
+        if row is None:
+            raise _missing("pipeline", name)
+        columns = ", ".join(f"b.{column}" for column in _BLOC.split(", "))
+        rows = db.all(
+            f"SELECT {columns} FROM {{pipeline_blocs}} AS pb JOIN {{blocs}} AS b "
+            "ON b.name = pb.bloc_name WHERE pb.pipeline_name = %s ORDER BY pb.position",
+            (name,),
+        )
+        return self._pipeline(row), [self._bloc(r) for r in rows]
+
+    def get_pipeline_definition(self, name: str) -> tuple[PipelineRecord, list[BlocRecord]]:
+        check_name("pipeline", name)
+        with self._session(write=False) as db:
+            return self._read_definition(db, name)
+
+    def update_pipeline(
+        self,
+        name: str,
+        *,
+        stages: Sequence[Sequence[str]] | None = None,
+        description: str | None = None,
+    ) -> PipelineRecord:
+        check_name("pipeline", name)
+        shape = None if stages is None else check_stages(name, stages)
+        try:
+            with self._session() as db:
+                row = db.one(
+                    f"SELECT {_PIPELINE} FROM {{pipelines}} WHERE name = %s{{for_update}}",
+                    (name,),
+                )
+                if row is None:
+                    raise _missing("pipeline", name)
+                old = self._pipeline(row)
+                new_description = check_description(
+                    "pipeline", name, old.description if description is None else description
+                )
+                now = self._now()
+                if shape is not None:
+                    self._stage_blocs(db, name, shape)
+                    db.run("DELETE FROM {pipeline_blocs} WHERE pipeline_name = %s", (name,))
+                    self._insert_stage_rows(db, name, shape)
+                new_stages = old.stages if shape is None else shape
+                db.run(
+                    "UPDATE {pipelines} SET stages = %s, description = %s, updated_at = %s "
+                    "WHERE name = %s",
+                    (json.dumps(new_stages), new_description, self._time_in(now), name),
+                )
+        except Conflict:
+            raise ValidationError(
+                f"pipeline {name!r}: one of its blocs was deleted meanwhile; nothing was "
+                "changed, try again"
+            ) from None
+        return PipelineRecord(name, new_stages, new_description, old.created_at, now)
+
+    def delete_pipeline(self, name: str) -> None:
+        check_name("pipeline", name)
+        self._delete_used("pipeline", name, "pipelines", "pipeline_name")
+
+    def _delete_used(self, kind: str, name: str, table: str, column: str) -> None:
+        """Delete a pipeline or trigger unless a scheduler refers to it."""
+        try:
+            with self._session() as db:
+                users = [
+                    row[0]
+                    for row in db.all(
+                        f"SELECT name FROM {{schedulers}} WHERE {column} = %s ORDER BY name",
+                        (name,),
+                    )
+                ]
+                if users:
+                    raise InUseError(
+                        f"{kind} {name!r} is used by scheduler(s) {names_list(users)}; delete "
+                        f"them or point them at another {kind} (update_scheduler) first"
+                    )
+                if db.run(f"DELETE FROM {{{table}}} WHERE name = %s", (name,)) == 0:
+                    raise _missing(kind, name)
+        except Conflict:
+            raise InUseError(
+                f"{kind} {name!r} got a scheduler while it was being deleted; it is in use, "
+                "nothing was deleted"
+            ) from None
+
+    # --- triggers ---------------------------------------------------------------------------
+
+    def create_trigger(
+        self,
+        name: str,
+        pipeline_name: str,
+        cron_expression: str,
+        timezone: str = "UTC",
+        description: str = "",
+    ) -> TriggerRecord:
+        check_name("trigger", name)
+        check_reference("trigger", name, "pipeline", pipeline_name)
+        check_cron(name, cron_expression, timezone)
+        check_description("trigger", name, description)
+        now = self._now()
+        at = self._time_in(now)
+        values = (name, pipeline_name, cron_expression, timezone, description)
+        try:
+            with self._session(transaction=False) as db:
+                db.run(
+                    f"INSERT INTO {{triggers}} ({_TRIGGER}) VALUES ({_placeholders(7)})",
+                    (*values, at, at),
+                )
+        except Conflict:
+            raise _exists("trigger", name) from None
+        return TriggerRecord(*values, now, now)
+
+    def get_trigger(self, name: str) -> TriggerRecord:
+        check_name("trigger", name)
+        with self._session(transaction=False) as db:
+            row = db.one(f"SELECT {_TRIGGER} FROM {{triggers}} WHERE name = %s", (name,))
+        if row is None:
+            raise _missing("trigger", name)
+        return self._trigger(row)
+
+    def list_triggers(self, *, pipeline_name: str | None = None) -> list[TriggerRecord]:
+        with self._session(transaction=False) as db:
+            if pipeline_name is None:
+                rows = db.all(f"SELECT {_TRIGGER} FROM {{triggers}} ORDER BY name")
+            else:
+                rows = db.all(
+                    f"SELECT {_TRIGGER} FROM {{triggers}} WHERE pipeline_name = %s ORDER BY name",
+                    (pipeline_name,),
+                )
+        return [self._trigger(row) for row in rows]
+
+    def update_trigger(
+        self,
+        name: str,
+        *,
+        pipeline_name: str | None = None,
+        cron_expression: str | None = None,
+        timezone: str | None = None,
+        description: str | None = None,
+    ) -> TriggerRecord:
+        check_name("trigger", name)
+        with self._session() as db:
+            row = db.one(
+                f"SELECT {_TRIGGER} FROM {{triggers}} WHERE name = %s{{for_update}}", (name,)
+            )
+            if row is None:
+                raise _missing("trigger", name)
+            old = self._trigger(row)
+            new_pipeline = old.pipeline_name if pipeline_name is None else pipeline_name
+            check_reference("trigger", name, "pipeline", new_pipeline)
+            new_cron, new_zone = check_cron(
+                name,
+                old.cron_expression if cron_expression is None else cron_expression,
+                old.timezone if timezone is None else timezone,
+            )
+            new_description = check_description(
+                "trigger", name, old.description if description is None else description
+            )
+            now = self._now()
+            db.run(
+                "UPDATE {triggers} SET pipeline_name = %s, cron_expression = %s, timezone = %s, "
+                "description = %s, updated_at = %s WHERE name = %s",
+                (new_pipeline, new_cron, new_zone, new_description, self._time_in(now), name),
+            )
+        return TriggerRecord(
+            name, new_pipeline, new_cron, new_zone, new_description, old.created_at, now
+        )
+
+    def delete_trigger(self, name: str) -> None:
+        check_name("trigger", name)
+        self._delete_used("trigger", name, "triggers", "trigger_name")
+
+    # --- schedulers -------------------------------------------------------------------------
+
+    def _scheduler_targets_missing(
+        self, name: str, pipeline_name: str, trigger_name: str
+    ) -> ValidationError:
+        """After a foreign-key refusal: say which of the scheduler's targets is missing."""
+        with self._session(transaction=False) as db:
+            has_pipeline = db.one("SELECT 1 FROM {pipelines} WHERE name = %s", (pipeline_name,))
+            has_trigger = db.one("SELECT 1 FROM {triggers} WHERE name = %s", (trigger_name,))
+        if not has_pipeline:
+            kind, missing = "pipeline", pipeline_name
+        elif not has_trigger:
+            kind, missing = "trigger", trigger_name
+        else:  # it came back meanwhile
+            return ValidationError(f"scheduler {name!r}: its pipeline or trigger changed; retry")
+        return ValidationError(
+            f"scheduler {name!r}: {kind} {missing!r} does not exist; create it first with "
+            f"create_{kind}({missing!r}, ...)"
+        )
+
+    def _check_scheduler(
+        self, name: str, pipeline_name: object, trigger_name: object, enabled: object
+    ) -> None:
+        check_reference("scheduler", name, "pipeline", pipeline_name)
+        check_reference("scheduler", name, "trigger", trigger_name)
+        if not isinstance(enabled, bool):
+            raise ValidationError(
+                f"scheduler {name!r}: enabled must be True or False, got {enabled!r}"
+            )
+
+    def create_scheduler(
+        self,
+        name: str,
+        pipeline_name: str,
+        trigger_name: str,
+        enabled: bool = True,
+        description: str = "",
+    ) -> SchedulerRecord:
+        check_name("scheduler", name)
+        self._check_scheduler(name, pipeline_name, trigger_name, enabled)
+        check_description("scheduler", name, description)
+        now = self._now()
+        at = self._time_in(now)
+        values = (name, pipeline_name, trigger_name, enabled, description)
+        try:
+            # The foreign keys check that the pipeline and trigger exist, atomically.
+            with self._session(transaction=False) as db:
+                db.run(
+                    f"INSERT INTO {{schedulers}} ({_SCHEDULER}) VALUES ({_placeholders(7)})",
+                    (*values, at, at),
+                )
+        except Conflict as exc:
+            if exc.kind == "unique":
+                raise _exists("scheduler", name) from None
+            raise self._scheduler_targets_missing(name, pipeline_name, trigger_name) from None
+        return SchedulerRecord(*values, now, now)
+
+    def get_scheduler(self, name: str) -> SchedulerRecord:
+        check_name("scheduler", name)
+        with self._session(transaction=False) as db:
+            row = db.one(f"SELECT {_SCHEDULER} FROM {{schedulers}} WHERE name = %s", (name,))
+        if row is None:
+            raise _missing("scheduler", name)
+        return self._scheduler(row)
+
+    def list_schedulers(
+        self, *, enabled: bool | None = None, pipeline_name: str | None = None
+    ) -> list[SchedulerRecord]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if enabled is not None:
+            conditions.append("enabled = %s")
+            params.append(bool(enabled))
+        if pipeline_name is not None:
+            conditions.append("pipeline_name = %s")
+            params.append(pipeline_name)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        with self._session(transaction=False) as db:
+            rows = db.all(f"SELECT {_SCHEDULER} FROM {{schedulers}}{where} ORDER BY name", params)
+        return [self._scheduler(row) for row in rows]
+
+    def update_scheduler(
+        self,
+        name: str,
+        *,
+        pipeline_name: str | None = None,
+        trigger_name: str | None = None,
+        enabled: bool | None = None,
+        description: str | None = None,
+    ) -> SchedulerRecord:
+        check_name("scheduler", name)
+        try:
+            with self._session() as db:
+                row = db.one(
+                    f"SELECT {_SCHEDULER} FROM {{schedulers}} WHERE name = %s{{for_update}}",
+                    (name,),
+                )
+                if row is None:
+                    raise _missing("scheduler", name)
+                old = self._scheduler(row)
+                new = SchedulerRecord(
+                    name,
+                    old.pipeline_name if pipeline_name is None else pipeline_name,
+                    old.trigger_name if trigger_name is None else trigger_name,
+                    old.enabled if enabled is None else enabled,
+                    old.description if description is None else description,
+                    old.created_at,
+                    self._now(),
+                )
+                self._check_scheduler(name, new.pipeline_name, new.trigger_name, new.enabled)
+                check_description("scheduler", name, new.description)
+                db.run(
+                    "UPDATE {schedulers} SET pipeline_name = %s, trigger_name = %s, "
+                    "enabled = %s, description = %s, updated_at = %s WHERE name = %s",
+                    (
+                        new.pipeline_name,
+                        new.trigger_name,
+                        new.enabled,
+                        new.description,
+                        self._time_in(new.updated_at),
+                        name,
+                    ),
+                )
+        except Conflict:
+            raise self._scheduler_targets_missing(
+                name, new.pipeline_name, new.trigger_name
+            ) from None
+        return new
+
+    def delete_scheduler(self, name: str) -> None:
+        check_name("scheduler", name)
+        with self._session(transaction=False) as db:
+            if db.run("DELETE FROM {schedulers} WHERE name = %s", (name,)) == 0:
+                raise _missing("scheduler", name)
+
+
+def _flat(stages: list[list[str]]) -> list[str]:
+    return [bloc for stage in stages for bloc in stage]

@@ -1,0 +1,156 @@
+"""PostgreSQL backend (psycopg 3). The contract is documented in :mod:`th2etl.storage.base`."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from th2etl.clock import Clock
+from th2etl.configs.settings import check_schema
+from th2etl.exceptions import DatabaseUnavailableError, StorageError
+from th2etl.storage._core import TABLES, Conflict, Session
+from th2etl.storage.database import DatabaseStorage
+
+__all__ = ["PostgresStorage"]
+
+# pg_advisory_lock(class, hashtext(schema)): one lock per schema, shared by every th2etl.
+_LOCK_CLASS = 0x7432_6574
+
+
+class PostgresStorage(DatabaseStorage):
+    """th2etl's tables in schema ``schema`` of a PostgreSQL database."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "public",
+        clock: Clock | None = None,
+        connect_timeout: float = 5,
+        connect: bool = True,
+    ) -> None:
+        super().__init__(clock=clock)
+        self.schema = check_schema(schema, "schema")
+        self._conninfo = conninfo
+        try:
+            params = conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError:
+            raise StorageError(
+                "the PostgreSQL connection string is malformed; write it as "
+                "postgresql://user:password@host:5432/dbname"
+            ) from None
+        self._password = str(params.get("password") or "")
+        host = params.get("host") or os.environ.get("PGHOST") or "localhost"
+        self._where = (
+            f"PostgreSQL database {params.get('dbname') or '(default)'!r} on "
+            f"{host}:{params.get('port') or 5432}, schema {self.schema!r}"
+        )
+        self._connect_timeout = max(1, round(connect_timeout))
+        if connect:
+            self.check_connection()
+
+    def describe(self) -> str:
+        return self._where
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = str(exc).strip().replace("\n", " ")
+        return text.replace(self._password, "***") if self._password else text
+
+    def _connect(self) -> Any:
+        try:
+            conn = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                application_name="th2etl",
+                # Notice a server that vanished without closing the socket in about a minute,
+                # instead of the operating system's default of hours.
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+            )
+        except psycopg.Error as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to {self._where} (timeout {self._connect_timeout}s): "
+                f"{self._scrub(exc)}; check that the server runs and that DATABASE_HOST, "
+                "DATABASE_PORT, DATABASE_NAME and DATABASE_USER (or DATABASE_URL) are right"
+            ) from None
+        # Timestamps come back in UTC whatever the server's or role's default.
+        conn.execute("SET TIME ZONE 'UTC'")
+        return conn
+
+    def _compile_template(self, conn: Any, template: str) -> Any:
+        names = {table: sql.Identifier(self.schema, f"th2etl_{table}") for table in TABLES}
+        return (
+            sql.SQL(template)
+            .format(**names, for_update=sql.SQL(" FOR UPDATE"), for_share=sql.SQL(" FOR SHARE"))
+            .as_string(conn)
+        )
+
+    def _connection_lost(self, conn: Any) -> bool:
+        return bool(conn.closed or conn.broken)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, psycopg.errors.UniqueViolation):
+            return Conflict("unique", str(exc))
+        if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+            return Conflict("foreign_key", str(exc))
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and (
+            self._conn is None or self._conn.broken
+        ):
+            return DatabaseUnavailableError(
+                f"lost the connection to {self._where}: {self._scrub(exc)}; the next call "
+                "connects again"
+            )
+        if isinstance(exc, psycopg.Error):
+            return StorageError(f"{self._where}: {type(exc).__name__}: {self._scrub(exc)}")
+        return exc
+
+    def _migrate(self, conn: Any) -> int:
+        # Two processes opening a fresh database at once: the advisory lock (per schema) lets
+        # one create the tables while the other waits, then finds them there.
+        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, self.schema))
+        try:
+            conn.execute("BEGIN")
+            try:
+                if (
+                    conn.execute(
+                        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+                    ).fetchone()
+                    is None
+                ):
+                    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
+                # Migrations name their tables without a schema; SET LOCAL ends with COMMIT.
+                conn.execute(
+                    sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema))
+                )
+                session = Session(conn, lambda template: self._compile_template(conn, template))
+                version = self._apply_migrations(session, conn.execute)
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.broken:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if not conn.broken:
+                conn.execute(
+                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, self.schema)
+                )
+        return version
+
+    def _time_in(self, value: datetime) -> Any:
+        return value
+
+    def _time_out(self, value: Any) -> datetime:
+        return value  # type: ignore[no-any-return]
+
+    def _json_out(self, value: Any) -> Any:
+        return value  # psycopg parses json columns already

@@ -1,0 +1,104 @@
+"""From storage to the engine and back: build a stored pipeline, record its runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from th2etl.blocs.registry import create_bloc
+from th2etl.clock import utcnow
+from th2etl.pipelines.context import RunContext
+from th2etl.pipelines.engine import RunListener
+from th2etl.pipelines.pipeline import Pipeline
+from th2etl.pipelines.result import BlocResult, BlocStatus, RunResult
+from th2etl.storage.base import Storage
+
+__all__ = ["RunRecorder", "build_pipeline"]
+
+
+def build_pipeline(storage: Storage, name: str) -> Pipeline:
+    """A runnable pipeline from the stored definition of ``name`` and its blocs.
+
+    Raises NotFoundError for an unknown pipeline and ValidationError when a stored bloc no
+    longer validates (e.g. its bloc type's plugin was uninstalled).
+    """
+    record, blocs = storage.get_pipeline_definition(name)
+    instances = {
+        bloc.name: create_bloc(bloc.name, bloc.bloc_type, bloc.config, description=bloc.description)
+        for bloc in blocs
+    }
+    return Pipeline.from_names(name, record.stages, instances, description=record.description)
+
+
+def _stamp(moment: datetime | None) -> str:
+    return (moment or utcnow()).isoformat(timespec="milliseconds")
+
+
+class RunRecorder(RunListener):
+    """Records one run into ``storage``; see :meth:`Storage.recorder`."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        run_id: str | None = None,
+        scheduler_name: str | None = None,
+        trigger_name: str | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        self.storage = storage
+        self.run_id = run_id
+        self.scheduler_name = scheduler_name
+        self.trigger_name = trigger_name
+        self.instance_id = instance_id
+        self._positions: dict[str, int] = {}
+
+    def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
+        self.run_id = self.run_id or context.run_id
+        self._positions = {
+            name: position
+            for position, name in enumerate(n for stage in pipeline.stage_names for n in stage)
+        }
+        scheduler = context.scheduler_name or self.scheduler_name
+        self.storage.start_run(
+            self.run_id,
+            pipeline.name,
+            started_at=utcnow(),
+            scheduler_name=scheduler,
+            trigger_name=context.trigger_name or self.trigger_name,
+            scheduled_time=context.scheduled_time,
+            variables=context.variables,
+            instance_id=self.instance_id,
+        )
+        by = f" by scheduler {scheduler!r}" if scheduler else ""
+        tick = f" for {context.scheduled_time.isoformat()}" if context.scheduled_time else ""
+        self.storage.append_run_log(
+            self.run_id,
+            f"{_stamp(None)} run {self.run_id} of pipeline {pipeline.name!r} started{by}{tick}\n",
+        )
+
+    def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
+        assert self.run_id is not None, "bloc_finished before run_started"
+        self.storage.record_bloc_run(self.run_id, result, self._positions.get(result.name, 0))
+        line = f"{_stamp(result.finished_at)} stage {result.stage} bloc {result.name!r} "
+        line += f"({result.bloc_type}) {result.status.value}"
+        if result.status in (BlocStatus.SUCCEEDED, BlocStatus.FAILED):
+            line += (
+                f": rows in {result.rows_in}, out {result.rows_out}, {result.duration:.3f}s, "
+                f"{result.attempts} attempt(s)"
+            )
+        if result.error_message:
+            line += f"\n    {result.error_type}: {result.error_message}"
+        self.storage.append_run_log(self.run_id, line + "\n")
+
+    def run_finished(self, context: RunContext, result: RunResult) -> None:
+        assert self.run_id is not None, "run_finished before run_started"
+        line = f"{_stamp(result.finished_at)} run {result.status.value} in {result.duration:.3f}s"
+        if result.error:
+            line += f": {result.error}"
+        self.storage.append_run_log(self.run_id, line + "\n")
+        self.storage.finish_run(
+            self.run_id,
+            result.status,
+            finished_at=result.finished_at,
+            started_at=result.started_at,
+            error=result.error,
+        )

@@ -1,0 +1,135 @@
+"""SQLite backend (standard library), th2etl's embedded default.
+
+The contract is documented in :mod:`th2etl.storage.base`; only SQLite's hazards are noted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from th2etl.clock import Clock
+from th2etl.exceptions import DatabaseUnavailableError, StorageError
+from th2etl.storage._core import TABLES, Conflict, Session
+from th2etl.storage.database import DatabaseStorage
+from th2etl.storage.migrations import sqlite_statements
+
+__all__ = ["SQLiteStorage"]
+
+
+class SQLiteStorage(DatabaseStorage):
+    """th2etl's tables in a SQLite file (WAL mode, so readers never block the writer)."""
+
+    backend = "sqlite"
+    # Take the write lock when the transaction starts: a deferred transaction that reads and
+    # then writes can fail with "database is locked" instead of waiting for its turn.
+    _begin_write = "BEGIN IMMEDIATE"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        schema: str | None = None,
+        clock: Clock | None = None,
+        connect_timeout: float = 5,
+        connect: bool = True,
+    ) -> None:
+        """``schema`` is accepted for symmetry with PostgreSQL and ignored: the tables live
+        in the file. ``connect_timeout`` is how long a write waits for another writer."""
+        super().__init__(clock=clock)
+        text = os.fspath(path)
+        if text.startswith("sqlite:///"):
+            text = text.removeprefix("sqlite:///")
+        self.path = Path(text).expanduser().absolute()
+        self._timeout = connect_timeout
+        if connect:
+            self.check_connection()
+
+    def describe(self) -> str:
+        return f"SQLite database at {self.path}"
+
+    def _connect(self) -> Any:
+        if not self.path.parent.is_dir():
+            raise DatabaseUnavailableError(
+                f"cannot open the SQLite database at {self.path}: folder {self.path.parent} "
+                "does not exist; create it, or set TH2ETL_SQLITE_PATH to a file in an "
+                "existing folder"
+            )
+        try:
+            # isolation_level=None: the driver opens no transactions of its own; ours are
+            # explicit BEGIN ... COMMIT. check_same_thread=False: the lock serialises use.
+            conn = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives a crash of the process, not of the machine's
+            # power, and costs no fsync.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # Off by default in SQLite, per connection.
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailableError(
+                f"cannot open the SQLite database at {self.path}: {exc}; check that the file "
+                "is a SQLite database and that this user may write to it and its folder"
+            ) from None
+        return conn
+
+    def _compile_template(self, conn: Any, template: str) -> Any:
+        names = {table: f'"th2etl_{table}"' for table in TABLES}
+        # SQLite locks the whole database for a write transaction: no row locks to ask for.
+        return template.format(**names, for_update="", for_share="").replace("%s", "?")
+
+    def _connection_lost(self, conn: Any) -> bool:
+        try:
+            conn.total_changes  # noqa: B018 - raises once the connection is closed
+        except sqlite3.ProgrammingError:
+            return True
+        return False
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, sqlite3.IntegrityError):
+            name = getattr(exc, "sqlite_errorname", "")
+            if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+                return Conflict("unique", str(exc))
+            if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
+                return Conflict("foreign_key", str(exc))
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return StorageError(
+                f"{self.describe()} stayed locked by another writer for more than "
+                f"{self._timeout}s; retry, or use PostgreSQL for many concurrent writers"
+            )
+        if isinstance(exc, sqlite3.Error):
+            return StorageError(f"{self.describe()}: {type(exc).__name__}: {exc}")
+        return exc
+
+    def _migrate(self, conn: Any) -> int:
+        # BEGIN IMMEDIATE serialises two processes migrating a fresh file.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            session = Session(conn, lambda template: self._compile_template(conn, template))
+
+            def run_script(script: str) -> None:
+                # Not executescript(): it would COMMIT first, outside our transaction.
+                for statement in sqlite_statements(script):
+                    conn.execute(statement)
+
+            version = self._apply_migrations(session, run_script)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return version
+
+    # Timestamps are text in UTC with microseconds, so that they compare correctly as text.
+    def _time_in(self, value: datetime) -> Any:
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def _time_out(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value)
+
+    def _json_out(self, value: Any) -> Any:
+        return json.loads(value)
