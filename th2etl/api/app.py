@@ -1,0 +1,117 @@
+"""create_app: the FastAPI application, with the scheduler started by its lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from th2etl.api.deps import ApiState, require_api_key
+from th2etl.api.errors import BodySizeLimit, install_error_handlers
+from th2etl.api.routes import blocs, meta, pipelines, runs, schedulers, triggers
+from th2etl.api.service import RunExecutor, SchedulerThread
+from th2etl.clock import Clock, SystemClock
+from th2etl.configs.settings import Settings, get_settings
+from th2etl.storage.base import Storage
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+logger = logging.getLogger("th2etl.api")
+
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+"""Request bodies above this many bytes are refused with 413."""
+
+DESCRIPTION = """\
+Manage th2etl's blocs, pipelines, triggers and schedulers, run pipelines and read their runs.
+
+When the service has an API key (`TH2ETL_API_KEY`), every endpoint except `/health` needs the
+header `Authorization: Bearer <key>` (use the *Authorize* button here).
+"""
+
+
+def _default_scheduler(storage: Storage) -> Any:
+    from th2etl.scheduler import load_scheduler_manager
+
+    return load_scheduler_manager(storage)
+
+
+def create_app(
+    storage: Storage | None = None,
+    settings: Settings | None = None,
+    start_scheduler: bool = True,
+    api_key: str | None = None,
+    *,
+    clock: Clock | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    run_workers: int = 4,
+    scheduler_factory: Callable[[Storage], Any] | None = None,
+) -> FastAPI:
+    """Build the API application.
+
+    ``storage``: the storage to serve (default: ``DatabaseStorage.from_settings(settings)``,
+    with ``settings`` defaulting to :func:`get_settings`; storage created here is closed at
+    shutdown). ``start_scheduler``: run the scheduler manager (``load_scheduler_manager``, or
+    ``scheduler_factory(storage)``) in a background thread while the application runs.
+    ``api_key``: the Bearer key required everywhere except ``/health``; ``None`` reads
+    ``TH2ETL_API_KEY``, and an empty string means no key.
+
+    Serve it with uvicorn, e.g. ``th2etl --serve-api`` or
+    ``uvicorn --factory th2etl.api.app:create_app``.
+    """
+    owns_storage = storage is None
+    if storage is None:
+        from th2etl.storage import DatabaseStorage
+
+        storage = DatabaseStorage.from_settings(settings or get_settings(), connect=False)
+    key = os.environ.get("TH2ETL_API_KEY", "") if api_key is None else api_key
+    clock = clock or SystemClock()
+    state = ApiState(
+        storage=storage,
+        runs=RunExecutor(storage, max_workers=run_workers, clock=clock),
+        clock=clock,
+        api_key=key or None,
+    )
+    factory = scheduler_factory or _default_scheduler
+    served = storage
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_scheduler:
+            state.scheduler = SchedulerThread(lambda: factory(served))
+            state.scheduler.start()
+        logger.info(
+            "th2etl API ready on %s (%s)",
+            served.describe(),
+            "API key required" if state.api_key else "no API key",
+        )
+        try:
+            yield
+        finally:
+            if state.scheduler is not None:
+                state.scheduler.stop()
+            state.runs.shutdown()
+            if owns_storage:
+                served.close()
+            logger.info("th2etl API stopped")
+
+    from th2etl import __version__
+
+    app = FastAPI(
+        title="th2etl",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.th2etl = state
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.include_router(meta.health_router)
+    secured = [Depends(require_api_key)]
+    for module in (blocs, pipelines, triggers, schedulers, runs):
+        app.include_router(module.router, dependencies=secured)
+    app.include_router(meta.router, dependencies=secured)
+    return app

@@ -1,0 +1,7 @@
+"""The API's routes, one module per resource."""
+
+from __future__ import annotations
+
+from th2etl.api.routes import blocs, meta, pipelines, runs, schedulers, triggers
+
+__all__ = ["blocs", "meta", "pipelines", "runs", "schedulers", "triggers"]

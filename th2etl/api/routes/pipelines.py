@@ -1,0 +1,75 @@
+"""``/pipelines``: definitions, a run now, and the pipeline as a Mermaid graph."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from th2etl.api.deps import json_response, state_of
+from th2etl.api.graph import mermaid_graph
+from th2etl.api.schemas import PipelineCreate, PipelineUpdate, RunRequest
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/pipelines", tags=["pipelines"])
+
+
+@router.post("", status_code=201, summary="Create a pipeline")
+def create_pipeline(body: PipelineCreate, request: Request) -> Response:
+    """``stages`` is a list of stages, each a list of existing bloc names."""
+    record = state_of(request).storage.create_pipeline(
+        body.name, stages=body.stages, description=body.description
+    )
+    return json_response(record.to_dict(), 201)
+
+
+@router.get("", summary="List pipelines")
+def list_pipelines(request: Request) -> Response:
+    state = state_of(request)
+    return state.cached_list("pipelines", state.storage.list_pipelines)
+
+
+@router.get("/{name}", summary="Read a pipeline")
+def get_pipeline(name: str, request: Request) -> Response:
+    return json_response(state_of(request).storage.get_pipeline(name).to_dict())
+
+
+@router.put("/{name}", summary="Update a pipeline")
+def update_pipeline(name: str, body: PipelineUpdate, request: Request) -> Response:
+    record = state_of(request).storage.update_pipeline(
+        name, stages=body.stages, description=body.description
+    )
+    return json_response(record.to_dict())
+
+
+@router.delete("/{name}", status_code=204, summary="Delete a pipeline")
+def delete_pipeline(name: str, request: Request) -> Response:
+    """409 while a scheduler runs the pipeline; its blocs and run history stay."""
+    state_of(request).storage.delete_pipeline(name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/run", status_code=202, summary="Run a pipeline now")
+def run_pipeline(name: str, request: Request, body: RunRequest | None = None) -> Response:
+    """Start a run and answer at once with its id; follow it with ``GET /runs/{run_id}``."""
+    variables = body.variables if body is not None else {}
+    run_id = state_of(request).runs.submit(name, variables)
+    return json_response(
+        {"run_id": run_id, "pipeline_name": name, "status": "running", "url": f"/runs/{run_id}"},
+        202,
+    )
+
+
+@router.get("/{name}/graph", summary="The pipeline as a Mermaid flowchart")
+def pipeline_graph(name: str, request: Request) -> Response:
+    """``graph TD``: one subgraph per stage, an arrow for each flow of rows."""
+    storage = state_of(request).storage
+    record = storage.get_pipeline(name)
+    sources = {bloc.name: bloc.source_blocs for bloc in storage.get_pipeline_blocs(name)}
+    return json_response(
+        {
+            "pipeline": record.name,
+            "stages": record.stages,
+            "mermaid": mermaid_graph(record.stages, sources),
+        }
+    )

@@ -1,0 +1,83 @@
+"""``/runs``: the run history, one run with its blocs and log, and cancelling a run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from starlette.responses import Response
+
+from th2etl.api.deps import json_response, state_of
+from th2etl.exceptions import ValidationError
+from th2etl.pipelines.result import RunStatus
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.utcoffset() is None:
+        raise ValidationError(
+            f"{name}={value.isoformat()!r} has no timezone; add one, e.g. "
+            f"{value.isoformat()}Z or {value.isoformat()}+02:00"
+        )
+    return value
+
+
+@router.get("", summary="List runs")
+def list_runs(
+    request: Request,
+    pipeline: Annotated[str | None, Query(description="only runs of this pipeline")] = None,
+    scheduler: Annotated[
+        str | None, Query(description="only runs started by this scheduler")
+    ] = None,
+    status: Annotated[RunStatus | None, Query(description="only runs in this status")] = None,
+    since: Annotated[
+        datetime | None, Query(description="started at or after (ISO 8601, with a zone)")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="started before (ISO 8601, with a zone)")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=10000, description="at most this many, newest first")
+    ] = 100,
+) -> Response:
+    runs = state_of(request).storage.list_runs(
+        pipeline_name=pipeline,
+        scheduler_name=scheduler,
+        status=status,
+        since=_aware(since, "since"),
+        until=_aware(until, "until"),
+        limit=limit,
+    )
+    return json_response([run.to_dict() for run in runs])
+
+
+@router.get("/{run_id}", summary="Read a run with its bloc runs and its log")
+def get_run(run_id: str, request: Request) -> Response:
+    return json_response(state_of(request).storage.get_run(run_id).to_dict())
+
+
+@router.get("/{run_id}/log", summary="A run's log")
+def get_run_log(run_id: str, request: Request) -> Response:
+    run = state_of(request).storage.get_run(run_id)
+    return json_response({"run_id": run.run_id, "status": run.status.value, "log": run.log or ""})
+
+
+@router.post("/{run_id}/cancel", status_code=202, summary="Cancel a running run")
+def cancel_run(run_id: str, request: Request) -> Response:
+    """Blocs not yet started never start; running blocs are awaited; the run ends
+    ``cancelled``. A run of another th2etl process stops when that process sees the request."""
+    state = state_of(request)
+    if not state.storage.request_cancel(run_id):
+        run = state.storage.get_run(run_id)
+        raise HTTPException(
+            status_code=409,
+            detail=f"run {run_id} already finished ({run.status.value}); there is nothing to "
+            "cancel",
+        )
+    local = state.runs.cancel(run_id)
+    run = state.storage.get_run(run_id)
+    return json_response({**run.to_dict(), "cancel_requested": True, "cancelled_here": local}, 202)

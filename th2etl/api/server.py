@@ -1,0 +1,113 @@
+"""Serving the API with uvicorn, and the rule about where it may listen without a key."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from th2etl._extras import require_extra
+from th2etl.exceptions import ConfigurationError
+
+__all__ = ["bind_socket", "check_bind", "is_loopback", "serve"]
+
+logger = logging.getLogger("th2etl.api")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None, insecure_no_auth: bool = False) -> None:
+    """Refuse to listen on a non-loopback ``host`` without an API key (unless told to)."""
+    if api_key or is_loopback(host):
+        return
+    if insecure_no_auth:
+        logger.warning(
+            "the API listens on %s WITHOUT an API key (--insecure-no-auth): anyone who can reach "
+            "this address can change and run pipelines; set TH2ETL_API_KEY to require a key",
+            host,
+        )
+        return
+    raise ConfigurationError(
+        f"refusing to serve the API on {host!r} without an API key: anyone reaching that "
+        "address could change and run pipelines. Set TH2ETL_API_KEY (e.g. "
+        "TH2ETL_API_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')), "
+        "listen on 127.0.0.1, or pass --insecure-no-auth to accept the risk"
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or a :class:`ConfigurationError` saying why not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(
+            f"--host {host!r} is not an address of this machine ({exc.strerror}); use e.g. "
+            "127.0.0.1 or 0.0.0.0"
+        ) from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port "
+            "(or stop what uses it)"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    insecure_no_auth: bool = False,
+    on_ready: Callable[[], None] | None = None,
+    **app_options: Any,
+) -> None:
+    """Run the API (and the scheduler, unless ``start_scheduler=False``) until SIGINT/SIGTERM.
+
+    ``on_ready`` is called once the server accepts requests; ``app_options`` go to
+    :func:`~th2etl.api.app.create_app`.
+    """
+    uvicorn = require_extra("uvicorn", "api", "serving the th2etl REST API")
+    from th2etl.api.app import create_app
+
+    check_bind(
+        host, app_options.get("api_key") or os.environ.get("TH2ETL_API_KEY"), insecure_no_auth
+    )
+    sock = bind_socket(host, port)
+    try:
+        app = create_app(**app_options)
+        # log_config=None: keep th2etl's logging (configure_logging); uvicorn's loggers go to
+        # the console and to api.log under LOG_DIR.
+        config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=30)
+        server = _server_class(uvicorn, on_ready)(config)
+        logger.info("serving the th2etl API on http://%s:%d (docs at /docs)", host, port)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _server_class(uvicorn: Any, on_ready: Callable[[], None] | None) -> Any:
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if on_ready is not None and not self.should_exit:
+                on_ready()
+
+    return Server

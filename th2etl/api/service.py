@@ -1,0 +1,177 @@
+"""What the API process runs besides HTTP: the scheduler in a thread, and manual runs.
+
+:class:`SchedulerThread` keeps the scheduler manager alive beside the API: when loading or
+running the manager fails (the database is down at start-up, say) it logs why, reports
+``down`` to ``/health`` and tries again with a growing delay, so the service recovers by
+itself. :class:`RunExecutor` runs ``POST /pipelines/{name}/run`` in a thread pool, recorded in
+storage, and cancels them on request or at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import Any, Protocol
+
+from th2etl.clock import Clock, SystemClock
+from th2etl.pipelines.engine import CancelToken, run_pipeline
+from th2etl.pipelines.result import RunResult
+from th2etl.storage.base import Storage
+
+__all__ = ["RunExecutor", "SchedulerThread"]
+
+logger = logging.getLogger("th2etl.api.service")
+
+
+class _Manager(Protocol):
+    def start(self) -> Any: ...
+    def stop(self) -> Any: ...
+
+
+class SchedulerThread:
+    """Runs ``load()``'s scheduler manager in a daemon thread until :meth:`stop`."""
+
+    def __init__(
+        self,
+        load: Callable[[], _Manager],
+        *,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 30.0,
+    ) -> None:
+        self._load = load
+        self._retry_delay = retry_delay
+        self._max_retry_delay = max_retry_delay
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._manager: _Manager | None = None
+        self._running = False
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._loop, name="th2etl-scheduler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def state(self) -> str:
+        """``running``, ``starting`` (not up yet, or restarting after an error) or ``stopped``."""
+        if not self._thread.is_alive():
+            return "stopped"
+        return "running" if self._running else "starting"
+
+    def _loop(self) -> None:
+        delay = self._retry_delay
+        while not self._stopping.is_set():
+            try:
+                manager = self._load()
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    self._manager = manager
+                self._running = True
+                self.last_error = None
+                delay = self._retry_delay
+                logger.info("scheduler manager started in the API process")
+                manager.start()
+                if self._stopping.is_set():
+                    return
+                self.last_error = "the scheduler manager returned unexpectedly"
+                logger.error("%s; starting it again", self.last_error)
+            except Exception as exc:  # anything: the API must outlive a scheduler failure
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.error(
+                    "the scheduler failed (%s); trying again in %.3gs", self.last_error, delay
+                )
+            finally:
+                self._running = False
+                with self._lock:
+                    self._manager = None
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, self._max_retry_delay)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the manager and wait up to ``timeout`` seconds for its thread."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        # Asked again until the thread ends: a stop() that lands just before the manager's
+        # start() has begun its loop would otherwise be forgotten.
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with self._lock:
+                manager = self._manager
+            if manager is not None:
+                try:
+                    manager.stop()
+                except Exception:
+                    logger.exception("stopping the scheduler manager failed")
+            self._thread.join(0.2)
+        if self._thread.is_alive():
+            logger.warning("the scheduler thread did not stop within %.3gs", timeout)
+
+
+class RunExecutor:
+    """Runs stored pipelines on request, each recorded by ``storage.recorder()``."""
+
+    def __init__(self, storage: Storage, *, max_workers: int = 4, clock: Clock | None = None):
+        self.storage = storage
+        self.clock = clock or SystemClock()
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="th2etl-run")
+        self._lock = threading.Lock()
+        self._runs: dict[str, tuple[CancelToken, Future[RunResult]]] = {}
+
+    def submit(self, pipeline_name: str, variables: Mapping[str, Any]) -> str:
+        """Build and record the run now (so it can be read at once), run it in the pool, and
+        return its id. Raises what building the pipeline raises (NotFound, Validation)."""
+        pipeline = self.storage.build_pipeline(pipeline_name)
+        run_id = uuid.uuid4().hex
+        self.storage.start_run(
+            run_id, pipeline.name, started_at=self.clock.now(), variables=variables
+        )
+        token = CancelToken()
+        recorder = self.storage.recorder(run_id=run_id)
+        with self._lock:
+            future = self._pool.submit(
+                run_pipeline,
+                pipeline,
+                variables=variables,
+                listeners=[recorder],
+                cancel_token=token,
+                run_id=run_id,
+                clock=self.clock,
+            )
+            self._runs[run_id] = (token, future)
+        future.add_done_callback(lambda _: self._forget(run_id))
+        return run_id
+
+    def _forget(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run of this process; False when it is not one (or has finished)."""
+        with self._lock:
+            entry = self._runs.get(run_id)
+        if entry is None:
+            return False
+        entry[0].cancel()
+        return True
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel the runs still going, wait up to ``timeout`` seconds, close the pool."""
+        with self._lock:
+            entries = list(self._runs.values())
+        for token, _ in entries:
+            token.cancel()
+        _, pending = wait_futures([future for _, future in entries], timeout=timeout)
+        if pending:
+            logger.warning("%d run(s) still going at shutdown; abandoning them", len(pending))
+        self._pool.shutdown(wait=not pending, cancel_futures=True)
