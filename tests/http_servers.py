@@ -101,6 +101,7 @@ class LocalServer:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            request_queue_size = 128  # the default 5 drops connections of concurrent clients
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that gave up (timeout tests) is expected
