@@ -571,3 +571,14 @@ def test_refresh_webhooks_refuses_a_user_id_that_is_not_a_string_or_integer() ->
         ValidationError, match=r"'user_id' must be a string or an integer, got True"
     ):
         create_bloc("bad", "refresh_webhooks", {"url": "http://x", "user_id": True})
+
+
+def test_timeout_bounds_each_request_and_defaults_to_30_seconds() -> None:
+    bloc = create_bloc("load", "api_loader", {"url": "http://127.0.0.1/"})
+    assert bloc.config["timeout"] == 30.0
+    assert bloc.timeout is None  # the engine does not abandon the thread: requests time out
+    [field] = [f for f in bloc.schema()["config"] if f["name"] == "timeout"]
+    assert field["default"] == 30.0
+    assert "one HTTP request" in field["help"]
+    with pytest.raises(ValidationError, match=r"'timeout' must be more than 0 seconds, got 0"):
+        create_bloc("bad", "refresh_webhooks", {"url": "http://x", "user_id": 1, "timeout": 0})

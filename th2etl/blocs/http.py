@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from th2etl._urls import mask_url
 from th2etl.blocs._http import DEFAULT_TIMEOUT, HttpReply, check_http_url, send
-from th2etl.blocs.base import Bloc, ConfigField, LoaderBloc, TransformerBloc
+from th2etl.blocs.base import COMMON_FIELDS, Bloc, ConfigField, LoaderBloc, TransformerBloc
 from th2etl.blocs.registry import register_bloc
 from th2etl.exceptions import BlocError, HttpBlocError, ValidationError
 from th2etl.types import Row, Rows
@@ -54,8 +54,22 @@ _HTTP_FIELDS = (
 )
 
 
+# Replaces the common `timeout` (seconds per attempt of the whole bloc) for the HTTP blocs.
+_REQUEST_TIMEOUT = ConfigField(
+    "timeout",
+    "number",
+    default=DEFAULT_TIMEOUT,
+    help="Seconds one HTTP request may take (connecting, or waiting for the next bytes)",
+)
+
+
 class _HttpBloc(Bloc):
     """What the three HTTP blocs share: config checks, the request timeout, ``where``."""
+
+    @classmethod
+    def all_fields(cls) -> tuple[ConfigField, ...]:
+        common = (_REQUEST_TIMEOUT if f.name == "timeout" else f for f in COMMON_FIELDS)
+        return (*cls.config_fields, *common)
 
     @classmethod
     def check_config(cls, config: dict[str, Any], where: str) -> None:
@@ -91,8 +105,7 @@ class _HttpBloc(Bloc):
     @property
     def request_timeout(self) -> float:
         """Seconds one HTTP request may take: the ``timeout`` key, default 30."""
-        value = self.config.get("timeout")
-        return DEFAULT_TIMEOUT if value is None else float(value)
+        return float(self.config.get("timeout", DEFAULT_TIMEOUT))
 
     @property
     def where(self) -> str:
