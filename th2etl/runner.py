@@ -136,20 +136,36 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _run_scheduler(on_ready: Callable[[], None]) -> None:
     import logging
+    import signal
+    from types import FrameType
 
     from th2etl.configs.settings import get_settings
     from th2etl.scheduler import load_scheduler_manager
     from th2etl.storage import DatabaseStorage
 
     logger = logging.getLogger("th2etl.runner")
+
+    def stop_early(signum: int, frame: FrameType | None) -> None:
+        # Until manager.start() installs its own handlers, a SIGTERM ends the process cleanly.
+        logger.info("received %s: stopping the scheduler", signal.Signals(signum).name)
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop_early)
     settings = get_settings()
-    with DatabaseStorage.from_settings(settings) as storage:
-        manager = load_scheduler_manager(storage)
-        logger.info("scheduler started on %s (Ctrl-C or SIGTERM stops it)", settings.describe())
-        on_ready()
-        # start() stops on SIGINT and SIGTERM, letting running pipelines finish (stop_grace).
-        manager.start()
-        logger.info("scheduler stopped")
+    try:
+        with DatabaseStorage.from_settings(settings) as storage:
+            manager = load_scheduler_manager(storage)
+            logger.info(
+                "scheduler started on %s (Ctrl-C or SIGTERM stops it)", settings.describe()
+            )
+            on_ready()
+            # start() stops on SIGINT and SIGTERM, letting running pipelines finish.
+            manager.start()
+    except KeyboardInterrupt:
+        logger.info("interrupted: stopping the scheduler")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    logger.info("scheduler stopped")
 
 
 def _start_background(args: argparse.Namespace) -> int:

@@ -219,8 +219,7 @@ def _reachable(url: str) -> bool:
     return True
 
 
-def test_background_start_that_fails_at_once_reports_the_log(tmp_path: Path) -> None:
-    # The port is taken: the detached service cannot listen, and says so.
+def test_a_taken_port_is_refused_before_detaching(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as taken:
@@ -228,9 +227,21 @@ def test_background_start_that_fails_at_once_reports_the_log(tmp_path: Path) -> 
         taken.listen()
         port = taken.getsockname()[1]
         result = th2etl(tmp_path, "--serve-api", "--port", str(port), "--background")
-    assert result.returncode == 1
-    assert "the background service exited at once with status" in result.stderr
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert not (tmp_path / "state" / "th2etl.pid").exists()
+
+
+def test_background_service_that_dies_while_starting_is_reported_with_its_log(
+    tmp_path: Path,
+) -> None:
+    # The SQLite file cannot be created (its folder is a file): only the service finds out.
+    (tmp_path / "not_a_folder").write_text("")
+    env = _env(tmp_path, TH2ETL_SQLITE_PATH=str(tmp_path / "not_a_folder" / "th2etl.db"))
+    result = th2etl(tmp_path, "--background", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "the background service exited while starting, with status 1" in result.stderr
+    assert "not_a_folder" in result.stderr
     assert not (tmp_path / "state" / "th2etl.pid").exists()
 
 
@@ -258,3 +269,62 @@ def test_foreground_scheduler_stops_on_sigterm(tmp_path: Path) -> None:
             process.communicate()
     assert process.returncode == 0, seen + output
     assert "stopping the scheduler" in seen + output
+
+
+def _store_sales_pipeline(tmp_path: Path) -> None:
+    from th2etl.storage import DatabaseStorage
+
+    (tmp_path / "sales-2026-03-07.csv").write_text("region,units\nnorth,3\nsouth,5\n")
+    with DatabaseStorage(tmp_path / "th2etl.db") as storage:
+        storage.create_bloc(
+            "load", "csv_loader", config={"file_path": str(tmp_path / "sales-${var:day}.csv")}
+        )
+        storage.create_bloc("double", "example_transformer", config={"factor": 2})
+        storage.create_bloc(
+            "export", "csv_exporter", config={"file_path": str(tmp_path / "out-${var:day}.csv")}
+        )
+        storage.create_pipeline("sales", stages=[["load"], ["double"], ["export"]])
+
+
+def test_run_shows_live_progress_and_records_the_run(tmp_path: Path) -> None:
+    from th2etl.storage import DatabaseStorage
+
+    _store_sales_pipeline(tmp_path)
+    result = th2etl(tmp_path, "run", "sales", "--var", "day=2026-03-07")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert (
+        lines[0].startswith("run ")
+        and "of pipeline 'sales' started (3 stages, 3 blocs)" in lines[0]
+    )
+    assert lines[1] == "  started   load"
+    assert lines[2].startswith("  succeeded load  rows in 0 out 2  ")
+    assert lines[3] == "  started   double"
+    assert lines[4].startswith("  succeeded double  rows in 2 out 2  ")
+    assert lines[6].startswith("  succeeded export  rows in 2 out ")
+    assert lines[7].startswith("pipeline 'sales' succeeded in ")
+    run_id = lines[8].removeprefix("run id: ")
+    assert (tmp_path / "out-2026-03-07.csv").read_text().splitlines()[1:] == ["north,6", "south,10"]
+    with DatabaseStorage(tmp_path / "th2etl.db") as storage:
+        run = storage.get_run(run_id)
+    assert run.status == "succeeded"
+    assert run.variables == {"day": "2026-03-07"}
+    assert [bloc.bloc_name for bloc in run.blocs] == ["load", "double", "export"]
+
+
+def test_run_exits_non_zero_on_failure_and_on_unknown_pipeline(tmp_path: Path) -> None:
+    from th2etl.storage import DatabaseStorage
+
+    _store_sales_pipeline(tmp_path)
+    failed = th2etl(tmp_path, "run", "sales", "--var", "day=1999-01-01")
+    assert failed.returncode == 1
+    assert "  failed    load  rows in 0 out 0" in failed.stdout
+    assert "sales-1999-01-01.csv" in failed.stdout
+    assert "  skipped   double" in failed.stdout
+    assert "pipeline 'sales' failed in " in failed.stdout
+    with DatabaseStorage(tmp_path / "th2etl.db") as storage:
+        assert [run.status for run in storage.list_runs(pipeline_name="sales")] == ["failed"]
+
+    unknown = th2etl(tmp_path, "run", "nope")
+    assert unknown.returncode == 1
+    assert "th2etl: error:" in unknown.stderr and "'nope'" in unknown.stderr
