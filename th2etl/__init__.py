@@ -13,7 +13,7 @@ from th2etl.blocs import (
     create_bloc,
     register_bloc,
 )
-from th2etl.clock import Clock, SystemClock
+from th2etl.clock import Clock, FakeClock, SystemClock
 from th2etl.exceptions import (
     AlreadyExistsError,
     BlocError,
@@ -52,6 +52,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseStorage",
     "ExporterBloc",
+    "FakeClock",
     "InUseError",
     "LoaderBloc",
     "NotFoundError",

@@ -411,6 +411,10 @@ class CronTrigger:
             f"after {after.isoformat()}"
         )
 
+    def iter_fire_times(self, after: datetime) -> Iterator[datetime]:
+        """Every fire time strictly after ``after``, in order, lazily (an endless iterator)."""
+        return self._iter_after(after)
+
     def next_fire_times(self, after: datetime, n: int) -> list[datetime]:
         """The next ``n`` fire times strictly after ``after``, in order (a preview)."""
         if not isinstance(n, int) or n < 0:

@@ -1,0 +1,445 @@
+"""SchedulerManager: many schedulers on one clock and thread pool; the database-driven manager.
+
+``SchedulerManager([...])`` runs in-code schedulers side by side, each on its own cadence, their
+pipelines on one shared thread pool. :func:`load_scheduler_manager` builds the manager from the
+enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps following it:
+
+* **Hot reload.** Every ``reload_interval`` seconds (default 5) it reads ``storage.revision()``;
+  when it moved, schedulers created or enabled are added, disabled or deleted ones removed
+  (their running pipelines finish), and a changed trigger is used from that moment: editing a
+  cron never fires at once and never backfills. Pipelines are built from the stored definitions
+  for each run, so bloc and pipeline edits apply to the next run.
+* **Exactly once across processes.** Every tick is claimed with ``storage.claim_run`` (one
+  insert guarded by a unique (scheduler, scheduled time)); whichever instance wins runs it, the
+  others report :attr:`~th2etl.scheduler.TickAction.TAKEN`. Skipped ticks are recorded under the
+  same uniqueness.
+* **Heartbeats.** Every ``heartbeat_interval`` seconds (default 10) the manager records its
+  heartbeat and marks ``abandoned`` the runs of instances silent for ``stale_after`` (default
+  two heartbeat intervals): a run left ``running`` by a dead process is abandoned at most
+  ``stale_after + heartbeat_interval`` after that process's last heartbeat.
+* **Outages.** When the database cannot be reached, ticks are deferred (not run: nothing can be
+  claimed) and retried with exponential backoff (1 s doubling to 30 s); the manager logs the
+  outage once, keeps its timing, and when the database is back handles the deferred ticks by the
+  missed-tick policy. After an outage it waits ``stale_after`` before marking other instances'
+  runs abandoned, so live instances get time to send their heartbeat again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from th2etl.clock import Clock, SystemClock
+from th2etl.exceptions import CronError, NotFoundError, StorageError, ValidationError
+from th2etl.pipelines.pipeline import Pipeline
+from th2etl.scheduler.scheduler import (
+    _BACKOFF_MAX,
+    _BACKOFF_START,
+    CronScheduler,
+    TickResult,
+    _Loop,
+    _seconds,
+)
+from th2etl.scheduler.triggers import CronTrigger
+
+if TYPE_CHECKING:
+    from th2etl.storage.base import SchedulerRecord, Storage, TriggerRecord
+
+__all__ = ["SchedulerManager", "default_instance_id", "load_scheduler_manager"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_instance_id() -> str:
+    """``<host>-<pid>-<random>``: unique per process, readable in the instances table."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class SchedulerManager(_Loop):
+    """Runs several :class:`CronScheduler` side by side, each on its own cadence.
+
+    The schedulers share the manager's ``clock`` (by default the one they were given, which must
+    then be the same object for all of them) and a pool of ``max_workers`` threads for their
+    pipelines. ``tick(now)`` ticks every scheduler; ``start()`` loops until ``stop()``, SIGINT or
+    SIGTERM. With a ``storage``, ticks are claimed and recorded there (exactly once across
+    instances) and the manager sends heartbeats; see :func:`load_scheduler_manager`.
+    """
+
+    def __init__(
+        self,
+        schedulers: Iterable[CronScheduler] = (),
+        *,
+        clock: Clock | None = None,
+        storage: Storage | None = None,
+        instance_id: str | None = None,
+        max_workers: int = 32,
+        stop_grace: float = 30.0,
+        heartbeat_interval: timedelta | float = 10.0,
+        stale_after: timedelta | float | None = None,
+        inline: bool | None = None,
+    ) -> None:
+        super().__init__()
+        schedulers = list(schedulers)
+        for scheduler in schedulers:
+            if not isinstance(scheduler, CronScheduler):
+                raise ValidationError(
+                    f"SchedulerManager takes CronScheduler objects, got {scheduler!r}"
+                )
+        self.clock = clock if clock is not None else _common_clock(schedulers)
+        self.storage = storage
+        self.instance_id = instance_id or (default_instance_id() if storage else None)
+        self.max_workers = max_workers
+        self.stop_grace = stop_grace
+        self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
+        self.heartbeat_interval = _seconds("heartbeat_interval", heartbeat_interval)
+        if self.heartbeat_interval <= timedelta(0):
+            raise ValidationError(
+                f"heartbeat_interval must be more than 0 seconds, got {heartbeat_interval!r}"
+            )
+        self.stale_after = (
+            2 * self.heartbeat_interval
+            if stale_after is None
+            else _seconds("stale_after", stale_after)
+        )
+        self._executor: Any = None
+        self._schedulers: dict[str, CronScheduler] = {}
+        self._retired: list[CronScheduler] = []
+        self._next_heartbeat: datetime | None = None
+        self._abandon_after: datetime | None = None
+        self._storage_failures = 0
+        for scheduler in schedulers:
+            self.add(scheduler)
+
+    # -- membership ---------------------------------------------------------------------------
+
+    def add(self, scheduler: CronScheduler) -> CronScheduler:
+        """Manage ``scheduler`` (it takes the manager's clock, pool and storage)."""
+        if scheduler.name in self._schedulers:
+            raise ValidationError(
+                f"scheduler name {scheduler.name!r} is used twice in this manager; give each "
+                "CronScheduler its own name=..."
+            )
+        scheduler.clock = self.clock
+        scheduler.inline = self.inline
+        scheduler.storage = self.storage
+        scheduler.instance_id = self.instance_id
+        scheduler._executor = self._get_executor() if not self.inline else None
+        scheduler._own_executor = False
+        self._schedulers[scheduler.name] = scheduler
+        if self._started:
+            scheduler.prime(self.clock.now())
+        return scheduler
+
+    def remove(self, name: str) -> CronScheduler:
+        """Stop scheduling ``name``; its running pipelines finish (and are awaited on stop)."""
+        try:
+            scheduler = self._schedulers.pop(name)
+        except KeyError:
+            raise NotFoundError(
+                f"this manager has no scheduler {name!r}; it has: {', '.join(self) or 'none'}"
+            ) from None
+        if scheduler.is_busy():
+            self._retired.append(scheduler)
+        return scheduler
+
+    def __getitem__(self, name: str) -> CronScheduler:
+        try:
+            return self._schedulers[name]
+        except KeyError:
+            raise NotFoundError(
+                f"this manager has no scheduler {name!r}; it has: {', '.join(self) or 'none'}"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._schedulers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._schedulers))
+
+    def __len__(self) -> int:
+        return len(self._schedulers)
+
+    @property
+    def schedulers(self) -> list[CronScheduler]:
+        """The managed schedulers, by name."""
+        return [self._schedulers[name] for name in sorted(self._schedulers)]
+
+    def _get_executor(self) -> Any:
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.max_workers, thread_name_prefix="th2etl-sched"
+            )
+        return self._executor
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> list[TickResult]:
+        """Housekeeping when due (heartbeat, abandoned runs, reload), then tick every scheduler."""
+        if self.storage is not None and (
+            self._next_heartbeat is None or now >= self._next_heartbeat
+        ):
+            self._housekeeping(now)
+        results: list[TickResult] = []
+        for scheduler in list(self._schedulers.values()):
+            results.extend(scheduler.tick(now))
+        if self._retired:
+            self._retired = [s for s in self._retired if s.is_busy()]
+        return results
+
+    def next_due_time(self) -> datetime | None:
+        due = [d for d in (s.next_due_time() for s in self._schedulers.values()) if d is not None]
+        if self.storage is not None and self._next_heartbeat is not None:
+            due.append(self._next_heartbeat)
+        return min(due, default=None)
+
+    def _housekeeping(self, now: datetime) -> None:
+        assert self.storage is not None
+        try:
+            self.storage.heartbeat(
+                self.instance_id or "", now, hostname=socket.gethostname(), pid=os.getpid()
+            )
+            if self._storage_failures:
+                logger.warning("the database is reachable again (%s)", self.storage.describe())
+                self._abandon_after = now + self.stale_after
+            self._storage_failures = 0
+            if self._abandon_after is None or now >= self._abandon_after:
+                for run_id in self.storage.mark_abandoned_runs(now, self.stale_after):
+                    logger.warning(
+                        "run %s was left running by an instance that stopped sending heartbeats; "
+                        "marked abandoned",
+                        run_id,
+                    )
+            self._check_cancel_requests()
+            self._next_heartbeat = now + self.heartbeat_interval
+        except StorageError as exc:
+            self._storage_failures += 1
+            delay = min(_BACKOFF_START * 2 ** (self._storage_failures - 1), _BACKOFF_MAX)
+            log = logger.warning if self._storage_failures == 1 else logger.info
+            log("the database is unavailable (%s); retrying in %.0fs", exc, delay)
+            self._next_heartbeat = now + timedelta(seconds=delay)
+
+    def _check_cancel_requests(self) -> None:
+        assert self.storage is not None
+        for scheduler in [*self._schedulers.values(), *self._retired]:
+            for run_id, _ in scheduler.running_runs():
+                if self.storage.cancel_requested(run_id) and scheduler.cancel_run(run_id):
+                    logger.info("run %s of scheduler %r: cancel requested", run_id, scheduler.name)
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def _on_start(self, now: datetime) -> None:
+        for scheduler in self._schedulers.values():
+            scheduler.prime(now)
+
+    def _on_stop(self, grace: float) -> None:
+        for scheduler in [*self._schedulers.values(), *self._retired]:
+            scheduler._wait_for_runs(grace)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            for scheduler in self._schedulers.values():
+                scheduler._executor = None
+        if self.storage is not None and self.instance_id:
+            try:
+                self.storage.remove_instance(self.instance_id)
+            except StorageError as exc:
+                logger.warning("cannot remove instance %s on stop: %s", self.instance_id, exc)
+
+    def __repr__(self) -> str:
+        return f"SchedulerManager({', '.join(self) or 'no schedulers'})"
+
+
+def _common_clock(schedulers: list[CronScheduler]) -> Clock:
+    clocks = {id(s.clock): s.clock for s in schedulers if not isinstance(s.clock, SystemClock)}
+    if len(clocks) > 1:
+        raise ValidationError(
+            "the schedulers given to SchedulerManager use different clocks; create them with "
+            "the same clock=... or pass clock=... to SchedulerManager"
+        )
+    return next(iter(clocks.values())) if clocks else SystemClock()
+
+
+class _DatabaseManager(SchedulerManager):
+    """A manager that follows the stored schedulers (see the module docstring)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        reload_interval: timedelta | float,
+        scheduler_options: dict[str, Any],
+        **options: Any,
+    ) -> None:
+        super().__init__((), storage=storage, **options)
+        self.reload_interval = _seconds("reload_interval", reload_interval)
+        self.scheduler_options = scheduler_options
+        self._revision: int | None = None
+        self._next_reload: datetime | None = None
+        self._keys: dict[str, tuple[str, str, str, str]] = {}
+
+    def tick(self, now: datetime) -> list[TickResult]:
+        if self._next_reload is None or now >= self._next_reload:
+            self.reload(now)
+        return super().tick(now)
+
+    def next_due_time(self) -> datetime | None:
+        due = super().next_due_time()
+        if self._next_reload is not None and (due is None or self._next_reload < due):
+            return self._next_reload
+        return due
+
+    def reload(self, now: datetime | None = None, *, force: bool = False) -> bool:
+        """Re-read the stored schedulers if the database changed; True if anything changed.
+        A database error is logged and retried with backoff."""
+        now = now if now is not None else self.clock.now()
+        assert self.storage is not None
+        try:
+            revision = self.storage.revision()
+            if revision == self._revision and not force:
+                self._next_reload = now + self.reload_interval
+                return False
+            records = self.storage.list_schedulers(enabled=True)
+            triggers = {t.name: t for t in self.storage.list_triggers()}
+        except StorageError as exc:
+            delay = min(self.reload_interval.total_seconds(), _BACKOFF_MAX)
+            logger.warning("cannot read the stored schedulers (%s); retrying in %.0fs", exc, delay)
+            self._next_reload = now + timedelta(seconds=delay)
+            return False
+        self._revision = revision
+        self._next_reload = now + self.reload_interval
+        return self._apply(records, triggers, now)
+
+    def _apply(
+        self, records: list[SchedulerRecord], triggers: dict[str, TriggerRecord], now: datetime
+    ) -> bool:
+        changed = False
+        wanted: set[str] = set()
+        for record in records:
+            trigger_record = triggers.get(record.trigger_name)
+            if trigger_record is None:
+                logger.error(
+                    "scheduler %r uses trigger %r, which does not exist; not scheduled",
+                    record.name,
+                    record.trigger_name,
+                )
+                continue
+            key = (
+                record.pipeline_name,
+                record.trigger_name,
+                trigger_record.cron_expression,
+                trigger_record.timezone,
+            )
+            wanted.add(record.name)
+            if self._keys.get(record.name) == key:
+                continue
+            try:
+                trigger = CronTrigger(trigger_record.cron_expression, trigger_record.timezone)
+            except CronError as exc:
+                logger.error("scheduler %r is not scheduled: %s", record.name, exc)
+                wanted.discard(record.name)
+                continue
+            existing = self._schedulers.get(record.name)
+            if existing is not None:
+                existing.pipeline_name = record.pipeline_name
+                existing._build = _builder(self.storage, record.pipeline_name)
+                existing.trigger_name = record.trigger_name
+                if existing.trigger != trigger:
+                    existing.retarget(trigger, now)
+                logger.info("scheduler %r updated: %r from now on", record.name, trigger)
+            else:
+                scheduler = CronScheduler(
+                    _builder(self.storage, record.pipeline_name),
+                    trigger,
+                    record.name,
+                    pipeline_name=record.pipeline_name,
+                    trigger_name=record.trigger_name,
+                    clock=self.clock,
+                    **self.scheduler_options,
+                )
+                scheduler.not_before = max(record.updated_at, trigger_record.updated_at)
+                self.add(scheduler)
+                logger.info("scheduler %r loaded: %r", record.name, trigger)
+            self._keys[record.name] = key
+            changed = True
+        for name in [name for name in self._schedulers if name not in wanted]:
+            self.remove(name)
+            self._keys.pop(name, None)
+            logger.info("scheduler %r removed (deleted or disabled)", name)
+            changed = True
+        return changed
+
+
+def _builder(storage: Storage | None, pipeline_name: str) -> Callable[[], Pipeline]:
+    assert storage is not None
+
+    def build() -> Pipeline:
+        return storage.build_pipeline(pipeline_name)
+
+    return build
+
+
+def load_scheduler_manager(
+    storage: Storage,
+    *,
+    clock: Clock | None = None,
+    instance_id: str | None = None,
+    reload_interval: timedelta | float = 5.0,
+    heartbeat_interval: timedelta | float = 10.0,
+    stale_after: timedelta | float | None = None,
+    max_workers: int = 32,
+    stop_grace: float = 30.0,
+    inline: bool | None = None,
+    **scheduler_options: Any,
+) -> SchedulerManager:
+    """A :class:`SchedulerManager` running the enabled schedulers stored in ``storage``, and
+    following the database from then on (see the module docstring).
+
+    ``scheduler_options`` go to every :class:`CronScheduler` (``missed``, ``grace``,
+    ``tolerance``, ``max_catch_up``, ``overlap``, ``logs_dir``, ``variables``). The stored
+    schedulers are read at once; if the database is unreachable the manager logs it and keeps
+    trying.
+
+    >>> with DatabaseStorage.from_settings(get_settings()) as storage:  # doctest: +SKIP
+    ...     manager = load_scheduler_manager(storage)
+    ...     manager.start()
+    """
+    for option in scheduler_options:
+        if option not in _SCHEDULER_OPTIONS:
+            raise ValidationError(
+                f"load_scheduler_manager got an unknown option {option!r}; scheduler options "
+                f"are: {', '.join(sorted(_SCHEDULER_OPTIONS))}"
+            )
+    # Check the option values now, not at the first reload.
+    CronScheduler(
+        _no_pipeline, "* * * * *", "options", pipeline_name="options", **scheduler_options
+    )
+    manager = _DatabaseManager(
+        storage,
+        reload_interval=reload_interval,
+        scheduler_options=dict(scheduler_options),
+        clock=clock,
+        instance_id=instance_id,
+        heartbeat_interval=heartbeat_interval,
+        stale_after=stale_after,
+        max_workers=max_workers,
+        stop_grace=stop_grace,
+        inline=inline,
+    )
+    manager.reload(manager.clock.now(), force=True)
+    return manager
+
+
+def _no_pipeline() -> Pipeline:
+    raise NotImplementedError
+
+
+_SCHEDULER_OPTIONS = frozenset(
+    {"missed", "grace", "tolerance", "max_catch_up", "overlap", "logs_dir", "variables"}
+)

@@ -1,0 +1,830 @@
+"""CronScheduler: runs one pipeline whenever its trigger fires, with stated policies.
+
+One step, then a thin loop: :meth:`CronScheduler.tick` fires what is due at ``now`` and returns
+a :class:`TickResult` per scheduled time it handled; :meth:`CronScheduler.start` blocks,
+sleeping until the next due time, until :meth:`~CronScheduler.stop`, SIGINT or SIGTERM. On a
+:class:`~th2etl.clock.FakeClock`, ``start()`` attaches the scheduler to the clock and returns;
+``clock.advance(...)`` then drives it, running pipelines in the caller's thread.
+
+Policies (enums, per scheduler):
+
+* :class:`MissedTickPolicy` -- a tick is *missed* when it is handled more than ``tolerance``
+  (default 60 s) after its time, or when a later tick is also already due (the scheduler, or
+  every instance of it, was down, or the database was unreachable). ``SKIP`` runs none of
+  them; ``LATEST`` (default) runs the most recent one if it is at most ``grace`` (default one
+  hour) late and no on-time tick is due; ``ALL`` runs every missed tick at most ``grace`` late,
+  oldest first, the most recent ``max_catch_up`` of them (default 10). Every missed tick that
+  does not run is recorded ``skipped`` with reason ``missed`` (when a storage is attached).
+* :class:`OverlapPolicy` -- ``SKIP`` (default): a tick due while the scheduler's previous run
+  (in any instance, when a storage is attached) is still going is recorded ``skipped`` with
+  reason ``overlap``; ``ALLOW`` starts it anyway.
+
+Output folders: when ``logs_dir`` (default: the ``pipelines_logs_dir`` / ``PIPELINES_LOGS_DIR``
+setting) is set, each run gets ``<logs_dir>/<scheduler>/<YYYYmmdd_HHMMSS>`` (the scheduled time
+in UTC; ``_2``, ``_3``... when taken), passed to the blocs as ``RunContext.output_dir``; the
+run's log goes to ``run.log`` and its result (``RunResult.to_dict()``) to ``result.json`` there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from th2etl._names import check_name
+from th2etl.clock import Clock, SystemClock
+from th2etl.exceptions import ConfigurationError, StorageError, ValidationError
+from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
+from th2etl.pipelines.pipeline import Pipeline
+from th2etl.pipelines.result import RunResult, RunStatus
+from th2etl.scheduler.triggers import CronTrigger
+from th2etl.types import JSON
+
+if TYPE_CHECKING:
+    from th2etl.pipelines.context import RunContext
+    from th2etl.storage.base import Storage
+
+__all__ = [
+    "CronScheduler",
+    "MissedTickPolicy",
+    "OverlapPolicy",
+    "SkipReason",
+    "TickAction",
+    "TickResult",
+    "default_logs_dir",
+    "schedule_pipeline",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_SLEEP = 60.0
+"""The loop re-reads the clock at least this often (seconds), so a clock jump is noticed."""
+RECORDED_MISSED_LIMIT = 100
+"""At most this many missed ticks are recorded per catch-up; older ones are only counted."""
+_BACKOFF_START, _BACKOFF_MAX = 1.0, 30.0
+
+
+class MissedTickPolicy(StrEnum):
+    """What to do with ticks that were missed (see the module docstring)."""
+
+    SKIP = "skip"
+    LATEST = "latest"
+    ALL = "all"
+
+
+class OverlapPolicy(StrEnum):
+    """What to do with a tick due while the scheduler's previous run is still going."""
+
+    SKIP = "skip"
+    ALLOW = "allow"
+
+
+class TickAction(StrEnum):
+    """What a scheduler did with one scheduled time."""
+
+    STARTED = "started"
+    """A run was started (and, on a fake clock, finished: see ``TickResult.result``)."""
+    SKIPPED = "skipped"
+    """Not run; ``reason`` says why (recorded as a ``skipped`` run when storage is attached)."""
+    TAKEN = "taken"
+    """Another instance already holds this tick (it runs or skipped it there)."""
+    DEFERRED = "deferred"
+    """The database could not be reached; the tick is handled again when it can."""
+    FAILED = "failed"
+    """The run could not start (e.g. its stored pipeline no longer builds); recorded failed."""
+
+
+class SkipReason(StrEnum):
+    MISSED = "missed"
+    OVERLAP = "overlap"
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one scheduler did with one scheduled time."""
+
+    scheduler_name: str
+    scheduled_time: datetime
+    action: TickAction
+    reason: SkipReason | None = None
+    detail: str | None = None
+    run_id: str | None = None
+    result: RunResult | None = None
+    """The finished run, when it ran in the caller's thread (fake clock)."""
+
+    def to_dict(self) -> JSON:
+        return {
+            "scheduler_name": self.scheduler_name,
+            "scheduled_time": self.scheduled_time.isoformat(),
+            "action": self.action.value,
+            "reason": self.reason.value if self.reason else None,
+            "detail": self.detail,
+            "run_id": self.run_id,
+            "status": self.result.status.value if self.result else None,
+        }
+
+    def __repr__(self) -> str:
+        why = f"({self.reason.value})" if self.reason else ""
+        return f"<{self.scheduler_name} {self.scheduled_time.isoformat()} {self.action.value}{why}>"
+
+
+def default_logs_dir() -> Path | None:
+    """The ``pipelines_logs_dir`` setting (env ``pipelines_logs_dir`` or ``PIPELINES_LOGS_DIR``)."""
+    from th2etl.configs.settings import get_settings
+
+    try:
+        return get_settings().pipelines_logs_dir
+    except ConfigurationError:  # a bad database variable is not this feature's problem
+        env = os.environ
+        value = env.get("pipelines_logs_dir") or env.get("PIPELINES_LOGS_DIR")
+        return Path(value).expanduser() if value and value.strip() else None
+
+
+_FROM_SETTINGS: Any = object()
+
+
+def _seconds(name: str, value: timedelta | float) -> timedelta:
+    delta = value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+    if delta < timedelta(0):
+        raise ValidationError(f"{name} must be zero or more seconds, got {value!r}")
+    return delta
+
+
+def _policy(enum: type[Any], name: str, value: Any) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum)
+        raise ValidationError(f"{name} {value!r} is not one of {choices}") from None
+
+
+# -- the loop shared by CronScheduler and SchedulerManager -----------------------------------------
+
+
+class _Loop:
+    """``start()``/``stop()`` around ``tick(now)`` and ``next_due_time()``."""
+
+    clock: Clock
+    stop_grace: float
+
+    def __init__(self) -> None:
+        self._stop_event = threading.Event()
+        self._started = False
+        self._attached_to: Any = None
+
+    def tick(self, now: datetime) -> list[TickResult]:
+        raise NotImplementedError
+
+    def next_due_time(self) -> datetime | None:
+        raise NotImplementedError
+
+    def _on_start(self, now: datetime) -> None:
+        """Prepare (e.g. read the database) before the first tick."""
+
+    def _on_stop(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for running pipelines, then cancel the rest."""
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and the end of ``stop()``."""
+        return self._started
+
+    def start(self, *, handle_signals: bool = True) -> None:
+        """Run until :meth:`stop`, SIGINT or SIGTERM (handled when called in the main thread).
+
+        On a fake clock (one with ``runs_inline``), attach to it and return at once.
+        """
+        if getattr(self.clock, "runs_inline", False) and hasattr(self.clock, "attach"):
+            self._on_start(self.clock.now())
+            self._started = True
+            self.clock.attach(self)
+            self._attached_to = self.clock
+            return
+        # A stop() that came before start() is honoured: the event is cleared on the way out.
+        self._started = True
+        previous = self._install_signals() if handle_signals else {}
+        try:
+            self._on_start(self.clock.now())
+            self._loop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._on_stop(self.stop_grace)
+            self._started = False
+            self._stop_event.clear()
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop_event.is_set():
+            try:
+                self.tick(self.clock.now())
+                failures = 0
+            except Exception:  # never let one bad tick end the scheduler
+                failures += 1
+                delay = min(_BACKOFF_START * 2 ** (failures - 1), _BACKOFF_MAX)
+                logger.exception("scheduler tick failed; trying again in %.0fs", delay)
+                self._stop_event.wait(delay)
+                continue
+            due = self.next_due_time()
+            delay = MAX_SLEEP if due is None else (due - self.clock.now()).total_seconds()
+            # Event.wait, not clock.sleep: stop() must wake the loop at once.
+            self._stop_event.wait(min(max(delay, 0.0005), MAX_SLEEP))
+
+    def stop(self, grace: float | None = None) -> None:
+        """Ask ``start()`` to return; running pipelines get ``grace`` seconds (default
+        ``stop_grace``) to finish before they are cancelled. Safe from any thread."""
+        if grace is not None:
+            self.stop_grace = grace
+        self._stop_event.set()
+        if self._attached_to is not None:
+            self._attached_to.detach(self)
+            self._attached_to = None
+            self._on_stop(self.stop_grace)
+            self._started = False
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            logger.info("received %s: stopping the scheduler", signal.Signals(signum).name)
+            self._stop_event.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+
+# -- per-run output folder and log --------------------------------------------------------------
+
+
+def make_run_dir(logs_dir: Path, scheduler_name: str, scheduled_time: datetime) -> Path:
+    """Create ``<logs_dir>/<scheduler>/<YYYYmmdd_HHMMSS>`` (``_2``, ``_3``... if taken)."""
+    parent = logs_dir / scheduler_name
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = scheduled_time.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+    for number in range(1, 10_000):
+        path = parent / (stamp if number == 1 else f"{stamp}_{number}")
+        try:
+            path.mkdir()  # atomic: two runs (even in two processes) never share a folder
+        except FileExistsError:
+            continue
+        return path
+    raise StorageError(f"cannot create a run folder under {parent}: {stamp}_* are all taken")
+
+
+class _RunLogFilter(logging.Filter):
+    """Keeps the records of one run: its coordinating thread and its bloc threads."""
+
+    def __init__(self, thread_id: int, prefix: str) -> None:
+        super().__init__()
+        self.thread_id = thread_id
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.thread_id or (record.threadName or "").startswith(self.prefix)
+
+
+class _InlineExecutor(Executor):
+    """Runs each submitted call at once, in the caller's thread (fake-clock mode): a stage's
+    blocs run one after another, deterministically; bloc timeouts cannot interrupt them."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+_INLINE = _InlineExecutor()
+
+
+def _note(handler: logging.Handler, message: str) -> None:
+    """Write a line to the run's log whatever the logging levels are."""
+    record = logging.LogRecord(__name__, logging.INFO, __file__, 0, message, None, None)
+    handler.handle(record)
+
+
+class _SafeListener(RunListener):
+    """Wraps the storage recorder: a database error must not lose the run's final status."""
+
+    def __init__(self, inner: RunListener, on_lost_finish: Callable[[RunResult], None]) -> None:
+        self.inner = inner
+        self.on_lost_finish = on_lost_finish
+
+    def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
+        self.inner.run_started(context, pipeline)
+
+    def bloc_started(self, context: RunContext, bloc: Any, attempt: int) -> None:
+        self.inner.bloc_started(context, bloc, attempt)
+
+    def bloc_finished(self, context: RunContext, result: Any) -> None:
+        self.inner.bloc_finished(context, result)
+
+    def run_finished(self, context: RunContext, result: RunResult) -> None:
+        try:
+            self.inner.run_finished(context, result)
+        except Exception:
+            self.on_lost_finish(result)
+            raise
+
+
+# -- the scheduler -------------------------------------------------------------------------------
+
+
+class CronScheduler(_Loop):
+    """Runs ``pipeline`` whenever ``trigger`` fires.
+
+    ``pipeline`` is a :class:`~th2etl.pipelines.Pipeline` (or a callable building one per run,
+    with ``pipeline_name``); ``trigger`` a :class:`CronTrigger` or a cron expression (read in
+    UTC). ``name`` defaults to the pipeline's name. Policies and output folders: see the module
+    docstring. Pipelines run on a thread pool (``max_workers``), so a slow run never delays the
+    next tick; on a clock with ``runs_inline`` (:class:`~th2etl.clock.FakeClock`) they run in
+    the caller's thread unless ``inline=False``.
+
+    >>> from th2etl.clock import FakeClock
+    >>> from th2etl.pipelines import build_example_pipeline
+    >>> clock = FakeClock()
+    >>> scheduler = CronScheduler(build_example_pipeline(), CronTrigger("0 * * * *"), clock=clock)
+    >>> scheduler.start()  # doctest: +SKIP
+    >>> len(clock.advance(timedelta(days=1)))  # doctest: +SKIP
+    24
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline | Callable[[], Pipeline],
+        trigger: CronTrigger | str,
+        name: str | None = None,
+        *,
+        clock: Clock | None = None,
+        missed: MissedTickPolicy | str = MissedTickPolicy.LATEST,
+        grace: timedelta | float = timedelta(hours=1),
+        tolerance: timedelta | float = timedelta(seconds=60),
+        max_catch_up: int = 10,
+        overlap: OverlapPolicy | str = OverlapPolicy.SKIP,
+        logs_dir: str | Path | None = _FROM_SETTINGS,
+        variables: Mapping[str, Any] | None = None,
+        inline: bool | None = None,
+        max_workers: int = 4,
+        stop_grace: float = 30.0,
+        pipeline_name: str | None = None,
+        trigger_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(pipeline, Pipeline):
+            self._pipeline: Pipeline | None = pipeline
+            self._build: Callable[[], Pipeline] | None = None
+            self.pipeline_name = pipeline.name
+        elif callable(pipeline) and pipeline_name:
+            self._pipeline, self._build = None, pipeline
+            self.pipeline_name = check_name("pipeline", pipeline_name)
+        else:
+            raise ValidationError(
+                f"CronScheduler needs a Pipeline (e.g. build_example_pipeline()), or a callable "
+                f"building one together with pipeline_name=...; got {pipeline!r}"
+            )
+        self.trigger = trigger if isinstance(trigger, CronTrigger) else CronTrigger(trigger)
+        self.name = check_name("scheduler", name if name is not None else self.pipeline_name)
+        self.trigger_name = trigger_name
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.missed = _policy(MissedTickPolicy, "missed-tick policy", missed)
+        self.overlap = _policy(OverlapPolicy, "overlap policy", overlap)
+        self.grace = _seconds("grace", grace)
+        self.tolerance = _seconds("tolerance", tolerance)
+        if not isinstance(max_catch_up, int) or max_catch_up < 1:
+            raise ValidationError(f"max_catch_up must be a whole number >= 1, got {max_catch_up!r}")
+        self.max_catch_up = max_catch_up
+        self.logs_dir = default_logs_dir() if logs_dir is _FROM_SETTINGS else logs_dir
+        if self.logs_dir is not None:
+            self.logs_dir = Path(self.logs_dir)
+        self.variables = dict(variables or {})
+        self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
+        self.max_workers = max_workers
+        self.stop_grace = stop_grace
+        # Set by a SchedulerManager that owns this scheduler.
+        self.storage: Storage | None = None
+        self.instance_id: str | None = None
+        self._executor: Executor | None = None
+        self._own_executor = False
+        self._cursor: datetime | None = None
+        self._next: datetime | None = None
+        self._retry_at: datetime | None = None
+        self._failures = 0
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[datetime, CancelToken, Future[Any] | None]] = {}
+        self._lost_finishes: list[RunResult] = []
+        self.not_before: datetime | None = None
+        """With a storage: downtime before this instant (e.g. while disabled) is not missed."""
+
+    # -- time keeping ---------------------------------------------------------------------------
+
+    @property
+    def cursor(self) -> datetime | None:
+        """Every tick at or before this instant has been handled (``None`` before the first)."""
+        return self._cursor
+
+    def reset(self, after: datetime) -> None:
+        """Forget ticks at or before ``after``: none of them will fire or count as missed."""
+        self._cursor = after
+        self._next = self.trigger.next_fire_time(after)
+        self._retry_at = None
+
+    def retarget(self, trigger: CronTrigger, now: datetime) -> None:
+        """Use a new trigger from ``now`` on: nothing fires at once and nothing is backfilled."""
+        self.trigger = trigger
+        self.reset(now)
+
+    def next_due_time(self) -> datetime | None:
+        if self._next is None:
+            return None
+        if self._retry_at is not None and self._retry_at > self._next:
+            return self._retry_at
+        return self._next
+
+    def next_fire_times(self, n: int) -> list[datetime]:
+        """The next ``n`` scheduled times (a preview from the scheduler's position or now)."""
+        return self.trigger.next_fire_times(self._cursor or self.clock.now(), n)
+
+    def _due(self, now: datetime) -> tuple[list[datetime], int]:
+        """Ticks in (cursor, now], the most recent ones kept; and how many older were dropped."""
+        keep = max(self.max_catch_up, RECORDED_MISSED_LIMIT) + 1
+        due: deque[datetime] = deque(maxlen=keep)
+        count = 0
+        assert self._cursor is not None
+        for instant in self.trigger.iter_fire_times(self._cursor):
+            if instant > now:
+                self._next = instant
+                break
+            due.append(instant)
+            count += 1
+        return list(due), count - len(due)
+
+    def _plan(self, due: list[datetime], now: datetime) -> Iterator[tuple[datetime, str | None]]:
+        """(tick, None) to run it, or (tick, why it is skipped as missed)."""
+        latest = due[-1]
+        on_time = now - latest <= self.tolerance
+        missed = due[:-1] if on_time else due
+        run: set[datetime] = set()
+        policy = self.missed
+        if policy is MissedTickPolicy.LATEST and missed and not on_time:
+            if now - missed[-1] <= self.grace:
+                run.add(missed[-1])
+        elif policy is MissedTickPolicy.ALL:
+            run.update([t for t in missed if now - t <= self.grace][-self.max_catch_up :])
+        for tick in missed:
+            if tick in run:
+                yield tick, None
+            else:
+                late = now - tick
+                yield tick, f"{late} late, policy {policy.value!r}"
+        if on_time:
+            yield latest, None
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> list[TickResult]:
+        """Handle every tick due at ``now`` (per the policies) and return what was done."""
+        if self._cursor is None:
+            self.prime(now)
+        if self._next is None or now < self._next:
+            return []
+        if self._retry_at is not None and now < self._retry_at:
+            return []
+        self._retry_lost_finishes(now)
+        due, dropped = self._due(now)
+        if dropped:
+            logger.warning(
+                "scheduler %r: %d older missed tick(s) before %s are not recorded",
+                self.name,
+                dropped,
+                due[0].isoformat(),
+            )
+        results: list[TickResult] = []
+        for scheduled, missed_detail in list(self._plan(due, now)):
+            try:
+                if missed_detail is not None:
+                    result = self._skip(scheduled, SkipReason.MISSED, missed_detail, now)
+                else:
+                    result = self._fire(scheduled, now)
+            except StorageError as exc:
+                results.append(self._defer(scheduled, now, exc))
+                return results
+            results.append(result)
+            self._cursor = scheduled
+        self._failures = 0
+        self._retry_at = None  # and _due() has set _next to the first tick after now
+        return results
+
+    def prime(self, now: datetime) -> None:
+        """Start counting ticks from ``now`` unless already counting (``start()`` does this).
+
+        Without a storage, ticks before ``now`` are not due. With one, the scheduler resumes
+        after its last recorded tick, so ticks missed while it was down are handled by the
+        missed-tick policy (not before ``not_before``, nor for a scheduler that never ran).
+        """
+        if self._cursor is None:
+            self.reset(self._initial_cursor(now))
+
+    def _initial_cursor(self, now: datetime) -> datetime:
+        if self.storage is None:
+            return now
+        try:
+            latest = self.storage.latest_scheduled_time(self.name)
+        except StorageError as exc:
+            logger.warning("scheduler %r: cannot read its last tick (%s)", self.name, exc)
+            return now
+        if latest is None:
+            return now
+        if self.not_before is not None:
+            latest = max(latest, self.not_before)
+        return min(latest, now)
+
+    def _on_start(self, now: datetime) -> None:
+        self.prime(now)
+
+    def _defer(self, scheduled: datetime, now: datetime, exc: Exception) -> TickResult:
+        self._failures += 1
+        delay = min(_BACKOFF_START * 2 ** (self._failures - 1), _BACKOFF_MAX)
+        self._retry_at = now + timedelta(seconds=delay)
+        self._next = scheduled
+        log = logger.warning if self._failures == 1 else logger.info
+        log(
+            "scheduler %r: the database is unavailable for the tick at %s (%s); retrying in %.0fs",
+            self.name,
+            scheduled.isoformat(),
+            exc,
+            delay,
+        )
+        return TickResult(self.name, scheduled, TickAction.DEFERRED, detail=str(exc))
+
+    def _skip(
+        self, scheduled: datetime, reason: SkipReason, detail: str, now: datetime
+    ) -> TickResult:
+        logger.info(
+            "scheduler %r skips the tick at %s (%s: %s)",
+            self.name,
+            scheduled.isoformat(),
+            reason.value,
+            detail,
+        )
+        run_id = None
+        if self.storage is not None:
+            record = self.storage.record_skipped_run(
+                self.name,
+                scheduled,
+                f"{reason.value}: {detail}",
+                pipeline_name=self.pipeline_name,
+                trigger_name=self.trigger_name,
+                instance_id=self.instance_id,
+                now=now,
+            )
+            if record is None:
+                return TickResult(self.name, scheduled, TickAction.TAKEN)
+            run_id = record.run_id
+        return TickResult(self.name, scheduled, TickAction.SKIPPED, reason, detail, run_id)
+
+    def is_busy(self) -> bool:
+        """True while a run of this scheduler (started here) is queued or going."""
+        with self._lock:
+            return bool(self._running)
+
+    def _fire(self, scheduled: datetime, now: datetime) -> TickResult:
+        if self.overlap is OverlapPolicy.SKIP:
+            busy = self.is_busy()
+            elsewhere = [] if busy or self.storage is None else self.storage.running_runs(self.name)
+            if busy or elsewhere:
+                which = "here" if busy else f"run {elsewhere[0].run_id}"
+                return self._skip(
+                    scheduled, SkipReason.OVERLAP, f"the previous run is still going ({which})", now
+                )
+        run_id = uuid.uuid4().hex
+        if self.storage is not None:
+            record = self.storage.claim_run(
+                self.name,
+                scheduled,
+                pipeline_name=self.pipeline_name,
+                trigger_name=self.trigger_name,
+                instance_id=self.instance_id,
+                now=now,
+                variables=self.variables,
+            )
+            if record is None:
+                return TickResult(self.name, scheduled, TickAction.TAKEN)
+            run_id = record.run_id
+        token = CancelToken()
+        logger.info("scheduler %r starts run %s for %s", self.name, run_id, scheduled.isoformat())
+        if self.inline:
+            with self._lock:
+                self._running[run_id] = (scheduled, token, None)
+            result = self._execute(scheduled, run_id, token)
+            if result is None:
+                return TickResult(self.name, scheduled, TickAction.FAILED, run_id=run_id)
+            return TickResult(
+                self.name, scheduled, TickAction.STARTED, run_id=run_id, result=result
+            )
+        with self._lock:  # held until registered: the run's own clean-up waits for it
+            self._running[run_id] = (scheduled, token, None)
+            future = self._get_executor().submit(self._execute, scheduled, run_id, token)
+            self._running[run_id] = (scheduled, token, future)
+        return TickResult(self.name, scheduled, TickAction.STARTED, run_id=run_id)
+
+    def _get_executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.max_workers, thread_name_prefix=f"th2etl-sched-{self.name}"
+            )
+            self._own_executor = True
+        return self._executor
+
+    # -- one run -------------------------------------------------------------------------------
+
+    def _execute(self, scheduled: datetime, run_id: str, token: CancelToken) -> RunResult | None:
+        """Run the pipeline once (in a pool thread, or inline on a fake clock)."""
+        run_dir: Path | None = None
+        handler: logging.Handler | None = None
+        executor: Executor | None = _INLINE if self.inline else None
+        own_executor: ThreadPoolExecutor | None = None
+        try:
+            pipeline = self._pipeline if self._pipeline is not None else self._build_pipeline()
+            if self.logs_dir is not None:
+                run_dir = make_run_dir(Path(self.logs_dir), self.name, scheduled)
+                prefix = f"th2etl-run-{run_id[:12]}"
+                handler = self._attach_log(run_dir, prefix)
+                if executor is None:  # bloc threads named after the run, for the log filter
+                    widest = max(len(stage) for stage in pipeline.stages)
+                    spare = sum(b.retries for b in pipeline.blocs.values() if b.timeout is not None)
+                    executor = own_executor = ThreadPoolExecutor(
+                        max_workers=min(widest + spare, 64), thread_name_prefix=prefix
+                    )
+                _note(
+                    handler,
+                    f"run {run_id} of scheduler {self.name!r} (pipeline {pipeline.name!r}, "
+                    f"trigger {self.trigger!r}) for {scheduled.isoformat()} in {run_dir}",
+                )
+            listeners: list[RunListener] = []
+            if self.storage is not None:
+                recorder = self.storage.recorder(
+                    run_id=run_id,
+                    scheduler_name=self.name,
+                    trigger_name=self.trigger_name,
+                    instance_id=self.instance_id,
+                )
+                listeners.append(_SafeListener(recorder, self._lost_finish))
+            result = run_pipeline(
+                pipeline,
+                variables=self.variables,
+                executor=executor,
+                listeners=listeners,
+                cancel_token=token,
+                run_id=run_id,
+                scheduler_name=self.name,
+                trigger_name=self.trigger_name,
+                scheduled_time=scheduled,
+                output_dir=run_dir,
+                clock=self.clock,
+            )
+            if run_dir is not None:
+                if handler is not None:
+                    _note(handler, result.summary())
+                summary = json.dumps(result.to_dict(), indent=2, default=str)
+                (run_dir / "result.json").write_text(summary + "\n", encoding="utf-8")
+            return result
+        except Exception as exc:
+            logger.exception("scheduler %r could not run its pipeline for %s", self.name, scheduled)
+            self._record_failure(run_id, exc)
+            return None
+        finally:
+            if own_executor is not None:
+                own_executor.shutdown(wait=False)
+            if handler is not None:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+            with self._lock:
+                self._running.pop(run_id, None)
+
+    def _build_pipeline(self) -> Pipeline:
+        assert self._build is not None
+        return self._build()
+
+    def _attach_log(self, run_dir: Path, prefix: str) -> logging.Handler:
+        handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8", delay=False)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-8s %(threadName)s %(name)s: %(message)s")
+        )
+        handler.addFilter(_RunLogFilter(threading.get_ident(), prefix))
+        logging.getLogger().addHandler(handler)
+        return handler
+
+    def _record_failure(self, run_id: str, exc: Exception) -> None:
+        if self.storage is None:
+            return
+        try:
+            self.storage.finish_run(
+                run_id,
+                RunStatus.FAILED,
+                finished_at=self.clock.now(),
+                error=f"the run could not start: {type(exc).__name__}: {exc}",
+            )
+        except StorageError:
+            logger.exception("scheduler %r: cannot record that run %s failed", self.name, run_id)
+
+    def _lost_finish(self, result: RunResult) -> None:
+        with self._lock:
+            self._lost_finishes.append(result)
+
+    def _retry_lost_finishes(self, now: datetime) -> None:
+        """Record final statuses the database missed while it was away (no run stays
+        ``running`` forever because of an outage)."""
+        if not self._lost_finishes or self.storage is None:
+            return
+        with self._lock:
+            pending, self._lost_finishes = self._lost_finishes, []
+        for index, result in enumerate(pending):
+            try:
+                self.storage.finish_run(
+                    result.run_id, result.status, finished_at=result.finished_at, error=result.error
+                )
+            except StorageError:
+                with self._lock:
+                    self._lost_finishes.extend(pending[index:])
+                return
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def running_runs(self) -> list[tuple[str, datetime]]:
+        """(run id, scheduled time) of the runs this scheduler started that are still going."""
+        with self._lock:
+            return [(run_id, item[0]) for run_id, item in self._running.items()]
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Ask a running run of this scheduler to stop; False if it is not running here."""
+        with self._lock:
+            item = self._running.get(run_id)
+        if item is None:
+            return False
+        item[1].cancel()
+        return True
+
+    def _wait_for_runs(self, grace: float) -> None:
+        with self._lock:
+            futures = [f for _, _, f in self._running.values() if f is not None]
+        if not futures:
+            return
+        _, pending = wait(futures, timeout=grace)
+        if pending:
+            logger.warning(
+                "scheduler %r: %d run(s) still going after %.0fs; cancelling them",
+                self.name,
+                len(pending),
+                grace,
+            )
+            with self._lock:
+                tokens = [token for _, token, _ in self._running.values()]
+            for token in tokens:
+                token.cancel()
+            wait(pending, timeout=max(grace, 1.0))
+
+    def _on_stop(self, grace: float) -> None:
+        self._wait_for_runs(grace)
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            self._own_executor = False
+
+    def __repr__(self) -> str:
+        return (
+            f"CronScheduler(name={self.name!r}, pipeline={self.pipeline_name!r}, "
+            f"trigger={self.trigger!r})"
+        )
+
+
+def schedule_pipeline(
+    pipeline: Pipeline,
+    cron: str,
+    name: str | None = None,
+    timezone: str = "UTC",
+    clock: Clock | None = None,
+    **options: Any,
+) -> CronScheduler:
+    """A :class:`CronScheduler` running ``pipeline`` on the cron expression ``cron``.
+
+    >>> scheduler = schedule_pipeline(build_example_pipeline(), "0 * * * *")  # doctest: +SKIP
+    >>> scheduler.start()  # doctest: +SKIP
+    """
+    return CronScheduler(pipeline, CronTrigger(cron, timezone), name, clock=clock, **options)
