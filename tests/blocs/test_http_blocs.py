@@ -582,3 +582,24 @@ def test_timeout_bounds_each_request_and_defaults_to_30_seconds() -> None:
     assert "one HTTP request" in field["help"]
     with pytest.raises(ValidationError, match=r"'timeout' must be more than 0 seconds, got 0"):
         create_bloc("bad", "refresh_webhooks", {"url": "http://x", "user_id": 1, "timeout": 0})
+
+
+def test_a_redirect_to_another_host_does_not_carry_the_authorization_header() -> None:
+    def landing(request: Request) -> Reply:
+        return Reply(200, {"auth": request.headers.get("authorization")})
+
+    with serve(landing) as other:
+
+        def app(request: Request) -> Reply:
+            if request.path == "/away":
+                return Reply(302, headers={"Location": f"{other.url}/landing"})
+            if request.path == "/here":
+                return Reply(302, headers={"Location": "/landing"})
+            return landing(request)
+
+        with serve(app) as server:
+            headers = {"Authorization": f"Bearer {SECRET}"}
+            away = run("api_loader", {"url": f"{server.url}/away", "headers": headers})
+            here = run("api_loader", {"url": f"{server.url}/here", "headers": headers})
+    assert away == [{"auth": None}]
+    assert here == [{"auth": f"Bearer {SECRET}"}]
