@@ -1,7 +1,8 @@
 """HTTP blocs on the standard library: ``api_loader``, ``run_adk_agents``, ``refresh_webhooks``.
 
-All three share :func:`th2etl.blocs._http.send`: a per-request ``timeout`` (the common
-``timeout`` key, default 30 s), ``http_retries`` with exponential backoff from
+All three share :func:`th2etl.blocs._http.send`: ``timeout`` in seconds per HTTP request
+(default 30; for these blocs it replaces the common per-attempt meaning, so a hung server fails
+with a message naming the URL), ``http_retries`` with exponential backoff from
 ``http_backoff`` seconds that honours ``Retry-After`` (at most 30 s), and error messages that
 name the bloc, the URL with its credentials masked, and the reason. Secrets belong in
 ``${env:NAME}`` references (``{"Authorization": "Bearer ${env:API_TOKEN}"}``); they never appear
