@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from th2etl._extras import require_extra
-from th2etl._urls import Redactor, backoff_delay, mask_url
+from th2etl._urls import Redactor, backoff_delay, is_secret_name, mask_url
 from th2etl.exceptions import Th2etlError
 
 if TYPE_CHECKING:
@@ -185,7 +185,8 @@ class HttpClient:
         redact = Redactor()
         redact.add_headers(headers or {})
         for name, value in (params or {}).items():
-            redact.add_url(f"http://x/?{name}={value}")
+            if is_secret_name(str(name)):
+                redact.add(str(value))
         redact.add_url(url)
         idempotent = method in _IDEMPOTENT
         attempts = self.retries + 1
