@@ -193,3 +193,16 @@ def test_without_requests_the_import_error_names_the_extra(
         importlib.import_module("th2etl.helpers.client")
     assert isinstance(caught.value, MissingExtraError)
     assert "th2etl.helpers.client.HttpClient needs the 'requests' package" in str(caught.value)
+
+
+def test_an_error_body_that_echoes_the_token_is_redacted() -> None:
+    def app(request: Request) -> Reply:
+        return Reply(401, f"rejected {request.headers.get('authorization')}")
+
+    with (
+        serve(app) as server,
+        HttpClient(server.url, auth_token=TOKEN) as client,
+        pytest.raises(HttpError, match=r"answered 401: rejected \*\*\*$") as caught,
+    ):
+        client.get("/x")
+    assert caught.value.body == "rejected ***"
