@@ -202,7 +202,7 @@ def test_an_error_body_that_echoes_the_token_is_redacted() -> None:
     with (
         serve(app) as server,
         HttpClient(server.url, auth_token=TOKEN) as client,
-        pytest.raises(HttpError, match=r"answered 401: rejected \*\*\*$") as caught,
+        pytest.raises(HttpError, match=r"answered 401: rejected Bearer \*\*\*$") as caught,
     ):
         client.get("/x")
-    assert caught.value.body == "rejected ***"
+    assert caught.value.body == "rejected Bearer ***"
