@@ -56,9 +56,10 @@ def test_health_turns_503_when_the_database_goes_away_and_200_when_it_returns(
         with pytest.raises(Th2etlApiError, match="HTTP 503") as unavailable:
             client.list_blocs()
         assert unavailable.value.status == 503
-        assert f"cannot connect to PostgreSQL database '{postgres.dbname}' on 127.0.0.1:{proxy.port}" in str(
-            unavailable.value.detail
+        where = (
+            f"cannot connect to PostgreSQL database '{postgres.dbname}' on 127.0.0.1:{proxy.port}"
         )
+        assert where in str(unavailable.value.detail)
         with pytest.raises(Th2etlApiError, match="HTTP 503"):
             client.create_bloc("triple", "example_transformer", config={"factor": 3})
 
