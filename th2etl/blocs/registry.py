@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "th2etl.blocs"
 _BUILTIN_MODULES = (
     "th2etl.blocs.files",
     "th2etl.blocs.examples",
+    "th2etl.blocs.postgres",
     "th2etl.blocs.http",
 )
 
