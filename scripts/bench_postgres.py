@@ -55,7 +55,8 @@ LOAD_TARGET, UNLOAD_TARGET = 0.30, 0.35
 
 def generate_csv(path: Path, rows: int) -> None:
     rnd = random.Random(42)
-    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    words += ["eta", "theta", "iota", "kappa", "lambda", "mu"]
     start = dt.datetime(2024, 1, 1)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
