@@ -416,7 +416,7 @@ class Runs(SqlCore):
                 "EXISTS (SELECT 1 FROM {instances} AS i "
                 "WHERE i.instance_id = r.instance_id AND i.last_seen < %s) "
                 "OR (r.started_at < %s AND NOT EXISTS (SELECT 1 FROM {instances} AS i "
-                "WHERE i.instance_id = r.instance_id))) RETURNING r.run_id",
+                "WHERE i.instance_id = r.instance_id))) RETURNING run_id",
                 (at, reason, f"{now.isoformat()} {reason}\n", cutoff, cutoff),
             )
         return sorted(row[0] for row in rows)

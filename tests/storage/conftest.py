@@ -1,0 +1,76 @@
+"""Storage fixtures: every contract test runs on SQLite and on PostgreSQL.
+
+On PostgreSQL the storage uses the session's private schema; th2etl's tables are emptied after
+each test. Tests that need a fresh database (migrations) make their own schema or file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from th2etl.storage import DatabaseStorage, PostgresStorage, SQLiteStorage
+
+_DATA_TABLES = (
+    "th2etl_pipeline_blocs",
+    "th2etl_schedulers",
+    "th2etl_triggers",
+    "th2etl_pipelines",
+    "th2etl_blocs",
+    "th2etl_bloc_runs",
+    "th2etl_runs",
+    "th2etl_instances",
+)
+
+OpenStorage = Callable[..., DatabaseStorage]
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def open_storage(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[OpenStorage]:
+    """Open another storage (its own connection) on this test's database; closed at the end."""
+    opened: list[DatabaseStorage] = []
+    if backend == "postgresql":
+        server = request.getfixturevalue("postgres")
+
+        def make(**kwargs: Any) -> DatabaseStorage:
+            storage = PostgresStorage(server.url, schema=server.schema, **kwargs)
+            opened.append(storage)
+            return storage
+    else:
+        path = tmp_path / "th2etl.db"
+
+        def make(**kwargs: Any) -> DatabaseStorage:
+            storage = SQLiteStorage(path, **kwargs)
+            opened.append(storage)
+            return storage
+
+    yield make
+    for storage in opened:
+        storage.close()
+    if backend == "postgresql":
+        from psycopg import sql
+
+        server = request.getfixturevalue("postgres")
+        with server.connect(autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("TRUNCATE {} CASCADE").format(
+                    sql.SQL(", ").join(sql.Identifier(server.schema, t) for t in _DATA_TABLES)
+                )
+            )
+
+
+@pytest.fixture
+def storage(open_storage: OpenStorage) -> DatabaseStorage:
+    return open_storage()
