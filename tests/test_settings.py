@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,36 @@ def test_settings_are_frozen() -> None:
     settings = get_settings({})
     with pytest.raises(AttributeError):
         settings.database_schema = "x"  # type: ignore[misc]
+
+
+def test_embedded_default_is_logged_once_when_storage_opens(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from th2etl import DatabaseStorage
+
+    clean_env.chdir(tmp_path)
+    caplog.set_level(logging.INFO)
+    settings = get_settings()
+    assert caplog.records == []  # reading settings says nothing; opening storage does
+    for _ in range(2):
+        with DatabaseStorage.from_settings(settings) as storage:
+            storage.check_connection()
+    lines = [r.getMessage() for r in caplog.records if "embedded SQLite" in r.getMessage()]
+    assert lines == [
+        "no DATABASE_URL or DATABASE_* variables set: using the embedded SQLite database at "
+        f"{tmp_path / 'th2etl.db'} (set TH2ETL_SQLITE_PATH to move it, or DATABASE_URL to use "
+        "PostgreSQL)"
+    ]
+    assert (tmp_path / "th2etl.db").is_file()
+
+
+def test_chosen_sqlite_path_is_not_announced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from th2etl import DatabaseStorage
+
+    caplog.set_level(logging.INFO)
+    settings = get_settings({"TH2ETL_SQLITE_PATH": str(tmp_path / "mine.db")})
+    with DatabaseStorage.from_settings(settings) as storage:
+        assert storage.describe() == f"SQLite database at {tmp_path / 'mine.db'}"
+    assert not [r for r in caplog.records if "embedded" in r.getMessage()]
