@@ -172,7 +172,7 @@ class FakeClock:
             step = min(later, default=None)
             if step is None or step > target:
                 break
-            self._now = max(self._now, step)
+            self._now = max(self._now, step.astimezone(UTC))
             ticked_at = self._now
             for ticking in list(self._attached):
                 results.extend(ticking.tick(self._now))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC
 from typing import Any
 
 from th2etl.blocs import ConfigField, TransformerBloc, register_bloc
+from th2etl.blocs.registry import unregister_bloc
 from th2etl.pipelines import Pipeline, RunContext
 from th2etl.types import Rows
 
@@ -50,7 +52,6 @@ class WriteOutput(TransformerBloc):
         return [{"output_dir": str(context.output_dir)}]
 
 
-@register_bloc(replace=True)
 class SleepBloc(TransformerBloc):
     """Sleeps for real (a run that is still going when its process is killed)."""
 
@@ -63,6 +64,20 @@ class SleepBloc(TransformerBloc):
         while time.monotonic() < deadline and not context.cancel_requested:
             time.sleep(0.02)
         return [{"slept": self.config["seconds"]}]
+
+
+STORED_BLOC_TYPES = (Noop, SleepBloc)
+"""Registered while a database test runs (stored blocs are validated through the registry)."""
+
+
+def register_stored_bloc_types() -> None:
+    for klass in STORED_BLOC_TYPES:
+        register_bloc(klass, replace=True)  # type: ignore[call-overload]
+
+
+def unregister_stored_bloc_types() -> None:
+    for klass in STORED_BLOC_TYPES:
+        unregister_bloc(klass.bloc_type)
 
 
 def noop_pipeline(name: str = "noop") -> Pipeline:
@@ -80,6 +95,7 @@ def write_pipeline(name: str = "writer") -> Pipeline:
 
 def statuses(results: list[Any]) -> list[str]:
     return [
-        f"{r.scheduled_time:%H:%M} {r.action.value}" + (f"({r.reason.value})" if r.reason else "")
+        f"{r.scheduled_time.astimezone(UTC):%H:%M} {r.action.value}"
+        + (f"({r.reason.value})" if r.reason else "")
         for r in results
     ]

@@ -15,8 +15,9 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
   same uniqueness.
 * **Heartbeats.** Every ``heartbeat_interval`` seconds (default 10) the manager records its
   heartbeat and marks ``abandoned`` the runs of instances silent for ``stale_after`` (default
-  two heartbeat intervals): a run left ``running`` by a dead process is abandoned at most
-  ``stale_after + heartbeat_interval`` after that process's last heartbeat.
+  1.5 heartbeat intervals): a run left ``running`` by a dead process is abandoned at most
+  ``stale_after + heartbeat_interval`` (two heartbeat periods) after that process's last
+  heartbeat.
 * **Outages.** When the database cannot be reached, ticks are deferred (not run: nothing can be
   claimed) and retried with exponential backoff (1 s doubling to 30 s); the manager logs the
   outage once, keeps its timing, and when the database is back handles the deferred ticks by the
@@ -102,7 +103,7 @@ class SchedulerManager(_Loop):
                 f"heartbeat_interval must be more than 0 seconds, got {heartbeat_interval!r}"
             )
         self.stale_after = (
-            2 * self.heartbeat_interval
+            self.heartbeat_interval * 3 / 2
             if stale_after is None
             else _seconds("stale_after", stale_after)
         )
