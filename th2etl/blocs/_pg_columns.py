@@ -28,7 +28,7 @@ from operator import attrgetter, is_not, itemgetter, methodcaller
 from typing import Any
 
 from th2etl._postgres import check_identifier
-from th2etl.exceptions import BlocError
+from th2etl.exceptions import BlocError, ValidationError
 from th2etl.types import Row, Rows
 
 __all__ = ["Column", "full_columns", "quick_columns", "quick_names", "row_names", "row_values"]
@@ -111,7 +111,10 @@ def _check_names(names: Sequence[Any], where: str) -> list[str]:
                 f"{where}: the rows have a key {name!r} ({type(name).__name__}); "
                 "column names must be strings"
             )
-        check_identifier("column name", name, where)
+        try:
+            check_identifier("column name", name, where)
+        except ValidationError as exc:  # a bad key in the data, not in the bloc's config
+            raise BlocError(str(exc)) from None
     return list(names)
 
 
