@@ -827,3 +827,79 @@ def test_no_rows_for_a_missing_table_is_refused(postgres: PostgresServer, table:
         match=r"no rows to export and table '.*' does not exist, so its columns are unknown",
     ):
         export(postgres, [], table)
+
+
+def test_a_connection_killed_during_the_copy_fails_the_bloc_and_keeps_the_old_table(
+    postgres: PostgresServer, db: psycopg.Connection[Any], table: str
+) -> None:
+    export(postgres, [{"id": 1, "doc": {}}], table)
+    rows: Rows = [{"id": n, "doc": {"n": n}} for n in range(30_000)]
+    rows[20_000] = {"id": 20_000, "doc": _PausingDict(n=1)}
+    _PausingDict.reached.clear()
+    _PausingDict.release.clear()
+    name = f"terminated-{uuid.uuid4().hex[:6]}"
+    errors: list[BaseException] = []
+
+    def replace() -> None:
+        try:
+            export(postgres, rows, table, name=name)
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=replace)
+    writer.start()
+    try:
+        assert _PausingDict.reached.wait(60), "the exporter never reached its COPY"
+        [(terminated,)] = db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (f"th2etl:{name}",),
+        ).fetchall()
+        assert terminated
+    finally:
+        _PausingDict.release.set()
+        writer.join(60)
+    [error] = errors
+    assert isinstance(error, DatabaseUnavailableError), error
+    assert re.search(
+        rf"bloc '{name}' \(postgres_exporter\): the connection to PostgreSQL \(host .*\) failed: "
+        r".*; anything written was rolled back",
+        str(error),
+    ), error
+    assert table_rows(db, postgres.schema, table) == [(1, {})]
+    assert leftover_tables(db, postgres.schema) == []
+
+
+@pytest.fixture
+def powerless_role(postgres: PostgresServer, db: psycopg.Connection[Any]) -> Iterator[str]:
+    """A login role with no rights on the session's schema."""
+    role = f"th2etl_nobody_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        yield role
+    finally:
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_an_error_from_the_server_becomes_a_bloc_error_naming_the_database(
+    postgres: PostgresServer, powerless_role: str, table: str
+) -> None:
+    export(postgres, [{"a": 1}], table)
+    dsn = (
+        f"host={postgres.host} port={postgres.port} dbname={postgres.dbname} user={powerless_role}"
+    )
+    with pytest.raises(
+        BlocError,
+        match=rf"bloc 'read' \(postgres_loader\): PostgreSQL \(host {postgres.host}, port "
+        rf"{postgres.port}, database {postgres.dbname}, user {powerless_role}\) refused: "
+        r"permission denied for schema .*; anything written was rolled back",
+    ):
+        load(postgres, table, dsn=dsn)
+
+
+def test_loader_without_chunked_streaming_uses_a_server_side_cursor(
+    postgres: PostgresServer, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export(postgres, [{"a": n} for n in range(12_000)], table)
+    # libpq before 17 has no chunked mode: force that path on this libpq.
+    monkeypatch.setattr(psycopg.capabilities, "has_stream_chunked", lambda: False)
+    assert load(postgres, table) == [{"a": n} for n in range(12_000)]

@@ -21,6 +21,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
@@ -45,7 +46,13 @@ from th2etl.blocs._pg_columns import (
 )
 from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc
 from th2etl.blocs.registry import register_bloc
-from th2etl.exceptions import BlocError, ConfigurationError, NotFoundError, ValidationError
+from th2etl.exceptions import (
+    BlocError,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    NotFoundError,
+    ValidationError,
+)
 from th2etl.types import Rows
 
 if TYPE_CHECKING:
@@ -113,6 +120,24 @@ class _PostgresBloc:
                 "'${env:WAREHOUSE_URL}'"
             )
         return settings.postgres_conninfo()
+
+    @contextmanager
+    def _session(self) -> Iterator[tuple[_Connection, str]]:
+        """A connection and its description; any PostgreSQL error becomes a th2etl one."""
+        conn, database = self._connect()
+        try:
+            with conn:
+                yield conn, database
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailableError(
+                f"{self.where}: the connection to PostgreSQL ({database}) failed: "
+                f"{_one_line(str(exc))}; anything written was rolled back"
+            ) from None
+        except psycopg.Error as exc:
+            raise BlocError(
+                f"{self.where}: PostgreSQL ({database}) refused: {_one_line(str(exc))}; "
+                "anything written was rolled back"
+            ) from None
 
     def _connect(self) -> tuple[_Connection, str]:
         conninfo = self._conninfo()
@@ -218,8 +243,7 @@ class PostgresLoaderBloc(_PostgresBloc, LoaderBloc):
             )
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
-        conn, database = self._connect()
-        with conn:
+        with self._session() as (conn, database):
             schema, table = self._table_config(conn)
             found = _find_table(conn, schema, table)
             if found is None:
@@ -342,8 +366,7 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
                 f"{self.where}: the {len(rows)} rows have no columns (every row is {{}}); "
                 "nothing can be written"
             )
-        conn, database = self._connect()
-        with conn:
+        with self._session() as (conn, database):
             schema, table = self._table_config(conn)
             label = _label(schema, table)
             _require_schema(conn, schema, self.where, database)
@@ -526,6 +549,8 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
                             f"{label!r}; nothing was written, the table is unchanged"
                         )
         except psycopg.Error as exc:
+            if conn.broken:
+                raise  # the connection is gone: _session says so
             if exc.diag.sqlstate is not None:
                 raise self._server_error(exc, rows, names, types, label) from None
             if guessed:
