@@ -18,6 +18,7 @@ from th2etl.exceptions import (
     ConfigurationError,
     DatabaseUnavailableError,
     SchemaVersionError,
+    StorageError,
 )
 from th2etl.storage import PostgresStorage, SQLiteStorage
 from th2etl.storage.migrations import LATEST_VERSION, load_migrations, sqlite_statements
@@ -144,7 +145,7 @@ def test_migration_files_match_across_backends() -> None:
     assert [m.version for m in postgres] == list(range(1, LATEST_VERSION + 1))
     statements = sqlite_statements(sqlite[0].sql)
     triggers = [s for s in statements if s.startswith("CREATE TRIGGER")]
-    assert len(triggers) == 12
+    assert len(triggers) == 14
     assert all(s.endswith("END;") for s in triggers)
 
 
@@ -181,6 +182,15 @@ def test_sqlite_file_that_is_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(DatabaseUnavailableError, match=r"file is not a database"):
         SQLiteStorage(path)
     assert path.read_text().startswith("not a database")
+
+
+def test_an_old_sqlite_library_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(
+        StorageError, match=r"th2etl needs SQLite 3\.38 or newer .* uses SQLite 3\.31\.1"
+    ):
+        SQLiteStorage(tmp_path / "old.db")
 
 
 @pytest.mark.postgres

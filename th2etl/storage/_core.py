@@ -72,13 +72,20 @@ class _Connection(Protocol):
 
 
 class Session:
-    """One connection, for the duration of one (possibly implicit) transaction."""
+    """One connection, for the duration of one transaction.
 
-    __slots__ = ("_compile", "conn")
+    ``pipeline`` (PostgreSQL) queues statements and sends them together: rows are fetched when
+    asked for, and :meth:`run` syncs to learn its row count.
+    """
 
-    def __init__(self, conn: _Connection, compile: Callable[[str], Any]) -> None:
+    __slots__ = ("_compile", "conn", "pipeline")
+
+    def __init__(
+        self, conn: _Connection, compile: Callable[[str], Any], pipeline: Any = None
+    ) -> None:
         self.conn = conn
         self._compile = compile
+        self.pipeline = pipeline
 
     def one(self, template: str, params: Sequence[Any] = ()) -> Any:
         """The first row, or None."""
@@ -89,7 +96,10 @@ class Session:
 
     def run(self, template: str, params: Sequence[Any] = ()) -> int:
         """Execute; return the number of rows changed."""
-        return int(self.conn.execute(self._compile(template), params).rowcount)
+        cursor = self.conn.execute(self._compile(template), params)
+        if self.pipeline is not None:
+            self.pipeline.sync()
+        return int(cursor.rowcount)
 
     def many(self, template: str, rows: Iterable[Sequence[Any]]) -> None:
         cursor = self.conn.cursor()
@@ -136,6 +146,10 @@ class SqlCore(Storage):
     def _migrate(self, conn: Any) -> int:
         """Bring the schema up to date (serialised across processes); return its version."""
 
+    def _batch(self, conn: Any) -> contextlib.AbstractContextManager[Any]:
+        """A context in which statements may be queued and sent together (None: one by one)."""
+        return contextlib.nullcontext()
+
     @abstractmethod
     def _time_in(self, value: datetime) -> Any: ...
 
@@ -173,41 +187,73 @@ class SqlCore(Storage):
         return compiled
 
     @contextmanager
-    def _session(self, *, transaction: bool = True, write: bool = True) -> Iterator[Session]:
-        """The connection under the lock, inside BEGIN ... COMMIT when ``transaction``.
+    def _session(self, *, write: bool = True) -> Iterator[Session]:
+        """The connection under the lock, inside BEGIN ... COMMIT.
 
-        Without a transaction each statement commits on its own (one statement is atomic).
         Driver errors come out translated; a lost connection is dropped so that the next call
         connects again.
         """
         with self._lock:
             conn = self._connection()
             try:
-                if transaction:
+                with self._batch(conn) as pipeline:
                     conn.execute(self._begin_write if write else self._begin_read)
-                yield Session(conn, self._compile)
-                if transaction:
+                    yield Session(conn, self._compile, pipeline)
                     conn.execute("COMMIT")
             except BaseException as exc:
-                if self._connection_lost(conn):
-                    self._drop_connection()
-                elif transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except Exception:
-                        self._drop_connection()
-                translated = self._translate(exc)
+                translated = self._failed(conn, exc, in_transaction=True)
                 if translated is exc:
                     raise
                 raise translated from exc
+
+    def _execute(self, template: str, params: Sequence[Any], fetch: int) -> Any:
+        """One statement, committed on its own (a single statement is atomic, triggers
+        included): ``fetch`` 1 gives the first row, 2 all rows, 0 the number of rows changed.
+        The hot path of gets and single-row writes, hence no context manager."""
+        with self._lock:
+            conn = self._conn if self._conn is not None else self._connection()
+            try:
+                compiled = self._compiled.get(template)
+                cursor = conn.execute(
+                    compiled if compiled is not None else self._compile(template), params
+                )
+                if fetch == 1:
+                    return cursor.fetchone()
+                if fetch == 2:
+                    return cursor.fetchall()
+                return cursor.rowcount
+            except BaseException as exc:
+                translated = self._failed(conn, exc, in_transaction=False)
+                if translated is exc:
+                    raise
+                raise translated from exc
+
+    def _one(self, template: str, params: Sequence[Any] = ()) -> Any:
+        return self._execute(template, params, 1)
+
+    def _all(self, template: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._execute(template, params, 2))
+
+    def _run(self, template: str, params: Sequence[Any] = ()) -> int:
+        return int(self._execute(template, params, 0))
+
+    def _failed(self, conn: Any, exc: BaseException, *, in_transaction: bool) -> BaseException:
+        """Clean up after ``exc`` and return what to raise (the translated error, or ``exc``)."""
+        if self._connection_lost(conn):
+            self._drop_connection()
+        elif in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                self._drop_connection()
+        return self._translate(exc)
 
     def close(self) -> None:
         with self._lock:
             self._drop_connection()
 
     def check_connection(self) -> None:
-        with self._session(transaction=False) as db:
-            db.one("SELECT 1")
+        self._one("SELECT 1")
 
     def schema_version(self) -> int:
         with self._lock:

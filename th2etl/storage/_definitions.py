@@ -81,8 +81,7 @@ class Definitions(SqlCore):
         )
 
     def revision(self) -> int:
-        with self._session(transaction=False) as db:
-            return int(db.one("SELECT revision FROM {revision} WHERE id = 1")[0])
+        return int(self._one("SELECT revision FROM {revision} WHERE id = 1")[0])
 
     # --- blocs ------------------------------------------------------------------------------
 
@@ -99,32 +98,29 @@ class Definitions(SqlCore):
         at = self._time_in(now)
         try:
             # One statement (the revision trigger runs inside it): atomic without BEGIN.
-            with self._session(transaction=False) as db:
-                db.run(
-                    f"INSERT INTO {{blocs}} ({_BLOC}) VALUES ({_placeholders(6)})",
-                    (name, bloc_type, text, description, at, at),
-                )
+            self._run(
+                f"INSERT INTO {{blocs}} ({_BLOC}) VALUES ({_placeholders(6)})",
+                (name, bloc_type, text, description, at, at),
+            )
         except Conflict:
             raise _exists("bloc", name) from None
         return BlocRecord(name, bloc_type, stored, description, now, now)
 
     def get_bloc(self, name: str) -> BlocRecord:
         check_name("bloc", name)
-        with self._session(transaction=False) as db:
-            row = db.one(f"SELECT {_BLOC} FROM {{blocs}} WHERE name = %s", (name,))
+        row = self._one(f"SELECT {_BLOC} FROM {{blocs}} WHERE name = %s", (name,))
         if row is None:
             raise _missing("bloc", name)
         return self._bloc(row)
 
     def list_blocs(self, *, bloc_type: str | None = None) -> list[BlocRecord]:
-        with self._session(transaction=False) as db:
-            if bloc_type is None:
-                rows = db.all(f"SELECT {_BLOC} FROM {{blocs}} ORDER BY name")
-            else:
-                rows = db.all(
-                    f"SELECT {_BLOC} FROM {{blocs}} WHERE bloc_type = %s ORDER BY name",
-                    (bloc_type,),
-                )
+        if bloc_type is None:
+            rows = self._all(f"SELECT {_BLOC} FROM {{blocs}} ORDER BY name")
+        else:
+            rows = self._all(
+                f"SELECT {_BLOC} FROM {{blocs}} WHERE bloc_type = %s ORDER BY name",
+                (bloc_type,),
+            )
         return [self._bloc(row) for row in rows]
 
     def update_bloc(
@@ -210,13 +206,6 @@ class Definitions(SqlCore):
         check_stage_blocs(name, stages, blocs)
         return blocs
 
-    def _insert_stage_rows(self, db: Session, name: str, stages: list[list[str]]) -> None:
-        rows = [(name, bloc, position) for position, bloc in enumerate(_flat(stages))]
-        db.many(
-            "INSERT INTO {pipeline_blocs} (pipeline_name, bloc_name, position) VALUES (%s, %s, %s)",
-            rows,
-        )
-
     def create_pipeline(
         self, name: str, stages: Sequence[Sequence[str]], description: str = ""
     ) -> PipelineRecord:
@@ -231,7 +220,6 @@ class Definitions(SqlCore):
                     f"INSERT INTO {{pipelines}} ({_PIPELINE}) VALUES ({_placeholders(5)})",
                     (name, json.dumps(shape), description, at, at),
                 )
-                self._insert_stage_rows(db, name, shape)
         except Conflict as exc:
             if exc.kind == "unique":
                 raise _exists("pipeline", name) from None
@@ -243,15 +231,13 @@ class Definitions(SqlCore):
 
     def get_pipeline(self, name: str) -> PipelineRecord:
         check_name("pipeline", name)
-        with self._session(transaction=False) as db:
-            row = db.one(f"SELECT {_PIPELINE} FROM {{pipelines}} WHERE name = %s", (name,))
+        row = self._one(f"SELECT {_PIPELINE} FROM {{pipelines}} WHERE name = %s", (name,))
         if row is None:
             raise _missing("pipeline", name)
         return self._pipeline(row)
 
     def list_pipelines(self) -> list[PipelineRecord]:
-        with self._session(transaction=False) as db:
-            rows = db.all(f"SELECT {_PIPELINE} FROM {{pipelines}} ORDER BY name")
+        rows = self._all(f"SELECT {_PIPELINE} FROM {{pipelines}} ORDER BY name")
         return [self._pipeline(row) for row in rows]
 
     def _read_definition(self, db: Session, name: str) -> tuple[PipelineRecord, list[BlocRecord]]:
@@ -295,8 +281,6 @@ class Definitions(SqlCore):
                 now = self._now()
                 if shape is not None:
                     self._stage_blocs(db, name, shape)
-                    db.run("DELETE FROM {pipeline_blocs} WHERE pipeline_name = %s", (name,))
-                    self._insert_stage_rows(db, name, shape)
                 new_stages = old.stages if shape is None else shape
                 db.run(
                     "UPDATE {pipelines} SET stages = %s, description = %s, updated_at = %s "
@@ -356,32 +340,29 @@ class Definitions(SqlCore):
         at = self._time_in(now)
         values = (name, pipeline_name, cron_expression, timezone, description)
         try:
-            with self._session(transaction=False) as db:
-                db.run(
-                    f"INSERT INTO {{triggers}} ({_TRIGGER}) VALUES ({_placeholders(7)})",
-                    (*values, at, at),
-                )
+            self._run(
+                f"INSERT INTO {{triggers}} ({_TRIGGER}) VALUES ({_placeholders(7)})",
+                (*values, at, at),
+            )
         except Conflict:
             raise _exists("trigger", name) from None
         return TriggerRecord(*values, now, now)
 
     def get_trigger(self, name: str) -> TriggerRecord:
         check_name("trigger", name)
-        with self._session(transaction=False) as db:
-            row = db.one(f"SELECT {_TRIGGER} FROM {{triggers}} WHERE name = %s", (name,))
+        row = self._one(f"SELECT {_TRIGGER} FROM {{triggers}} WHERE name = %s", (name,))
         if row is None:
             raise _missing("trigger", name)
         return self._trigger(row)
 
     def list_triggers(self, *, pipeline_name: str | None = None) -> list[TriggerRecord]:
-        with self._session(transaction=False) as db:
-            if pipeline_name is None:
-                rows = db.all(f"SELECT {_TRIGGER} FROM {{triggers}} ORDER BY name")
-            else:
-                rows = db.all(
-                    f"SELECT {_TRIGGER} FROM {{triggers}} WHERE pipeline_name = %s ORDER BY name",
-                    (pipeline_name,),
-                )
+        if pipeline_name is None:
+            rows = self._all(f"SELECT {_TRIGGER} FROM {{triggers}} ORDER BY name")
+        else:
+            rows = self._all(
+                f"SELECT {_TRIGGER} FROM {{triggers}} WHERE pipeline_name = %s ORDER BY name",
+                (pipeline_name,),
+            )
         return [self._trigger(row) for row in rows]
 
     def update_trigger(
@@ -431,9 +412,8 @@ class Definitions(SqlCore):
         self, name: str, pipeline_name: str, trigger_name: str
     ) -> ValidationError:
         """After a foreign-key refusal: say which of the scheduler's targets is missing."""
-        with self._session(transaction=False) as db:
-            has_pipeline = db.one("SELECT 1 FROM {pipelines} WHERE name = %s", (pipeline_name,))
-            has_trigger = db.one("SELECT 1 FROM {triggers} WHERE name = %s", (trigger_name,))
+        has_pipeline = self._one("SELECT 1 FROM {pipelines} WHERE name = %s", (pipeline_name,))
+        has_trigger = self._one("SELECT 1 FROM {triggers} WHERE name = %s", (trigger_name,))
         if not has_pipeline:
             kind, missing = "pipeline", pipeline_name
         elif not has_trigger:
@@ -471,11 +451,10 @@ class Definitions(SqlCore):
         values = (name, pipeline_name, trigger_name, enabled, description)
         try:
             # The foreign keys check that the pipeline and trigger exist, atomically.
-            with self._session(transaction=False) as db:
-                db.run(
-                    f"INSERT INTO {{schedulers}} ({_SCHEDULER}) VALUES ({_placeholders(7)})",
-                    (*values, at, at),
-                )
+            self._run(
+                f"INSERT INTO {{schedulers}} ({_SCHEDULER}) VALUES ({_placeholders(7)})",
+                (*values, at, at),
+            )
         except Conflict as exc:
             if exc.kind == "unique":
                 raise _exists("scheduler", name) from None
@@ -484,8 +463,7 @@ class Definitions(SqlCore):
 
     def get_scheduler(self, name: str) -> SchedulerRecord:
         check_name("scheduler", name)
-        with self._session(transaction=False) as db:
-            row = db.one(f"SELECT {_SCHEDULER} FROM {{schedulers}} WHERE name = %s", (name,))
+        row = self._one(f"SELECT {_SCHEDULER} FROM {{schedulers}} WHERE name = %s", (name,))
         if row is None:
             raise _missing("scheduler", name)
         return self._scheduler(row)
@@ -502,8 +480,7 @@ class Definitions(SqlCore):
             conditions.append("pipeline_name = %s")
             params.append(pipeline_name)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        with self._session(transaction=False) as db:
-            rows = db.all(f"SELECT {_SCHEDULER} FROM {{schedulers}}{where} ORDER BY name", params)
+        rows = self._all(f"SELECT {_SCHEDULER} FROM {{schedulers}}{where} ORDER BY name", params)
         return [self._scheduler(row) for row in rows]
 
     def update_scheduler(
@@ -556,9 +533,8 @@ class Definitions(SqlCore):
 
     def delete_scheduler(self, name: str) -> None:
         check_name("scheduler", name)
-        with self._session(transaction=False) as db:
-            if db.run("DELETE FROM {schedulers} WHERE name = %s", (name,)) == 0:
-                raise _missing("scheduler", name)
+        if self._run("DELETE FROM {schedulers} WHERE name = %s", (name,)) == 0:
+            raise _missing("scheduler", name)
 
 
 def _flat(stages: list[list[str]]) -> list[str]:

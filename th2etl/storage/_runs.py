@@ -54,7 +54,7 @@ def _run_missing(run_id: str) -> NotFoundError:
 class Runs(SqlCore):
     """Run-history methods of :class:`~th2etl.storage.base.Storage`, written once in SQL."""
 
-    def _run(self, row: Sequence[Any], log: str | None = None) -> RunRecord:
+    def _run_record(self, row: Sequence[Any], log: str | None = None) -> RunRecord:
         return RunRecord(
             run_id=row[0],
             pipeline_name=row[1],
@@ -71,7 +71,7 @@ class Runs(SqlCore):
             log=log,
         )
 
-    def _bloc_run(self, row: Sequence[Any]) -> BlocRunRecord:
+    def _bloc_run_record(self, row: Sequence[Any]) -> BlocRunRecord:
         return BlocRunRecord(
             run_id=row[0],
             bloc_name=row[1],
@@ -101,7 +101,7 @@ class Runs(SqlCore):
         )
         blocs: dict[str, list[BlocRunRecord]] = {}
         for row in rows:
-            blocs.setdefault(row[0], []).append(self._bloc_run(row))
+            blocs.setdefault(row[0], []).append(self._bloc_run_record(row))
         for run in runs:
             run.blocs.extend(blocs.get(run.run_id, []))
         return runs
@@ -131,49 +131,47 @@ class Runs(SqlCore):
             _variables(variables),
             instance_id,
         )
-        with self._session(transaction=False) as db:
-            row = db.one(
-                "INSERT INTO {runs} AS r (run_id, pipeline_name, status, started_at, "
-                "scheduler_name, trigger_name, scheduled_time, variables, instance_id) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                # A claimed tick already has its row: adopt it.
-                "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
-                "started_at = excluded.started_at, variables = excluded.variables, "
-                "scheduler_name = COALESCE(excluded.scheduler_name, r.scheduler_name), "
-                "trigger_name = COALESCE(excluded.trigger_name, r.trigger_name), "
-                "scheduled_time = COALESCE(excluded.scheduled_time, r.scheduled_time), "
-                "instance_id = COALESCE(excluded.instance_id, r.instance_id) "
-                f"RETURNING {_RUN}",
-                params,
-            )
-        return self._run(row)
+        row = self._one(
+            "INSERT INTO {runs} AS r (run_id, pipeline_name, status, started_at, "
+            "scheduler_name, trigger_name, scheduled_time, variables, instance_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            # A claimed tick already has its row: adopt it.
+            "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
+            "started_at = excluded.started_at, variables = excluded.variables, "
+            "scheduler_name = COALESCE(excluded.scheduler_name, r.scheduler_name), "
+            "trigger_name = COALESCE(excluded.trigger_name, r.trigger_name), "
+            "scheduled_time = COALESCE(excluded.scheduled_time, r.scheduled_time), "
+            "instance_id = COALESCE(excluded.instance_id, r.instance_id) "
+            f"RETURNING {_RUN}",
+            params,
+        )
+        return self._run_record(row)
 
     def record_bloc_run(self, run_id: str, result: BlocResult, position: int = 0) -> None:
         columns = _BLOC_RUN.split(", ")[2:]
-        with self._session(transaction=False) as db:
-            db.run(
-                f"INSERT INTO {{bloc_runs}} ({_BLOC_RUN}, position) "
-                f"VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT (run_id, bloc_name) DO UPDATE "
-                f"SET {', '.join(f'{c} = excluded.{c}' for c in columns)}, "
-                "position = excluded.position",
-                (
-                    run_id,
-                    result.name,
-                    result.bloc_type,
-                    result.stage,
-                    BlocStatus(result.status).value,
-                    result.attempts,
-                    result.rows_in,
-                    result.rows_out,
-                    result.duration,
-                    self._time_in_opt(result.started_at, "started_at"),
-                    self._time_in_opt(result.finished_at, "finished_at"),
-                    result.error_type,
-                    result.error_message,
-                    result.error_traceback,
-                    position,
-                ),
-            )
+        self._run(
+            f"INSERT INTO {{bloc_runs}} ({_BLOC_RUN}, position) "
+            f"VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT (run_id, bloc_name) DO UPDATE "
+            f"SET {', '.join(f'{c} = excluded.{c}' for c in columns)}, "
+            "position = excluded.position",
+            (
+                run_id,
+                result.name,
+                result.bloc_type,
+                result.stage,
+                BlocStatus(result.status).value,
+                result.attempts,
+                result.rows_in,
+                result.rows_out,
+                result.duration,
+                self._time_in_opt(result.started_at, "started_at"),
+                self._time_in_opt(result.finished_at, "finished_at"),
+                result.error_type,
+                result.error_message,
+                result.error_traceback,
+                position,
+            ),
+        )
 
     def finish_run(
         self,
@@ -185,26 +183,24 @@ class Runs(SqlCore):
         started_at: datetime | None = None,
     ) -> None:
         final = _status(status)
-        with self._session(transaction=False) as db:
-            changed = db.run(
-                "UPDATE {runs} SET status = %s, finished_at = %s, error = %s, "
-                "started_at = COALESCE(%s, started_at) WHERE run_id = %s",
-                (
-                    final.value,
-                    self._time_in(aware(finished_at, "finished_at")),
-                    error,
-                    self._time_in_opt(started_at, "started_at"),
-                    run_id,
-                ),
-            )
+        changed = self._run(
+            "UPDATE {runs} SET status = %s, finished_at = %s, error = %s, "
+            "started_at = COALESCE(%s, started_at) WHERE run_id = %s",
+            (
+                final.value,
+                self._time_in(aware(finished_at, "finished_at")),
+                error,
+                self._time_in_opt(started_at, "started_at"),
+                run_id,
+            ),
+        )
         if changed == 0:
             raise _run_missing(run_id)
 
     def append_run_log(self, run_id: str, text: str) -> None:
-        with self._session(transaction=False) as db:
-            changed = db.run(
-                "UPDATE {runs} SET log = log || %s WHERE run_id = %s", (str(text), run_id)
-            )
+        changed = self._run(
+            "UPDATE {runs} SET log = log || %s WHERE run_id = %s", (str(text), run_id)
+        )
         if changed == 0:
             raise _run_missing(run_id)
 
@@ -215,7 +211,7 @@ class Runs(SqlCore):
             row = db.one(f"SELECT {_RUN}, log FROM {{runs}} WHERE run_id = %s", (run_id,))
             if row is None:
                 raise _run_missing(run_id)
-            return self._with_blocs(db, [self._run(row, log=row[12])])[0]
+            return self._with_blocs(db, [self._run_record(row, log=row[12])])[0]
 
     def list_runs(
         self,
@@ -253,7 +249,7 @@ class Runs(SqlCore):
                 "ORDER BY started_at DESC, run_id DESC LIMIT %s",
                 [*params, limit],
             )
-            return self._with_blocs(db, [self._run(row) for row in rows])
+            return self._with_blocs(db, [self._run_record(row) for row in rows])
 
     # --- scheduler coordination -------------------------------------------------------------
 
@@ -283,9 +279,8 @@ class Runs(SqlCore):
             error,
             instance_id,
         )
-        with self._session(transaction=False) as db:
-            row = db.one(_TICK, params)
-        return None if row is None else self._run(row, log="")
+        row = self._one(_TICK, params)
+        return None if row is None else self._run_record(row, log="")
 
     def claim_run(
         self,
@@ -332,11 +327,10 @@ class Runs(SqlCore):
         )
 
     def latest_scheduled_time(self, scheduler_name: str) -> datetime | None:
-        with self._session(transaction=False) as db:
-            row = db.one(
-                "SELECT MAX(scheduled_time) FROM {runs} WHERE scheduler_name = %s",
-                (scheduler_name,),
-            )
+        row = self._one(
+            "SELECT MAX(scheduled_time) FROM {runs} WHERE scheduler_name = %s",
+            (scheduler_name,),
+        )
         return self._time_out_opt(row[0])
 
     def running_runs(self, scheduler_name: str | None = None) -> list[RunRecord]:
@@ -349,7 +343,7 @@ class Runs(SqlCore):
                 "ORDER BY started_at, run_id",
                 params,
             )
-            return self._with_blocs(db, [self._run(row) for row in rows])
+            return self._with_blocs(db, [self._run_record(row) for row in rows])
 
     def heartbeat(
         self,
@@ -361,25 +355,22 @@ class Runs(SqlCore):
         info: Mapping[str, Any] | None = None,
     ) -> None:
         at = self._time_in(aware(now, "now"))
-        with self._session(transaction=False) as db:
-            db.run(
-                f"INSERT INTO {{instances}} AS i ({_INSTANCE}) VALUES (%s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (instance_id) DO UPDATE SET last_seen = excluded.last_seen, "
-                "hostname = COALESCE(excluded.hostname, i.hostname), "
-                "pid = COALESCE(excluded.pid, i.pid), info = excluded.info",
-                (instance_id, at, at, hostname, pid, _variables(info)),
-            )
+        self._run(
+            f"INSERT INTO {{instances}} AS i ({_INSTANCE}) VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (instance_id) DO UPDATE SET last_seen = excluded.last_seen, "
+            "hostname = COALESCE(excluded.hostname, i.hostname), "
+            "pid = COALESCE(excluded.pid, i.pid), info = excluded.info",
+            (instance_id, at, at, hostname, pid, _variables(info)),
+        )
 
     def list_instances(self, *, seen_since: datetime | None = None) -> list[InstanceRecord]:
-        with self._session(transaction=False) as db:
-            if seen_since is None:
-                rows = db.all(f"SELECT {_INSTANCE} FROM {{instances}} ORDER BY instance_id")
-            else:
-                rows = db.all(
-                    f"SELECT {_INSTANCE} FROM {{instances}} WHERE last_seen >= %s "
-                    "ORDER BY instance_id",
-                    (self._time_in(aware(seen_since, "seen_since")),),
-                )
+        if seen_since is None:
+            rows = self._all(f"SELECT {_INSTANCE} FROM {{instances}} ORDER BY instance_id")
+        else:
+            rows = self._all(
+                f"SELECT {_INSTANCE} FROM {{instances}} WHERE last_seen >= %s ORDER BY instance_id",
+                (self._time_in(aware(seen_since, "seen_since")),),
+            )
         return [
             InstanceRecord(
                 row[0],
@@ -393,8 +384,7 @@ class Runs(SqlCore):
         ]
 
     def remove_instance(self, instance_id: str) -> None:
-        with self._session(transaction=False) as db:
-            db.run("DELETE FROM {instances} WHERE instance_id = %s", (instance_id,))
+        self._run("DELETE FROM {instances} WHERE instance_id = %s", (instance_id,))
 
     def mark_abandoned_runs(self, now: datetime, stale_after: timedelta) -> list[str]:
         if not isinstance(stale_after, timedelta) or stale_after <= timedelta(0):
@@ -409,16 +399,15 @@ class Runs(SqlCore):
             f"abandoned: its instance sent no heartbeat for {stale_after.total_seconds():g}s "
             f"(checked at {now.isoformat()})"
         )
-        with self._session(transaction=False) as db:
-            rows = db.all(
-                "UPDATE {runs} AS r SET status = 'abandoned', finished_at = %s, error = %s, "
-                "log = log || %s WHERE r.status = 'running' AND r.instance_id IS NOT NULL AND ("
-                "EXISTS (SELECT 1 FROM {instances} AS i "
-                "WHERE i.instance_id = r.instance_id AND i.last_seen < %s) "
-                "OR (r.started_at < %s AND NOT EXISTS (SELECT 1 FROM {instances} AS i "
-                "WHERE i.instance_id = r.instance_id))) RETURNING run_id",
-                (at, reason, f"{now.isoformat()} {reason}\n", cutoff, cutoff),
-            )
+        rows = self._all(
+            "UPDATE {runs} AS r SET status = 'abandoned', finished_at = %s, error = %s, "
+            "log = log || %s WHERE r.status = 'running' AND r.instance_id IS NOT NULL AND ("
+            "EXISTS (SELECT 1 FROM {instances} AS i "
+            "WHERE i.instance_id = r.instance_id AND i.last_seen < %s) "
+            "OR (r.started_at < %s AND NOT EXISTS (SELECT 1 FROM {instances} AS i "
+            "WHERE i.instance_id = r.instance_id))) RETURNING run_id",
+            (at, reason, f"{now.isoformat()} {reason}\n", cutoff, cutoff),
+        )
         return sorted(row[0] for row in rows)
 
     def request_cancel(self, run_id: str) -> bool:
@@ -432,8 +421,7 @@ class Runs(SqlCore):
             return True
 
     def cancel_requested(self, run_id: str) -> bool:
-        with self._session(transaction=False) as db:
-            row = db.one("SELECT cancel_requested FROM {runs} WHERE run_id = %s", (run_id,))
+        row = self._one("SELECT cancel_requested FROM {runs} WHERE run_id = %s", (run_id,))
         if row is None:
             raise _run_missing(run_id)
         return bool(row[0])

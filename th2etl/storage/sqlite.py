@@ -20,6 +20,9 @@ from th2etl.storage.migrations import sqlite_statements
 
 __all__ = ["SQLiteStorage"]
 
+MIN_SQLITE = (3, 38)
+_decode_json = json.JSONDecoder().decode  # json.loads without its per-call checks
+
 
 class SQLiteStorage(DatabaseStorage):
     """th2etl's tables in a SQLite file (WAL mode, so readers never block the writer)."""
@@ -53,6 +56,12 @@ class SQLiteStorage(DatabaseStorage):
         return f"SQLite database at {self.path}"
 
     def _connect(self) -> Any:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StorageError(
+                f"th2etl needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (RETURNING, "
+                f"JSON functions); this Python uses SQLite {sqlite3.sqlite_version}. Use a newer "
+                "Python build, or PostgreSQL (set DATABASE_URL)"
+            )
         if not self.path.parent.is_dir():
             raise DatabaseUnavailableError(
                 f"cannot open the SQLite database at {self.path}: folder {self.path.parent} "
@@ -132,4 +141,4 @@ class SQLiteStorage(DatabaseStorage):
         return datetime.fromisoformat(value)
 
     def _json_out(self, value: Any) -> Any:
-        return json.loads(value)
+        return _decode_json(value)

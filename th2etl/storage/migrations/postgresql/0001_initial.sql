@@ -35,6 +35,7 @@ CREATE TABLE th2etl_pipelines (
 );
 
 -- Which blocs a pipeline names: the foreign key keeps a bloc from being deleted under it.
+-- The rows follow the pipeline's stages by trigger, so they can never disagree.
 CREATE TABLE th2etl_pipeline_blocs (
     pipeline_name TEXT NOT NULL REFERENCES th2etl_pipelines (name) ON DELETE CASCADE,
     bloc_name TEXT NOT NULL REFERENCES th2etl_blocs (name),
@@ -42,6 +43,26 @@ CREATE TABLE th2etl_pipeline_blocs (
     PRIMARY KEY (pipeline_name, bloc_name)
 );
 CREATE INDEX th2etl_pipeline_blocs_bloc ON th2etl_pipeline_blocs (bloc_name);
+
+CREATE FUNCTION th2etl_pipeline_members() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        DELETE FROM th2etl_pipeline_blocs WHERE pipeline_name = OLD.name;
+    END IF;
+    INSERT INTO th2etl_pipeline_blocs (pipeline_name, bloc_name, position)
+    SELECT NEW.name, bloc.value, stage.number * 10000 + bloc.number
+    FROM json_array_elements(NEW.stages) WITH ORDINALITY AS stage (value, number),
+        json_array_elements_text(stage.value) WITH ORDINALITY AS bloc (value, number);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER th2etl_pipelines_members_insert AFTER INSERT ON th2etl_pipelines
+    FOR EACH ROW EXECUTE FUNCTION th2etl_pipeline_members();
+-- json has no equality operator: compare the text.
+CREATE TRIGGER th2etl_pipelines_members_update AFTER UPDATE OF stages ON th2etl_pipelines
+    FOR EACH ROW WHEN (OLD.stages::text IS DISTINCT FROM NEW.stages::text)
+    EXECUTE FUNCTION th2etl_pipeline_members();
 
 -- pipeline_name is a plain name: the seed's quickstart creates a trigger before its pipeline.
 CREATE TABLE th2etl_triggers (

@@ -1,6 +1,7 @@
 -- th2etl schema version 1: definitions, run history, scheduler coordination.
 -- Runs inside one transaction. Timestamps are ISO-8601 text in UTC with microseconds, so they
--- sort and compare as text; JSON is text; booleans are 0/1.
+-- sort and compare as text; JSON is text; booleans are 0/1. Definition tables are WITHOUT
+-- ROWID: keyed by name, they are one b-tree instead of a table plus its primary-key index.
 CREATE TABLE th2etl_revision (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     revision INTEGER NOT NULL
@@ -14,7 +15,7 @@ CREATE TABLE th2etl_blocs (
     description TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 
 CREATE TABLE th2etl_pipelines (
     name TEXT PRIMARY KEY,
@@ -22,16 +23,32 @@ CREATE TABLE th2etl_pipelines (
     description TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 
 -- Which blocs a pipeline names: the foreign key keeps a bloc from being deleted under it.
+-- The rows follow the pipeline's stages by trigger, so they can never disagree.
 CREATE TABLE th2etl_pipeline_blocs (
     pipeline_name TEXT NOT NULL REFERENCES th2etl_pipelines (name) ON DELETE CASCADE,
     bloc_name TEXT NOT NULL REFERENCES th2etl_blocs (name),
     position INTEGER NOT NULL,
     PRIMARY KEY (pipeline_name, bloc_name)
-);
+) WITHOUT ROWID;
 CREATE INDEX th2etl_pipeline_blocs_bloc ON th2etl_pipeline_blocs (bloc_name);
+
+CREATE TRIGGER th2etl_pipelines_members_insert AFTER INSERT ON th2etl_pipelines
+BEGIN
+    INSERT INTO th2etl_pipeline_blocs (pipeline_name, bloc_name, position)
+    SELECT NEW.name, bloc.value, stage.key * 10000 + bloc.key
+    FROM json_each(NEW.stages) AS stage, json_each(stage.value) AS bloc;
+END;
+CREATE TRIGGER th2etl_pipelines_members_update AFTER UPDATE OF stages ON th2etl_pipelines
+WHEN OLD.stages IS NOT NEW.stages
+BEGIN
+    DELETE FROM th2etl_pipeline_blocs WHERE pipeline_name = OLD.name;
+    INSERT INTO th2etl_pipeline_blocs (pipeline_name, bloc_name, position)
+    SELECT NEW.name, bloc.value, stage.key * 10000 + bloc.key
+    FROM json_each(NEW.stages) AS stage, json_each(stage.value) AS bloc;
+END;
 
 -- pipeline_name is a plain name: the seed's quickstart creates a trigger before its pipeline.
 CREATE TABLE th2etl_triggers (
@@ -42,7 +59,7 @@ CREATE TABLE th2etl_triggers (
     description TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 
 CREATE TABLE th2etl_schedulers (
     name TEXT PRIMARY KEY,
@@ -52,7 +69,7 @@ CREATE TABLE th2etl_schedulers (
     description TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX th2etl_schedulers_pipeline ON th2etl_schedulers (pipeline_name);
 CREATE INDEX th2etl_schedulers_trigger ON th2etl_schedulers (trigger_name);
 
@@ -130,4 +147,4 @@ CREATE TABLE th2etl_instances (
     started_at TEXT NOT NULL,
     last_seen TEXT NOT NULL,
     info TEXT NOT NULL
-);
+) WITHOUT ROWID;
