@@ -20,7 +20,7 @@ from th2etl.exceptions import (
     ValidationError,
 )
 from th2etl.pipelines import RunContext
-from th2etl.storage import DatabaseStorage
+from th2etl.storage import DatabaseStorage, build_pipeline
 from th2etl.types import Rows
 
 from .conftest import OpenStorage
@@ -212,8 +212,7 @@ def test_update_bloc_refusals_change_nothing(storage: DatabaseStorage) -> None:
         storage.update_bloc("load", config={})
     with pytest.raises(ValidationError, match=r"unknown bloc_type 'zzz'"):
         storage.update_bloc("load", bloc_type="zzz")
-    # export would read 'double', which runs in the same stage in no pipeline... but a
-    # source_bloc that is not in the pipeline breaks 'two':
+    # A source_bloc that is not in pipeline 'two' would break it:
     with pytest.raises(
         ValidationError, match=r"bloc 'export' reads source_bloc 'ghost', which is not in"
     ):
@@ -485,3 +484,14 @@ def test_one_storage_shared_by_threads(storage: DatabaseStorage) -> None:
         thread.join()
     assert failures == []
     assert len(storage.list_blocs()) == 80
+
+
+def test_build_pipeline_needs_the_bloc_types(storage: DatabaseStorage, any_bloc_type: None) -> None:
+    storage.create_bloc("odd", "storage_test_any", config={"payload": [1, "two"]})
+    storage.create_pipeline("p", stages=[["odd"]])
+    assert build_pipeline(storage, "p").blocs["odd"].config["payload"] == [1, "two"]
+    unregister_bloc("storage_test_any")  # e.g. its plugin was uninstalled
+    with pytest.raises(ValidationError, match=r"bloc 'odd': unknown bloc_type 'storage_test_any'"):
+        storage.build_pipeline("p")
+    with pytest.raises(NotFoundError, match=r"pipeline 'nope' does not exist"):
+        build_pipeline(storage, "nope")

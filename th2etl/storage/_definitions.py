@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from th2etl._names import check_name
 from th2etl.exceptions import AlreadyExistsError, InUseError, NotFoundError, ValidationError
@@ -26,6 +26,13 @@ _BLOC = "name, bloc_type, config, description, created_at, updated_at"
 _PIPELINE = "name, stages, description, created_at, updated_at"
 _TRIGGER = "name, pipeline_name, cron_expression, timezone, description, created_at, updated_at"
 _SCHEDULER = "name, pipeline_name, trigger_name, enabled, description, created_at, updated_at"
+_TABLES = {
+    "bloc": ("blocs", _BLOC),
+    "pipeline": ("pipelines", _PIPELINE),
+    "trigger": ("triggers", _TRIGGER),
+    "scheduler": ("schedulers", _SCHEDULER),
+}
+R = TypeVar("R")
 
 
 def _placeholders(count: int) -> str:
@@ -80,6 +87,38 @@ class Definitions(SqlCore):
             self._time_out(row[6]),
         )
 
+    def _get(
+        self,
+        kind: str,
+        name: str,
+        decode: Callable[[Sequence[Any]], R],
+        db: Session | None = None,
+        *,
+        lock: bool = True,
+    ) -> R:
+        """The ``kind`` called ``name``; inside ``db``'s transaction, locked for update."""
+        check_name(kind, name)
+        table, columns = _TABLES[kind]
+        select = f"SELECT {columns} FROM {{{table}}} WHERE name = %s"
+        if db is None:
+            row = self._one(select, (name,))
+        else:
+            row = db.one(select + ("{for_update}" if lock else ""), (name,))
+        if row is None:
+            raise _missing(kind, name)
+        return decode(row)
+
+    def _list(self, kind: str, decode: Callable[[Sequence[Any]], R], **equal: Any) -> list[R]:
+        """Every ``kind``, sorted by name, whose columns equal the ``equal`` not None."""
+        table, columns = _TABLES[kind]
+        given = {column: value for column, value in equal.items() if value is not None}
+        where = " AND ".join(f"{column} = %s" for column in given)
+        rows = self._all(
+            f"SELECT {columns} FROM {{{table}}}{' WHERE ' if where else ''}{where} ORDER BY name",
+            list(given.values()),
+        )
+        return [decode(row) for row in rows]
+
     def revision(self) -> int:
         return int(self._one("SELECT revision FROM {revision} WHERE id = 1")[0])
 
@@ -107,21 +146,10 @@ class Definitions(SqlCore):
         return BlocRecord(name, bloc_type, stored, description, now, now)
 
     def get_bloc(self, name: str) -> BlocRecord:
-        check_name("bloc", name)
-        row = self._one(f"SELECT {_BLOC} FROM {{blocs}} WHERE name = %s", (name,))
-        if row is None:
-            raise _missing("bloc", name)
-        return self._bloc(row)
+        return self._get("bloc", name, self._bloc)
 
     def list_blocs(self, *, bloc_type: str | None = None) -> list[BlocRecord]:
-        if bloc_type is None:
-            rows = self._all(f"SELECT {_BLOC} FROM {{blocs}} ORDER BY name")
-        else:
-            rows = self._all(
-                f"SELECT {_BLOC} FROM {{blocs}} WHERE bloc_type = %s ORDER BY name",
-                (bloc_type,),
-            )
-        return [self._bloc(row) for row in rows]
+        return self._list("bloc", self._bloc, bloc_type=bloc_type)
 
     def update_bloc(
         self,
@@ -133,10 +161,7 @@ class Definitions(SqlCore):
     ) -> BlocRecord:
         check_name("bloc", name)
         with self._session() as db:
-            row = db.one(f"SELECT {_BLOC} FROM {{blocs}} WHERE name = %s{{for_update}}", (name,))
-            if row is None:
-                raise _missing("bloc", name)
-            old = self._bloc(row)
+            old = self._get("bloc", name, self._bloc, db)
             new_type, text, stored = check_bloc(
                 name,
                 old.bloc_type if bloc_type is None else bloc_type,
@@ -230,27 +255,20 @@ class Definitions(SqlCore):
         return PipelineRecord(name, shape, description, now, now)
 
     def get_pipeline(self, name: str) -> PipelineRecord:
-        check_name("pipeline", name)
-        row = self._one(f"SELECT {_PIPELINE} FROM {{pipelines}} WHERE name = %s", (name,))
-        if row is None:
-            raise _missing("pipeline", name)
-        return self._pipeline(row)
+        return self._get("pipeline", name, self._pipeline)
 
     def list_pipelines(self) -> list[PipelineRecord]:
-        rows = self._all(f"SELECT {_PIPELINE} FROM {{pipelines}} ORDER BY name")
-        return [self._pipeline(row) for row in rows]
+        return self._list("pipeline", self._pipeline)
 
     def _read_definition(self, db: Session, name: str) -> tuple[PipelineRecord, list[BlocRecord]]:
-        row = db.one(f"SELECT {_PIPELINE} FROM {{pipelines}} WHERE name = %s", (name,))
-        if row is None:
-            raise _missing("pipeline", name)
+        pipeline = self._get("pipeline", name, self._pipeline, db, lock=False)
         columns = ", ".join(f"b.{column}" for column in _BLOC.split(", "))
         rows = db.all(
             f"SELECT {columns} FROM {{pipeline_blocs}} AS pb JOIN {{blocs}} AS b "
             "ON b.name = pb.bloc_name WHERE pb.pipeline_name = %s ORDER BY pb.position",
             (name,),
         )
-        return self._pipeline(row), [self._bloc(r) for r in rows]
+        return pipeline, [self._bloc(r) for r in rows]
 
     def get_pipeline_definition(self, name: str) -> tuple[PipelineRecord, list[BlocRecord]]:
         check_name("pipeline", name)
@@ -268,13 +286,7 @@ class Definitions(SqlCore):
         shape = None if stages is None else check_stages(name, stages)
         try:
             with self._session() as db:
-                row = db.one(
-                    f"SELECT {_PIPELINE} FROM {{pipelines}} WHERE name = %s{{for_update}}",
-                    (name,),
-                )
-                if row is None:
-                    raise _missing("pipeline", name)
-                old = self._pipeline(row)
+                old = self._get("pipeline", name, self._pipeline, db)
                 new_description = check_description(
                     "pipeline", name, old.description if description is None else description
                 )
@@ -349,21 +361,10 @@ class Definitions(SqlCore):
         return TriggerRecord(*values, now, now)
 
     def get_trigger(self, name: str) -> TriggerRecord:
-        check_name("trigger", name)
-        row = self._one(f"SELECT {_TRIGGER} FROM {{triggers}} WHERE name = %s", (name,))
-        if row is None:
-            raise _missing("trigger", name)
-        return self._trigger(row)
+        return self._get("trigger", name, self._trigger)
 
     def list_triggers(self, *, pipeline_name: str | None = None) -> list[TriggerRecord]:
-        if pipeline_name is None:
-            rows = self._all(f"SELECT {_TRIGGER} FROM {{triggers}} ORDER BY name")
-        else:
-            rows = self._all(
-                f"SELECT {_TRIGGER} FROM {{triggers}} WHERE pipeline_name = %s ORDER BY name",
-                (pipeline_name,),
-            )
-        return [self._trigger(row) for row in rows]
+        return self._list("trigger", self._trigger, pipeline_name=pipeline_name)
 
     def update_trigger(
         self,
@@ -376,12 +377,7 @@ class Definitions(SqlCore):
     ) -> TriggerRecord:
         check_name("trigger", name)
         with self._session() as db:
-            row = db.one(
-                f"SELECT {_TRIGGER} FROM {{triggers}} WHERE name = %s{{for_update}}", (name,)
-            )
-            if row is None:
-                raise _missing("trigger", name)
-            old = self._trigger(row)
+            old = self._get("trigger", name, self._trigger, db)
             new_pipeline = old.pipeline_name if pipeline_name is None else pipeline_name
             check_reference("trigger", name, "pipeline", new_pipeline)
             new_cron, new_zone = check_cron(
@@ -462,26 +458,14 @@ class Definitions(SqlCore):
         return SchedulerRecord(*values, now, now)
 
     def get_scheduler(self, name: str) -> SchedulerRecord:
-        check_name("scheduler", name)
-        row = self._one(f"SELECT {_SCHEDULER} FROM {{schedulers}} WHERE name = %s", (name,))
-        if row is None:
-            raise _missing("scheduler", name)
-        return self._scheduler(row)
+        return self._get("scheduler", name, self._scheduler)
 
     def list_schedulers(
         self, *, enabled: bool | None = None, pipeline_name: str | None = None
     ) -> list[SchedulerRecord]:
-        conditions: list[str] = []
-        params: list[Any] = []
-        if enabled is not None:
-            conditions.append("enabled = %s")
-            params.append(bool(enabled))
-        if pipeline_name is not None:
-            conditions.append("pipeline_name = %s")
-            params.append(pipeline_name)
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self._all(f"SELECT {_SCHEDULER} FROM {{schedulers}}{where} ORDER BY name", params)
-        return [self._scheduler(row) for row in rows]
+        return self._list(
+            "scheduler", self._scheduler, enabled=enabled, pipeline_name=pipeline_name
+        )
 
     def update_scheduler(
         self,
@@ -495,13 +479,7 @@ class Definitions(SqlCore):
         check_name("scheduler", name)
         try:
             with self._session() as db:
-                row = db.one(
-                    f"SELECT {_SCHEDULER} FROM {{schedulers}} WHERE name = %s{{for_update}}",
-                    (name,),
-                )
-                if row is None:
-                    raise _missing("scheduler", name)
-                old = self._scheduler(row)
+                old = self._get("scheduler", name, self._scheduler, db)
                 new = SchedulerRecord(
                     name,
                     old.pipeline_name if pipeline_name is None else pipeline_name,

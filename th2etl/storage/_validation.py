@@ -19,7 +19,6 @@ __all__ = [
     "check_description",
     "check_stage_blocs",
     "check_stages",
-    "source_blocs_of",
 ]
 
 
@@ -51,13 +50,6 @@ def check_bloc(name: str, bloc_type: object, config: object) -> tuple[str, str, 
     get_bloc_class(bloc_type, bloc_name=name).validate_config(config, name=name)
     text = dump_json(dict(config), f"bloc {name!r} ({bloc_type}): config")
     return bloc_type, text, json.loads(text)
-
-
-def source_blocs_of(config: Mapping[str, Any]) -> tuple[str, ...]:
-    source = config.get("source_bloc")
-    if source is None:
-        return ()
-    return (source,) if isinstance(source, str) else tuple(source)
 
 
 def check_stages(name: str, stages: object) -> list[list[str]]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from th2etl.pipelines.result import BlocStatus, RunStatus
@@ -20,12 +21,32 @@ __all__ = [
 ]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, Record):
+        return value.to_dict()
+    return value
+
+
+class Record:
+    """Base of the records: ``to_dict()`` gives every field, JSON-ready (ISO timestamps)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> JSON:
+        return {
+            field.name: _json_ready(getattr(self, field.name))
+            for field in fields(self)  # type: ignore[arg-type]
+        }
 
 
 @dataclass(frozen=True, slots=True)
-class BlocRecord:
+class BlocRecord(Record):
     """A stored bloc: its type and its config exactly as given (defaults are not filled in)."""
 
     name: str
@@ -43,19 +64,9 @@ class BlocRecord:
             return ()
         return (source,) if isinstance(source, str) else tuple(source)
 
-    def to_dict(self) -> JSON:
-        return {
-            "name": self.name,
-            "bloc_type": self.bloc_type,
-            "config": self.config,
-            "description": self.description,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class PipelineRecord:
+class PipelineRecord(Record):
     """A stored pipeline: its stages as lists of bloc names."""
 
     name: str
@@ -69,18 +80,9 @@ class PipelineRecord:
         """Every bloc the stages name, in stage order."""
         return [bloc for stage in self.stages for bloc in stage]
 
-    def to_dict(self) -> JSON:
-        return {
-            "name": self.name,
-            "stages": self.stages,
-            "description": self.description,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class TriggerRecord:
+class TriggerRecord(Record):
     """A stored cron trigger, read as wall-clock time in ``timezone``."""
 
     name: str
@@ -91,20 +93,9 @@ class TriggerRecord:
     created_at: datetime
     updated_at: datetime
 
-    def to_dict(self) -> JSON:
-        return {
-            "name": self.name,
-            "pipeline_name": self.pipeline_name,
-            "cron_expression": self.cron_expression,
-            "timezone": self.timezone,
-            "description": self.description,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class SchedulerRecord:
+class SchedulerRecord(Record):
     """A stored scheduler: runs ``pipeline_name`` whenever ``trigger_name`` fires, if enabled."""
 
     name: str
@@ -115,20 +106,9 @@ class SchedulerRecord:
     created_at: datetime
     updated_at: datetime
 
-    def to_dict(self) -> JSON:
-        return {
-            "name": self.name,
-            "pipeline_name": self.pipeline_name,
-            "trigger_name": self.trigger_name,
-            "enabled": self.enabled,
-            "description": self.description,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class BlocRunRecord:
+class BlocRunRecord(Record):
     """How one bloc fared in a stored run."""
 
     run_id: str
@@ -146,27 +126,9 @@ class BlocRunRecord:
     error_message: str | None
     error_traceback: str | None
 
-    def to_dict(self) -> JSON:
-        return {
-            "run_id": self.run_id,
-            "bloc_name": self.bloc_name,
-            "bloc_type": self.bloc_type,
-            "stage": self.stage,
-            "status": self.status.value,
-            "attempts": self.attempts,
-            "rows_in": self.rows_in,
-            "rows_out": self.rows_out,
-            "duration": self.duration,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "error_type": self.error_type,
-            "error_message": self.error_message,
-            "error_traceback": self.error_traceback,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class RunRecord:
+class RunRecord(Record):
     """A stored pipeline run (or a skipped scheduler tick), with its blocs in stage order.
 
     ``log`` is the run's readable log; :meth:`~th2etl.storage.base.Storage.get_run` fills it,
@@ -196,27 +158,11 @@ class RunRecord:
         return (self.finished_at - self.started_at).total_seconds()
 
     def to_dict(self) -> JSON:
-        return {
-            "run_id": self.run_id,
-            "pipeline_name": self.pipeline_name,
-            "scheduler_name": self.scheduler_name,
-            "trigger_name": self.trigger_name,
-            "scheduled_time": _iso(self.scheduled_time),
-            "status": self.status.value,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "duration": self.duration,
-            "variables": self.variables,
-            "error": self.error,
-            "instance_id": self.instance_id,
-            "cancel_requested": self.cancel_requested,
-            "blocs": [bloc.to_dict() for bloc in self.blocs],
-            "log": self.log,
-        }
+        return {**Record.to_dict(self), "duration": self.duration}
 
 
 @dataclass(frozen=True, slots=True)
-class InstanceRecord:
+class InstanceRecord(Record):
     """A th2etl process that sends heartbeats (a scheduler instance)."""
 
     instance_id: str
@@ -225,13 +171,3 @@ class InstanceRecord:
     hostname: str | None = None
     pid: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> JSON:
-        return {
-            "instance_id": self.instance_id,
-            "started_at": _iso(self.started_at),
-            "last_seen": _iso(self.last_seen),
-            "hostname": self.hostname,
-            "pid": self.pid,
-            "info": self.info,
-        }
