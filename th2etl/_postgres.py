@@ -6,6 +6,7 @@ port, database and user of the connection, never its password.
 
 from __future__ import annotations
 
+import getpass
 import os
 from typing import Any
 
@@ -69,10 +70,8 @@ def describe_conninfo(conninfo: str) -> str:
 
 def _os_user() -> str:
     try:
-        import getpass
-
         return getpass.getuser()
-    except (ImportError, KeyError, OSError):
+    except (KeyError, OSError):
         return "?"
 
 
