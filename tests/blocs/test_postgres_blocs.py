@@ -683,15 +683,11 @@ def test_without_dsn_the_blocs_use_database_url(
     postgres: PostgresServer, clean_env: pytest.MonkeyPatch, table: str
 ) -> None:
     clean_env.setenv("DATABASE_URL", postgres.url)
-    for bloc_type, config in (
-        ("postgres_exporter", {"source_bloc": "x"}),
-        ("postgres_loader", {}),
-    ):
-        bloc = create_bloc(
-            "b", bloc_type, {"table_name": table, "schema": postgres.schema, **config}
-        )
-        out = bloc.run(RunContext("test"), [{"a": 1}])
-    assert out == [{"a": 1}]
+    where = {"table_name": table, "schema": postgres.schema}
+    export_bloc = create_bloc("export", "postgres_exporter", {**where, "source_bloc": "x"})
+    load_bloc = create_bloc("read", "postgres_loader", where)
+    assert export_bloc.run(RunContext("test"), [{"a": 1}])[0]["rows"] == 1
+    assert load_bloc.run(RunContext("test"), []) == [{"a": 1}]
 
 
 def test_without_dsn_or_database_settings_the_message_says_how_to_connect(
