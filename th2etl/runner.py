@@ -147,7 +147,7 @@ def _run_scheduler(on_ready: Callable[[], None]) -> None:
 
     def stop_early(signum: int, frame: FrameType | None) -> None:
         # Until manager.start() installs its own handlers, a SIGTERM ends the process cleanly.
-        logger.info("received %s: stopping the scheduler", signal.Signals(signum).name)
+        logger.info("received %s: stopping", signal.Signals(signum).name)
         raise SystemExit(0)
 
     previous = signal.signal(signal.SIGTERM, stop_early)
@@ -155,9 +155,7 @@ def _run_scheduler(on_ready: Callable[[], None]) -> None:
     try:
         with DatabaseStorage.from_settings(settings) as storage:
             manager = load_scheduler_manager(storage)
-            logger.info(
-                "scheduler started on %s (Ctrl-C or SIGTERM stops it)", settings.describe()
-            )
+            logger.info("scheduler started on %s (Ctrl-C or SIGTERM stops it)", settings.describe())
             on_ready()
             # start() stops on SIGINT and SIGTERM, letting running pipelines finish.
             manager.start()

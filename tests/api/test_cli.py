@@ -268,7 +268,7 @@ def test_foreground_scheduler_stops_on_sigterm(tmp_path: Path) -> None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, seen + output
-    assert "stopping the scheduler" in seen + output
+    assert "received SIGTERM: stopping" in seen + output
 
 
 def _store_sales_pipeline(tmp_path: Path) -> None:

@@ -40,26 +40,29 @@ def test_health_turns_503_when_the_database_goes_away_and_200_when_it_returns(
     settings = get_settings(postgres_settings_env(postgres, pg_schema, port=proxy.port))
     with (
         DatabaseStorage.from_settings(settings) as storage,
-        uvicorn_server(create_app(storage, api_key="")) as url,
+        uvicorn_server(create_app(storage, api_key="", health_interval=0.2)) as url,
     ):
         client = Th2etlClient(base_url=url, timeout=30)
         wait_until(lambda: _status(client) == ("ok", []), timeout=30, what="a healthy service")
         client.create_bloc("double", "example_transformer", config={"factor": 2})
 
         proxy.cut()
+        # A request that cannot reach the database answers 503 and says so to /health at once.
+        with pytest.raises(Th2etlApiError, match="HTTP 503") as unavailable:
+            client.list_blocs()
+        assert unavailable.value.status == 503
+        # "lost the connection to" (an open connection) or "cannot connect to" (a new one)
+        where = f"PostgreSQL database '{postgres.dbname}' on 127.0.0.1:{proxy.port}"
+        assert where in str(unavailable.value.detail)
         health = client.health_check()
         assert health["status"] == "unavailable"
         assert health["down"] == ["database"]
         assert health["detail"] == "database is down"
-        assert health["components"]["database"]["status"] == "down"
+        assert health["components"]["database"] == {
+            "status": "down",
+            "error": "DatabaseUnavailableError",
+        }
         assert health["components"]["scheduler"]["status"] == "up"
-        with pytest.raises(Th2etlApiError, match="HTTP 503") as unavailable:
-            client.list_blocs()
-        assert unavailable.value.status == 503
-        where = (
-            f"cannot connect to PostgreSQL database '{postgres.dbname}' on 127.0.0.1:{proxy.port}"
-        )
-        assert where in str(unavailable.value.detail)
         with pytest.raises(Th2etlApiError, match="HTTP 503"):
             client.create_bloc("triple", "example_transformer", config={"factor": 3})
 
@@ -68,3 +71,9 @@ def test_health_turns_503_when_the_database_goes_away_and_200_when_it_returns(
         assert [bloc["name"] for bloc in client.list_blocs()] == ["double"]
         client.create_bloc("triple", "example_transformer", config={"factor": 3})
         assert [bloc["name"] for bloc in client.list_blocs()] == ["double", "triple"]
+
+        # With no other request, the health probe alone notices the next outage.
+        proxy.cut()
+        wait_until(lambda: _status(client)[1] == ["database"], timeout=30, what="probe sees it")
+        proxy.restore()
+        wait_until(lambda: _status(client) == ("ok", []), timeout=30, what="recovery again")

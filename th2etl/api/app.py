@@ -10,10 +10,10 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from th2etl.api.deps import ApiState, require_api_key
+from th2etl.api.deps import ApiState, ListingCache, require_api_key
 from th2etl.api.errors import BodySizeLimit, install_error_handlers
 from th2etl.api.routes import blocs, meta, pipelines, runs, schedulers, triggers
-from th2etl.api.service import RunExecutor, SchedulerThread
+from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
 from th2etl.clock import Clock, SystemClock
 from th2etl.configs.settings import Settings, get_settings
 from th2etl.storage.base import Storage
@@ -49,6 +49,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     run_workers: int = 4,
     scheduler_factory: Callable[[Storage], Any] | None = None,
+    health_interval: float = 1.0,
+    listing_ttl: float = 0.1,
 ) -> FastAPI:
     """Build the API application.
 
@@ -57,7 +59,10 @@ def create_app(
     shutdown). ``start_scheduler``: run the scheduler manager (``load_scheduler_manager``, or
     ``scheduler_factory(storage)``) in a background thread while the application runs.
     ``api_key``: the Bearer key required everywhere except ``/health``; ``None`` reads
-    ``TH2ETL_API_KEY``, and an empty string means no key.
+    ``TH2ETL_API_KEY``, and an empty string means no key. ``health_interval``: seconds
+    between two database checks of the health probe. ``listing_ttl``: how long a listing may
+    serve its cached JSON before reading the storage revision again (writes through this API
+    refresh it at once).
 
     Serve it with uvicorn, e.g. ``th2etl --serve-api`` or
     ``uvicorn --factory th2etl.api.app:create_app``.
@@ -74,12 +79,15 @@ def create_app(
         runs=RunExecutor(storage, max_workers=run_workers, clock=clock),
         clock=clock,
         api_key=key or None,
+        health=HealthProbe(storage, interval=health_interval),
+        lists=ListingCache(storage, ttl=listing_ttl),
     )
     factory = scheduler_factory or _default_scheduler
     served = storage
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.health.start()
         if start_scheduler:
             state.scheduler = SchedulerThread(lambda: factory(served))
             state.scheduler.start()
@@ -94,6 +102,7 @@ def create_app(
             if state.scheduler is not None:
                 state.scheduler.stop()
             state.runs.shutdown()
+            state.health.stop()
             if owns_storage:
                 served.close()
             logger.info("th2etl API stopped")

@@ -5,19 +5,68 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
-from th2etl.api.service import RunExecutor, SchedulerThread
+from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
 from th2etl.clock import Clock
 from th2etl.storage.base import Storage
 
-__all__ = ["ApiState", "json_response", "require_api_key", "state_of"]
+__all__ = ["ApiState", "ListingCache", "json_response", "require_api_key", "state_of"]
+
+
+class ListingCache:
+    """Rendered JSON of the definition listings, keyed by the storage revision.
+
+    ``storage.revision()`` is bumped by every definition write, from any process. It is read
+    again (in the thread pool) when the cached copy was checked more than ``ttl`` seconds ago,
+    or at once after a write through this API (:meth:`invalidate`). So a client always reads
+    its own writes, and a write made by another process shows within ``ttl`` seconds; a busy
+    listing costs one revision read per ``ttl`` instead of one per request.
+    """
+
+    def __init__(self, storage: Storage, ttl: float = 0.1) -> None:
+        self.storage = storage
+        self.ttl = ttl
+        self._generation = 0
+        self._lock = threading.Lock()
+        # kind -> (revision, generation, checked at (monotonic), body)
+        self._entries: dict[str, tuple[int, int, float, bytes]] = {}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._generation += 1
+
+    async def response(self, kind: str, load: Callable[[], list[Any]]) -> Response:
+        entry = self._entries.get(kind)
+        if (
+            entry is not None
+            and entry[1] == self._generation
+            and time.monotonic() - entry[2] < self.ttl
+        ):
+            return Response(entry[3], media_type="application/json")
+        body = await run_in_threadpool(self._refresh, kind, load)
+        return Response(body, media_type="application/json")
+
+    def _refresh(self, kind: str, load: Callable[[], list[Any]]) -> bytes:
+        generation = self._generation
+        checked = time.monotonic()
+        revision = self.storage.revision()
+        entry = self._entries.get(kind)
+        if entry is not None and entry[0] == revision:
+            body = entry[3]
+        else:
+            body = render([record.to_dict() for record in load()])
+        with self._lock:
+            self._entries[kind] = (revision, generation, checked, body)
+        return body
 
 
 @dataclass
@@ -28,24 +77,13 @@ class ApiState:
     runs: RunExecutor
     clock: Clock
     api_key: str | None
+    health: HealthProbe
+    lists: ListingCache
     scheduler: SchedulerThread | None = None
-    _lists: dict[str, tuple[int, bytes]] = field(default_factory=dict)
-    _lists_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def cached_list(self, kind: str, load: Callable[[], list[Any]]) -> Response:
-        """The JSON of a definition listing, rendered once per storage revision.
-
-        ``revision()`` is one cheap read bumped by every definition write (from any process),
-        so a listing is never staler than the database.
-        """
-        revision = self.storage.revision()
-        cached = self._lists.get(kind)
-        if cached is not None and cached[0] == revision:
-            return Response(cached[1], media_type="application/json")
-        body = render([record.to_dict() for record in load()])
-        with self._lists_lock:
-            self._lists[kind] = (revision, body)
-        return Response(body, media_type="application/json")
+    def definitions_changed(self) -> None:
+        """A route wrote a definition: the next listing reads the revision again."""
+        self.lists.invalidate()
 
 
 def render(content: Any) -> bytes:

@@ -66,6 +66,9 @@ async def _th2etl_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     if status == 503:
         logger.warning("%s %s: %s", request.method, request.url.path, exc)
+        state = getattr(request.app.state, "th2etl", None)
+        if state is not None:
+            state.health.report_down(exc)
         headers = {"Retry-After": "5"}
     elif status == 500:
         return await _unexpected(request, exc)

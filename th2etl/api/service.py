@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from th2etl.clock import Clock, SystemClock
@@ -23,9 +24,85 @@ from th2etl.pipelines.engine import CancelToken, run_pipeline
 from th2etl.pipelines.result import RunResult
 from th2etl.storage.base import Storage
 
-__all__ = ["RunExecutor", "SchedulerThread"]
+__all__ = ["DatabaseHealth", "HealthProbe", "RunExecutor", "SchedulerThread"]
 
 logger = logging.getLogger("th2etl.api.service")
+
+
+@dataclass(frozen=True)
+class DatabaseHealth:
+    """The outcome of one database check."""
+
+    up: bool
+    error: str | None
+    checked_at: float
+    """``time.monotonic()`` when the check began."""
+
+
+class HealthProbe:
+    """Checks the database every ``interval`` seconds in a thread of its own.
+
+    ``/health`` answers from the latest check, so it never waits on a database that does not
+    answer (a dead PostgreSQL can take the whole connect timeout) and a flood of health checks
+    never reaches the database. A request that finds the database unreachable reports it at
+    once (:meth:`report_down`); a check older than ``max_age`` (the probe itself is stuck)
+    counts as down.
+    """
+
+    def __init__(self, storage: Storage, *, interval: float = 1.0, max_age: float = 15.0):
+        self.storage = storage
+        self.interval = interval
+        self.max_age = max_age
+        self._latest: DatabaseHealth | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check_now(self) -> DatabaseHealth:
+        """Check the database in this thread and keep the result."""
+        started = time.monotonic()
+        try:
+            self.storage.check_connection()
+            result = DatabaseHealth(True, None, started)
+        except Exception as exc:
+            result = DatabaseHealth(False, type(exc).__name__, started)
+            if self._latest is None or self._latest.up:
+                logger.warning("health probe: the database is down: %s", exc)
+        else:
+            if self._latest is not None and not self._latest.up:
+                logger.info("health probe: the database is back")
+        self._keep(result)
+        return result
+
+    def _keep(self, result: DatabaseHealth) -> None:
+        latest = self._latest
+        if latest is None or result.checked_at >= latest.checked_at:
+            self._latest = result
+
+    def report_down(self, exc: BaseException) -> None:
+        """A request could not reach the database: say so until the next successful check."""
+        self._keep(DatabaseHealth(False, type(exc).__name__, time.monotonic()))
+
+    def latest(self) -> DatabaseHealth | None:
+        """The latest check, or None when there is none recent enough to trust."""
+        latest = self._latest
+        if latest is None or time.monotonic() - latest.checked_at > self.max_age:
+            return None
+        return latest
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="th2etl-health", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self.check_now()
+            if self._stopping.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(self.max_age)
 
 
 class _Manager(Protocol):

@@ -16,16 +16,18 @@ router = APIRouter(prefix="/blocs", tags=["blocs"])
 @router.post("", status_code=201, summary="Create a bloc")
 def create_bloc(body: BlocCreate, request: Request) -> Response:
     """Store a bloc; its config is checked against its type's schema (see ``/bloc-types``)."""
-    record = state_of(request).storage.create_bloc(
+    state = state_of(request)
+    record = state.storage.create_bloc(
         body.name, body.bloc_type, config=body.config, description=body.description
     )
+    state.definitions_changed()
     return json_response(record.to_dict(), 201)
 
 
 @router.get("", summary="List blocs")
-def list_blocs(request: Request) -> Response:
+async def list_blocs(request: Request) -> Response:
     state = state_of(request)
-    return state.cached_list("blocs", state.storage.list_blocs)
+    return await state.lists.response("blocs", state.storage.list_blocs)
 
 
 @router.get("/{name}", summary="Read a bloc")
@@ -36,14 +38,18 @@ def get_bloc(name: str, request: Request) -> Response:
 @router.put("/{name}", summary="Update a bloc")
 def update_bloc(name: str, body: BlocUpdate, request: Request) -> Response:
     """Change the fields given; ``config`` replaces the whole config."""
-    record = state_of(request).storage.update_bloc(
+    state = state_of(request)
+    record = state.storage.update_bloc(
         name, bloc_type=body.bloc_type, config=body.config, description=body.description
     )
+    state.definitions_changed()
     return json_response(record.to_dict())
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a bloc")
 def delete_bloc(name: str, request: Request) -> Response:
     """409 while a pipeline uses the bloc."""
-    state_of(request).storage.delete_bloc(name)
+    state = state_of(request)
+    state.storage.delete_bloc(name)
+    state.definitions_changed()
     return Response(status_code=204)

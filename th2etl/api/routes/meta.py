@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from th2etl import __version__
 from th2etl.api.deps import json_response, state_of
 from th2etl.blocs.registry import bloc_types
-from th2etl.exceptions import Th2etlError
 
 __all__ = ["health_router", "router"]
-
-logger = logging.getLogger("th2etl.api")
 
 health_router = APIRouter(tags=["service"])
 router = APIRouter(tags=["service"])
@@ -24,27 +23,30 @@ router = APIRouter(tags=["service"])
     summary="Is the service healthy?",
     responses={503: {"description": "a component (database, scheduler) is down"}},
 )
-def health(request: Request) -> Response:
-    """200 when the database answers and the scheduler runs; 503 naming what is down."""
-    from th2etl import __version__
+async def health(request: Request) -> Response:
+    """200 when the database answers and the scheduler runs; 503 naming what is down.
 
+    The database state comes from a probe that checks it every second (and from any request
+    that just failed to reach it), so this answer never waits on an unreachable database.
+    """
     state = state_of(request)
+    probe = state.health.latest()
+    if probe is None:  # no probe running (or it is stuck): check now, off the event loop
+        probe = await run_in_threadpool(state.health.check_now)
     down: list[str] = []
-    try:
-        state.storage.check_connection()
-        database = {"status": "up"}
-    except Th2etlError as exc:
-        logger.warning("health check: the database is down: %s", exc)
-        database = {"status": "down", "error": type(exc).__name__}
+    if probe.up:
+        database: dict[str, Any] = {"status": "up"}
+    else:
+        database = {"status": "down", "error": probe.error}
         down.append("database")
     if state.scheduler is None:
-        scheduler = {"status": "disabled"}
+        scheduler: dict[str, Any] = {"status": "disabled"}
     else:
         running = state.scheduler.state
         scheduler = {"status": "up" if running == "running" else "down", "state": running}
         if running != "running":
             down.append("scheduler")
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if not down else "unavailable",
         "version": __version__,
         "components": {"database": database, "scheduler": scheduler},

@@ -17,16 +17,18 @@ router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 @router.post("", status_code=201, summary="Create a pipeline")
 def create_pipeline(body: PipelineCreate, request: Request) -> Response:
     """``stages`` is a list of stages, each a list of existing bloc names."""
-    record = state_of(request).storage.create_pipeline(
+    state = state_of(request)
+    record = state.storage.create_pipeline(
         body.name, stages=body.stages, description=body.description
     )
+    state.definitions_changed()
     return json_response(record.to_dict(), 201)
 
 
 @router.get("", summary="List pipelines")
-def list_pipelines(request: Request) -> Response:
+async def list_pipelines(request: Request) -> Response:
     state = state_of(request)
-    return state.cached_list("pipelines", state.storage.list_pipelines)
+    return await state.lists.response("pipelines", state.storage.list_pipelines)
 
 
 @router.get("/{name}", summary="Read a pipeline")
@@ -36,16 +38,18 @@ def get_pipeline(name: str, request: Request) -> Response:
 
 @router.put("/{name}", summary="Update a pipeline")
 def update_pipeline(name: str, body: PipelineUpdate, request: Request) -> Response:
-    record = state_of(request).storage.update_pipeline(
-        name, stages=body.stages, description=body.description
-    )
+    state = state_of(request)
+    record = state.storage.update_pipeline(name, stages=body.stages, description=body.description)
+    state.definitions_changed()
     return json_response(record.to_dict())
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a pipeline")
 def delete_pipeline(name: str, request: Request) -> Response:
     """409 while a scheduler runs the pipeline; its blocs and run history stay."""
-    state_of(request).storage.delete_pipeline(name)
+    state = state_of(request)
+    state.storage.delete_pipeline(name)
+    state.definitions_changed()
     return Response(status_code=204)
 
 

@@ -16,20 +16,22 @@ router = APIRouter(prefix="/schedulers", tags=["schedulers"])
 @router.post("", status_code=201, summary="Create a scheduler")
 def create_scheduler(body: SchedulerCreate, request: Request) -> Response:
     """Its pipeline and trigger must exist; the running scheduler picks it up by itself."""
-    record = state_of(request).storage.create_scheduler(
+    state = state_of(request)
+    record = state.storage.create_scheduler(
         body.name,
         body.pipeline_name,
         body.trigger_name,
         enabled=body.enabled,
         description=body.description,
     )
+    state.definitions_changed()
     return json_response(record.to_dict(), 201)
 
 
 @router.get("", summary="List schedulers")
-def list_schedulers(request: Request) -> Response:
+async def list_schedulers(request: Request) -> Response:
     state = state_of(request)
-    return state.cached_list("schedulers", state.storage.list_schedulers)
+    return await state.lists.response("schedulers", state.storage.list_schedulers)
 
 
 @router.get("/{name}", summary="Read a scheduler")
@@ -39,17 +41,21 @@ def get_scheduler(name: str, request: Request) -> Response:
 
 @router.put("/{name}", summary="Update a scheduler")
 def update_scheduler(name: str, body: SchedulerUpdate, request: Request) -> Response:
-    record = state_of(request).storage.update_scheduler(
+    state = state_of(request)
+    record = state.storage.update_scheduler(
         name,
         pipeline_name=body.pipeline_name,
         trigger_name=body.trigger_name,
         enabled=body.enabled,
         description=body.description,
     )
+    state.definitions_changed()
     return json_response(record.to_dict())
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a scheduler")
 def delete_scheduler(name: str, request: Request) -> Response:
-    state_of(request).storage.delete_scheduler(name)
+    state = state_of(request)
+    state.storage.delete_scheduler(name)
+    state.definitions_changed()
     return Response(status_code=204)

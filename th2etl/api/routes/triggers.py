@@ -19,20 +19,22 @@ router = APIRouter(prefix="/triggers", tags=["triggers"])
 
 @router.post("", status_code=201, summary="Create a trigger")
 def create_trigger(body: TriggerCreate, request: Request) -> Response:
-    record = state_of(request).storage.create_trigger(
+    state = state_of(request)
+    record = state.storage.create_trigger(
         body.name,
         body.pipeline_name,
         body.cron_expression,
         timezone=body.timezone,
         description=body.description,
     )
+    state.definitions_changed()
     return json_response(record.to_dict(), 201)
 
 
 @router.get("", summary="List triggers")
-def list_triggers(request: Request) -> Response:
+async def list_triggers(request: Request) -> Response:
     state = state_of(request)
-    return state.cached_list("triggers", state.storage.list_triggers)
+    return await state.lists.response("triggers", state.storage.list_triggers)
 
 
 @router.get("/{name}", summary="Read a trigger")
@@ -42,20 +44,24 @@ def get_trigger(name: str, request: Request) -> Response:
 
 @router.put("/{name}", summary="Update a trigger")
 def update_trigger(name: str, body: TriggerUpdate, request: Request) -> Response:
-    record = state_of(request).storage.update_trigger(
+    state = state_of(request)
+    record = state.storage.update_trigger(
         name,
         pipeline_name=body.pipeline_name,
         cron_expression=body.cron_expression,
         timezone=body.timezone,
         description=body.description,
     )
+    state.definitions_changed()
     return json_response(record.to_dict())
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a trigger")
 def delete_trigger(name: str, request: Request) -> Response:
     """409 while a scheduler uses the trigger."""
-    state_of(request).storage.delete_trigger(name)
+    state = state_of(request)
+    state.storage.delete_trigger(name)
+    state.definitions_changed()
     return Response(status_code=204)
 
 
