@@ -13,8 +13,9 @@ folder, then, against one PostgreSQL server, in a schema of its own dropped at t
 * pandas ``read_csv`` + ``to_sql`` (plain, and with a COPY ``method``) on the same file, when
   pandas and SQLAlchemy are importable; they are never th2etl dependencies.
 
-A ratio is the th2etl rate as a fraction of psql's (psql time / th2etl time); the targets are
->= 0.30 for load and >= 0.35 for unload. The database comes from ``--dsn``,
+Each measurement runs ``--repeat`` times (default 3) and the best run counts, for every
+contender alike. A ratio is the th2etl rate as a fraction of psql's (psql time / th2etl
+time); the targets are >= 0.30 for load and >= 0.35 for unload. The database comes from ``--dsn``,
 ``TH2ETL_BENCH_DATABASE_URL`` or ``postgresql://postgres@127.0.0.1:5432/test``.
 """
 
@@ -96,6 +97,11 @@ def child(mode: str, **arguments: Any) -> dict[str, Any]:
     if result.returncode != 0:
         raise SystemExit(f"the {mode} measurement failed:\n{result.stderr}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def best(repeat: int, mode: str, **arguments: Any) -> dict[str, Any]:
+    """The fastest of ``repeat`` runs (this machine may be busy with other work)."""
+    return min((child(mode, **arguments) for _ in range(repeat)), key=lambda run: run["seconds"])
 
 
 def _peak_rss_mb() -> float:
@@ -189,6 +195,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dsn", default=DEFAULT_DSN)
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas runs")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each measurement; the best one counts"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -219,8 +228,21 @@ def main() -> None:
             sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, "psql_load"), definition)
         )
         target = f'"{schema}".psql_load'
-        psql_load = psql(args.dsn, f"\\copy {target} FROM '{data}' WITH (FORMAT csv, HEADER true)")
-        load = child("th2etl_load", csv=str(data), dsn=args.dsn, schema=schema, table="th2etl_load")
+        truncate = sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, "psql_load"))
+        copy_in = f"\\copy {target} FROM '{data}' WITH (FORMAT csv, HEADER true)"
+        psql_loads = []
+        for _ in range(args.repeat):
+            admin.execute(truncate)  # into an empty table each time
+            psql_loads.append(psql(args.dsn, copy_in))
+        psql_load = min(psql_loads)
+        load = best(
+            args.repeat,
+            "th2etl_load",
+            csv=str(data),
+            dsn=args.dsn,
+            schema=schema,
+            table="th2etl_load",
+        )
         load_ratio = psql_load / load["seconds"]
         print(f"load   psql \\copy FROM           {psql_load:7.2f} s")
         print(
@@ -228,8 +250,9 @@ def main() -> None:
             f"(target >= {LOAD_TARGET})  peak RSS {load['peak_rss_mb']:.0f} MB  "
             f"blocs {load['blocs']}"
         )
-        psql_unload = psql(args.dsn, f"\\copy {target} TO '{folder / 'unload.txt'}'")
-        unload = child("th2etl_unload", dsn=args.dsn, schema=schema, table="psql_load")
+        copy_out = f"\\copy {target} TO '{folder / 'unload.txt'}'"
+        psql_unload = min(psql(args.dsn, copy_out) for _ in range(args.repeat))
+        unload = best(args.repeat, "th2etl_unload", dsn=args.dsn, schema=schema, table="psql_load")
         unload_ratio = psql_unload / unload["seconds"]
         print(f"unload psql \\copy TO             {psql_unload:7.2f} s")
         print(
@@ -238,7 +261,7 @@ def main() -> None:
             f"{unload['peak_rss_mb']:.0f} MB"
         )
         if not args.no_pandas:
-            _bench_pandas(args.dsn, schema, data, psql_load)
+            _bench_pandas(args.dsn, schema, data, psql_load, args.repeat)
         verdict = load_ratio >= LOAD_TARGET and unload_ratio >= UNLOAD_TARGET
         print("targets met" if verdict else "TARGETS MISSED")
     finally:
@@ -247,7 +270,7 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _bench_pandas(dsn: str, schema: str, data: Path, psql_load: float) -> None:
+def _bench_pandas(dsn: str, schema: str, data: Path, psql_load: float, repeat: int) -> None:
     try:
         import pandas  # noqa: F401
         import sqlalchemy  # noqa: F401
@@ -258,7 +281,9 @@ def _bench_pandas(dsn: str, schema: str, data: Path, psql_load: float) -> None:
         ("pandas_copy", "read_csv + to_sql(COPY)"),
         ("pandas", "read_csv + to_sql"),
     ):
-        figures = child(mode, csv=str(data), dsn=dsn, schema=schema, table=f"{mode}_load")
+        # Plain to_sql takes ~15x as long as psql: one run says enough.
+        runs = repeat if mode == "pandas_copy" else 1
+        figures = best(runs, mode, csv=str(data), dsn=dsn, schema=schema, table=f"{mode}_load")
         print(
             f"load   pandas {label:24} {figures['seconds']:7.2f} s  ratio "
             f"{psql_load / figures['seconds']:.2f}  peak RSS {figures['peak_rss_mb']:.0f} MB"
