@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -460,3 +461,72 @@ def test_missing_api_extra_names_it() -> None:
         for name in [n for n in sys.modules if n == "th2etl.api" or n.startswith("th2etl.api.")]:
             del sys.modules[name]
         sys.modules.update(saved)
+
+
+# -- listings cache -------------------------------------------------------------------------------
+
+
+def test_listing_shows_writes_from_elsewhere_after_its_ttl_and_api_writes_at_once(
+    storage: Any,
+) -> None:
+    app = create_app(storage, start_scheduler=False, api_key="", listing_ttl=3600)
+    with TestClient(app) as client:
+        assert client.get("/blocs").json() == []
+        # Written by "another process": this app's cached listing stands until its TTL ...
+        storage.create_bloc("outside", "example_transformer")
+        assert client.get("/blocs").json() == []
+        # ... but any write through the API makes the next listing read the revision again.
+        client.post("/blocs", json={"name": "inside", "bloc_type": "example_transformer"})
+        assert [b["name"] for b in client.get("/blocs").json()] == ["inside", "outside"]
+
+    app = create_app(storage, start_scheduler=False, api_key="", listing_ttl=0)
+    with TestClient(app) as client:
+        assert len(client.get("/pipelines").json()) == 0
+        storage.create_pipeline("p", stages=[["outside"]])
+        assert [p["name"] for p in client.get("/pipelines").json()] == ["p"]
+        storage.update_bloc("outside", description="changed elsewhere")
+        assert client.get("/blocs").json()[1]["description"] == "changed elsewhere"
+
+
+# -- where the server may listen ------------------------------------------------------------------
+
+
+def test_loopback_hosts_need_no_key_and_others_do(caplog: pytest.LogCaptureFixture) -> None:
+    from th2etl.api.server import check_bind, is_loopback
+    from th2etl.exceptions import ConfigurationError
+
+    for host in ("127.0.0.1", "127.5.0.1", "::1", "[::1]", "localhost"):
+        assert is_loopback(host)
+        check_bind(host, None)
+    for host in ("0.0.0.0", "::", "192.168.1.10", "example.com"):
+        assert not is_loopback(host)
+        with pytest.raises(
+            ConfigurationError,
+            match=rf"refusing to serve the API on '{re.escape(host)}' without an API key"
+            r".*TH2ETL_API_KEY.*--insecure-no-auth",
+        ):
+            check_bind(host, None)
+        check_bind(host, "a-key")
+    with caplog.at_level("WARNING", logger="th2etl.api"):
+        check_bind("0.0.0.0", None, insecure_no_auth=True)
+    assert "WITHOUT an API key (--insecure-no-auth)" in caplog.text
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    from th2etl.api.server import bind_socket
+    from th2etl.exceptions import ConfigurationError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            ConfigurationError, match=rf"cannot listen on 127.0.0.1:{port}: .*choose another --port"
+        ):
+            bind_socket("127.0.0.1", port)
+    with pytest.raises(
+        ConfigurationError, match=r"--host 'no-such-host.invalid' is not an address"
+    ):
+        bind_socket("no-such-host.invalid", 8000)
