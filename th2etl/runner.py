@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -308,7 +307,6 @@ def _run(args: argparse.Namespace) -> int:
                         variables=variables,
                         listeners=[recorder, ProgressPrinter()],
                         cancel_token=token,
-                        output_dir=_output_dir(settings.pipelines_logs_dir, pipeline.name),
                     )
                 )
 
@@ -329,12 +327,6 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     print(f"run id: {outcome[0].run_id}")
     return 0 if outcome[0].succeeded else 1
-
-
-def _output_dir(base: Path | None, pipeline: str) -> Path | None:
-    if base is None:
-        return None
-    return base / pipeline / time.strftime("%Y%m%d_%H%M%S", time.gmtime())
 
 
 # -- th2etl demo ------------------------------------------------------------------------------
