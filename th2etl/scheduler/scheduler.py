@@ -27,10 +27,13 @@ run's log goes to ``run.log`` and its result (``RunResult.to_dict()``) to ``resu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import select
 import signal
+import socket
 import threading
 import uuid
 from collections import deque
@@ -173,6 +176,36 @@ def _policy(enum: type[Any], name: str, value: Any) -> Any:
 # -- the loop shared by CronScheduler and SchedulerManager -----------------------------------------
 
 
+class _Waker:
+    """What the loop sleeps on: a socket pair, woken by ``stop()`` from any thread and, through
+    ``signal.set_wakeup_fd``, by a signal delivered to any thread. (Waiting on a lock instead
+    would leave a SIGTERM that the OS hands to another thread unhandled until the wait ends.)"""
+
+    def __init__(self) -> None:
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+
+    @property
+    def fileno(self) -> int:
+        return self._write.fileno()
+
+    def wait(self, timeout: float) -> None:
+        readable, _, _ = select.select([self._read], [], [], timeout)
+        if readable:
+            with contextlib.suppress(OSError):
+                while self._read.recv(4096):
+                    pass
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):  # full (already woken) or closed (already stopped)
+            self._write.send(b"\0")
+
+    def close(self) -> None:
+        self._read.close()
+        self._write.close()
+
+
 class _Loop:
     """``start()``/``stop()`` around ``tick(now)`` and ``next_due_time()``."""
 
@@ -180,9 +213,11 @@ class _Loop:
     stop_grace: float
 
     def __init__(self) -> None:
-        self._stop_event = threading.Event()
+        self._stop_requested = False
+        self._waker: _Waker | None = None
         self._started = False
         self._attached_to: Any = None
+        self._signal: int | None = None
 
     def tick(self, now: datetime) -> list[TickResult]:
         raise NotImplementedError
@@ -212,22 +247,29 @@ class _Loop:
             self.clock.attach(self)
             self._attached_to = self.clock
             return
-        # A stop() that came before start() is honoured: the event is cleared on the way out.
+        # A stop() that came before start() is honoured; the request is reset on the way out.
+        self._waker = waker = _Waker()
         self._started = True
-        previous = self._install_signals() if handle_signals else {}
+        self._signal = None
+        restore = self._install_signals(waker) if handle_signals else None
         try:
             self._on_start(self.clock.now())
-            self._loop()
+            self._loop(waker)
+            if self._signal is not None:
+                name = signal.Signals(self._signal).name
+                logger.info("received %s: stopping (grace %.0fs)", name, self.stop_grace)
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            if restore is not None:
+                restore()
             self._on_stop(self.stop_grace)
+            self._waker = None
+            waker.close()
             self._started = False
-            self._stop_event.clear()
+            self._stop_requested = False
 
-    def _loop(self) -> None:
+    def _loop(self, waker: _Waker) -> None:
         failures = 0
-        while not self._stop_event.is_set():
+        while not self._stop_requested:
             try:
                 self.tick(self.clock.now())
                 failures = 0
@@ -235,37 +277,52 @@ class _Loop:
                 failures += 1
                 delay = min(_BACKOFF_START * 2 ** (failures - 1), _BACKOFF_MAX)
                 logger.exception("scheduler tick failed; trying again in %.0fs", delay)
-                self._stop_event.wait(delay)
+                waker.wait(delay)
                 continue
+            if self._stop_requested:
+                break
             due = self.next_due_time()
             delay = MAX_SLEEP if due is None else (due - self.clock.now()).total_seconds()
-            # Event.wait, not clock.sleep: stop() must wake the loop at once.
-            self._stop_event.wait(min(max(delay, 0.0005), MAX_SLEEP))
+            waker.wait(min(max(delay, 0.0005), MAX_SLEEP))
 
     def stop(self, grace: float | None = None) -> None:
         """Ask ``start()`` to return; running pipelines get ``grace`` seconds (default
         ``stop_grace``) to finish before they are cancelled. Safe from any thread."""
         if grace is not None:
             self.stop_grace = grace
-        self._stop_event.set()
+        self._stop_requested = True
+        waker = self._waker
+        if waker is not None:
+            waker.wake()
         if self._attached_to is not None:
             self._attached_to.detach(self)
             self._attached_to = None
             self._on_stop(self.stop_grace)
             self._started = False
+            self._stop_requested = False
 
-    def _install_signals(self) -> dict[int, Any]:
+    def _install_signals(self, waker: _Waker) -> Callable[[], None] | None:
         if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
+            return None
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            logger.info("received %s: stopping the scheduler", signal.Signals(signum).name)
-            self._stop_event.set()
+            # Only plain assignments here: no locks (the signal may interrupt this thread
+            # while it holds one) and no logging (which takes locks).
+            self._signal = signum
+            self._stop_requested = True
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, handler)
-        return previous
+        previous = {signum: signal.signal(signum, handler) for signum in _SIGNALS}
+        previous_fd = signal.set_wakeup_fd(waker.fileno, warn_on_full_buffer=False)
+
+        def restore() -> None:
+            signal.set_wakeup_fd(previous_fd)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+        return restore
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 # -- per-run output folder and log --------------------------------------------------------------
