@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -899,3 +900,25 @@ def test_loader_without_chunked_streaming_uses_a_server_side_cursor(
     # libpq before 17 has no chunked mode: force that path on this libpq.
     monkeypatch.setattr(psycopg.capabilities, "has_stream_chunked", lambda: False)
     assert load(postgres, table) == [{"a": n} for n in range(12_000)]
+
+
+@pytest.mark.parametrize("uniform", [True, False], ids=["same keys", "varying keys"])
+def test_the_export_holds_no_second_copy_of_the_rows(
+    postgres: PostgresServer, table: str, uniform: bool
+) -> None:
+    tracemalloc.start()
+    try:
+        rows: Rows = [
+            {"id": n, "name": f"name {n}", "amount": n / 3, "day": dt.date(2026, 1, 1 + n % 28)}
+            for n in range(100_000)
+        ]
+        if not uniform:
+            rows[50_000] = {"id": 50_000, "other": "x"}
+        size = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        export(postgres, rows, table)
+        peak = tracemalloc.get_traced_memory()[1] - size
+    finally:
+        tracemalloc.stop()
+    # Strings or tuples of every row would take about as much as the rows; allow 10 %.
+    assert peak < size / 10, f"the export allocated {peak:,} bytes for {size:,} bytes of rows"
