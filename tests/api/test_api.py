@@ -530,3 +530,54 @@ def test_a_port_in_use_is_a_clear_error() -> None:
         ConfigurationError, match=r"--host 'no-such-host.invalid' is not an address"
     ):
         bind_socket("no-such-host.invalid", 8000)
+
+
+# -- cancelling -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def waiting_bloc_type() -> Iterator[None]:
+    """A bloc type that works until its run is cancelled (at most 30 s)."""
+    from th2etl.blocs import TransformerBloc, register_bloc
+    from th2etl.blocs.registry import unregister_bloc
+
+    @register_bloc
+    class WaitForCancel(TransformerBloc):
+        bloc_type = "test_wait_for_cancel"
+
+        def run(self, context: Any, rows: Any) -> Any:
+            deadline = time.monotonic() + 30
+            while not context.cancel_requested and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return rows
+
+    try:
+        yield
+    finally:
+        unregister_bloc("test_wait_for_cancel")
+
+
+def test_cancel_a_running_run_and_shutdown_ends_the_others(
+    storage: Any, waiting_bloc_type: None
+) -> None:
+    app = create_app(storage, start_scheduler=False, api_key="", run_workers=1)
+    with TestClient(app) as client:
+        client.post("/blocs", json={"name": "wait", "bloc_type": "test_wait_for_cancel"})
+        client.post("/blocs", json={"name": "after", "bloc_type": "example_transformer"})
+        client.post("/pipelines", json={"name": "slow", "stages": [["wait"], ["after"]]})
+        first = client.post("/pipelines/slow/run").json()["run_id"]
+        cancelled = client.post(f"/runs/{first}/cancel")
+        assert cancelled.status_code == 202
+        assert cancelled.json()["cancel_requested"] is True
+        run = _wait_for_run(client, first)
+        assert run["status"] == "cancelled"
+        assert [(b["bloc_name"], b["status"]) for b in run["blocs"]] == [
+            ("wait", "succeeded"),
+            ("after", "cancelled"),
+        ]
+
+        running = client.post("/pipelines/slow/run").json()["run_id"]
+        queued = client.post("/pipelines/slow/run").json()["run_id"]  # one worker: it waits
+    # Shutdown cancels the running run and the queued one; neither stays "running".
+    assert storage.get_run(running).status == "cancelled"
+    assert storage.get_run(queued).status == "cancelled"

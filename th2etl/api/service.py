@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from th2etl.clock import Clock, SystemClock
 from th2etl.pipelines.engine import CancelToken, run_pipeline
-from th2etl.pipelines.result import RunResult
+from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.storage.base import Storage
 
 __all__ = ["DatabaseHealth", "HealthProbe", "RunExecutor", "SchedulerThread"]
@@ -221,12 +221,25 @@ class RunExecutor:
                 clock=self.clock,
             )
             self._runs[run_id] = (token, future)
-        future.add_done_callback(lambda _: self._forget(run_id))
+        future.add_done_callback(lambda done: self._finished(run_id, done))
         return run_id
 
-    def _forget(self, run_id: str) -> None:
+    def _finished(self, run_id: str, future: Future[RunResult]) -> None:
         with self._lock:
             self._runs.pop(run_id, None)
+        if future.cancelled():
+            status, message = RunStatus.CANCELLED, "the service stopped before the run started"
+        else:
+            error = future.exception()
+            if error is None:
+                return
+            # The engine raises only for programming errors; the run must not stay "running".
+            logger.error("run %s ended abnormally", run_id, exc_info=error)
+            status, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"
+        try:
+            self.storage.finish_run(run_id, status, finished_at=self.clock.now(), error=message)
+        except Exception:
+            logger.exception("could not record the end of run %s", run_id)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run of this process; False when it is not one (or has finished)."""
