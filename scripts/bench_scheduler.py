@@ -151,6 +151,43 @@ def bench_idle(seconds: float) -> None:
         f"idle manager, 1,000 stored schedulers:   {per_minute:.4f} CPU s per wall minute "
         "(SQLite, revision polled every 5 s, heartbeat every 10 s)"
     )
+    bench_idle_postgres(seconds)
+
+
+def bench_idle_postgres(seconds: float) -> None:
+    """The same on PostgreSQL (``TH2ETL_TEST_DATABASE_URL``), in a schema dropped afterwards."""
+    import os
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from th2etl.storage import PostgresStorage
+
+    url = os.environ.get("TH2ETL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"bench_sched_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(url, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        print(f"idle manager on PostgreSQL: skipped ({url} unreachable: {exc})")
+        return
+    with admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            with PostgresStorage(url, schema=schema) as storage:
+                storage.create_bloc("noop", "bench_noop")
+                storage.create_pipeline("idle", stages=[["noop"]])
+                storage.create_trigger("yearly", "idle", "0 0 1 1 *")
+                for n in range(1000):
+                    storage.create_scheduler(f"idle{n}", "idle", "yearly")
+                manager = load_scheduler_manager(storage, logs_dir=None)
+                per_minute = _idle_cpu(manager, seconds)
+        finally:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    print(
+        f"idle manager, 1,000 stored schedulers:   {per_minute:.4f} CPU s per wall minute "
+        "(PostgreSQL)"
+    )
 
 
 def bench_latency(count: int, interval: float, seconds: float) -> None:

@@ -388,9 +388,9 @@ def _builder(storage: Storage | None, pipeline_name: str) -> Callable[[], Pipeli
 
 def load_scheduler_manager(
     storage: Storage,
-    *,
     clock: Clock | None = None,
     instance_id: str | None = None,
+    *,
     reload_interval: timedelta | float = 5.0,
     heartbeat_interval: timedelta | float = 10.0,
     stale_after: timedelta | float | None = None,

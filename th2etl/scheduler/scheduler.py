@@ -2,9 +2,11 @@
 
 One step, then a thin loop: :meth:`CronScheduler.tick` fires what is due at ``now`` and returns
 a :class:`TickResult` per scheduled time it handled; :meth:`CronScheduler.start` blocks,
-sleeping until the next due time, until :meth:`~CronScheduler.stop`, SIGINT or SIGTERM. On a
+sleeping until the next due time, until :meth:`~CronScheduler.stop`, SIGINT or SIGTERM; the
+pipelines run on a thread pool, so a slow run never delays another tick. On a
 :class:`~th2etl.clock.FakeClock`, ``start()`` attaches the scheduler to the clock and returns;
-``clock.advance(...)`` then drives it, running pipelines in the caller's thread.
+``clock.advance(...)`` then drives it, running each pipeline in the caller's thread (the blocs
+of a stage one after another, bloc timeouts not enforced), so tests are deterministic.
 
 Policies (enums, per scheduler):
 
