@@ -170,6 +170,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="measurements per server and path")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--pipelines", type=int, default=1000)
+    parser.add_argument(
+        "--load",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator (auto: wrk when installed)",
+    )
     parser.add_argument("--database-url", help="PostgreSQL URL (default: a temporary SQLite file)")
     parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "BODIES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,7 +183,8 @@ def main() -> int:
         serve_bare(int(args.serve_bare[0]), Path(args.serve_bare[1]))
         return 0
 
-    load = load_wrk if shutil.which("wrk") else load_python
+    use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
+    load = load_wrk if use_wrk else load_python
     workdir = Path(tempfile.mkdtemp(prefix="th2etl-bench-"))
     env = {
         key: value
