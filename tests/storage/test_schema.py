@@ -265,3 +265,39 @@ def test_reconnects_after_its_connection_is_killed(
         assert "before" in [b.name for b in storage.list_blocs()]
         storage.create_bloc(f"after{pid}", "example_transformer")
     assert len(storage.list_blocs()) == 3
+
+
+@pytest.mark.postgres
+def test_survives_a_database_outage(postgres: Any) -> None:
+    """The network to PostgreSQL goes away and comes back: calls fail clearly meanwhile, then
+    work again without reopening the storage."""
+    from tests.scheduler.proxy import TcpProxy
+
+    schema = f"{postgres.schema}_outage"
+    proxy = TcpProxy(postgres.host, postgres.port)
+    proxy.start()
+    url = f"postgresql://{postgres.user}:pw-not-shown@127.0.0.1:{proxy.port}/{postgres.dbname}"
+    storage = PostgresStorage(url, schema=schema)
+    try:
+        storage.create_bloc("a", "example_transformer")
+        proxy.stop()
+        with pytest.raises(DatabaseUnavailableError, match=r"lost the connection to PostgreSQL"):
+            storage.get_bloc("a")
+        with pytest.raises(
+            DatabaseUnavailableError,
+            match=rf"cannot connect to PostgreSQL database '{postgres.dbname}' on "
+            rf"127\.0\.0\.1:{proxy.port}, schema '{schema}'",
+        ) as caught:
+            storage.list_blocs()
+        assert "pw-not-shown" not in str(caught.value)
+        proxy.start()
+        assert storage.get_bloc("a").name == "a"
+        storage.create_bloc("b", "example_transformer")
+        assert [b.name for b in storage.list_blocs()] == ["a", "b"]
+    finally:
+        storage.close()
+        proxy.stop()
+        with postgres.connect(autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )

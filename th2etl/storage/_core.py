@@ -12,7 +12,7 @@ import contextlib
 import json
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -67,7 +67,6 @@ class Conflict(StorageError):
 
 class _Connection(Protocol):
     def execute(self, query: Any, params: Any = ..., /) -> Any: ...
-    def cursor(self) -> Any: ...
     def close(self) -> None: ...
 
 
@@ -100,13 +99,6 @@ class Session:
         if self.pipeline is not None:
             self.pipeline.sync()
         return int(cursor.rowcount)
-
-    def many(self, template: str, rows: Iterable[Sequence[Any]]) -> None:
-        cursor = self.conn.cursor()
-        try:
-            cursor.executemany(self._compile(template), list(rows))
-        finally:
-            cursor.close()
 
 
 class SqlCore(Storage):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class SQLiteStorage(DatabaseStorage):
             conn = sqlite3.connect(
                 self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             # WAL + NORMAL: a commit survives a crash of the process, not of the machine's
             # power, and costs no fsync.
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -86,6 +87,20 @@ class SQLiteStorage(DatabaseStorage):
                 "is a SQLite database and that this user may write to it and its folder"
             ) from None
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a file to WAL takes an exclusive lock that SQLite does not wait for with
+        # the busy timeout: connections opening a fresh file together get "database is
+        # locked". Retry until one of them made the switch (it is stored in the file).
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _compile_template(self, conn: Any, template: str) -> Any:
         names = {table: f'"th2etl_{table}"' for table in TABLES}
