@@ -77,3 +77,25 @@ def test_health_turns_503_when_the_database_goes_away_and_200_when_it_returns(
         wait_until(lambda: _status(client)[1] == ["database"], timeout=30, what="probe sees it")
         proxy.restore()
         wait_until(lambda: _status(client) == ("ok", []), timeout=30, what="recovery again")
+
+
+def test_service_started_while_the_database_is_down_recovers_when_it_comes(
+    postgres: PostgresServer, pg_schema: str, proxy: TcpProxy
+) -> None:
+    from th2etl.storage import DatabaseStorage
+
+    proxy.cut()
+    settings = get_settings(postgres_settings_env(postgres, pg_schema, port=proxy.port))
+    storage = DatabaseStorage.from_settings(settings, connect=False)
+    with storage, uvicorn_server(create_app(storage, api_key="", health_interval=0.2)) as url:
+        client = Th2etlClient(base_url=url, timeout=30)
+        health = client.health_check()
+        assert health["status"] == "unavailable"
+        assert "database" in health["down"]
+        with pytest.raises(Th2etlApiError, match="HTTP 503"):
+            client.list_pipelines()
+
+        proxy.restore()
+        wait_until(lambda: _status(client) == ("ok", []), timeout=60, what="recovery")
+        client.create_bloc("double", "example_transformer", config={"factor": 2})
+        assert [bloc["name"] for bloc in client.list_blocs()] == ["double"]
