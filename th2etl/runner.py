@@ -29,8 +29,9 @@ __all__ = ["build_parser", "main"]
 EXAMPLES = """\
 commands and examples:
   th2etl                                       run the scheduler in the foreground
-  th2etl --serve-api --host 0.0.0.0 --port 8080
-                                               the REST API (docs at /docs) and the scheduler
+  th2etl --serve-api                           the REST API (docs at /docs) and the scheduler
+  TH2ETL_API_KEY=... th2etl --serve-api --host 0.0.0.0 --port 8080
+                                               the same on every address, with an API key
   th2etl --background --env SOURCE=prod        the scheduler, detached; prints its PID and log
   th2etl --serve-api --background              the API service, detached
   th2etl status                                is the background service running?
