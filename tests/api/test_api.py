@@ -581,3 +581,23 @@ def test_cancel_a_running_run_and_shutdown_ends_the_others(
     # Shutdown cancels the running run and the queued one; neither stays "running".
     assert storage.get_run(running).status == "cancelled"
     assert storage.get_run(queued).status == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        ("GET", "/blocs/a%20b", 422, "bloc name 'a b' has characters that are not allowed"),
+        ("PUT", "/blocs/a%20b", 422, "bloc name 'a b' has characters that are not allowed"),
+        ("GET", "/blocs/%00", 422, "has characters that are not allowed"),
+        ("GET", "/blocs/" + "x" * 300, 422, "is 300 characters long; use at most 128"),
+        ("GET", "/pipelines/%C3%A9/graph", 422, "pipeline name 'é' has characters"),
+        ("DELETE", "/triggers/%3Bdrop", 422, "trigger name ';drop' has characters"),
+        ("GET", "/runs/%27%3B", 404, "does not exist"),
+    ],
+)
+def test_odd_names_in_paths_are_clear_4xx(
+    client: TestClient, method: str, path: str, status: int, message: str
+) -> None:
+    answer = client.request(method, path, json={"description": "x"} if method == "PUT" else None)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["detail"]
