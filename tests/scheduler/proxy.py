@@ -17,6 +17,7 @@ class TcpProxy:
         self.port = 0
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
+        self._upstream_ports: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -45,6 +46,7 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
+                self._upstream_ports.add(upstream.getsockname()[1])
             for source, sink in ((client, upstream), (upstream, client)):
                 pump = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
                 pump.start()
@@ -60,6 +62,13 @@ class TcpProxy:
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def upstream_ports(self) -> set[int]:
+        """Local ports of the proxy's connections to the target: in PostgreSQL, the
+        ``client_port`` of exactly the backends serving this proxy's clients."""
+        with self._lock:
+            return set(self._upstream_ports)
 
     def stop(self) -> None:
         if self._listener is not None:

@@ -293,6 +293,40 @@ def test_a_database_outage_defers_ticks_without_crash_or_duplicate(
         proxy.stop()
 
 
+def test_terminated_backends_are_survived_without_losing_or_repeating_a_tick(
+    postgres: Any, schema: str, clock: FakeClock
+) -> None:
+    host = "127.0.0.1" if postgres.host.startswith("/") else postgres.host
+    proxy = TcpProxy(host, postgres.port)
+    proxy.start()
+    url = f"postgresql://{postgres.user}@127.0.0.1:{proxy.port}/{postgres.dbname}"
+    try:
+        with PostgresStorage(url, schema=schema, clock=clock) as storage:
+            define(storage, "every5", "*/5 * * * *")
+            manager = load_scheduler_manager(storage, clock=clock, logs_dir=None)
+            manager.start()
+            assert statuses(clock.advance(until=at("10:05"))) == ["10:05 started"]
+            # kill exactly this manager's server connections (found through the proxy's ports)
+            with psycopg.connect(postgres.url, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE client_addr = '127.0.0.1' AND client_port = ANY(%s)",
+                    (sorted(proxy.upstream_ports),),
+                ).fetchall()
+            assert killed and all(row[0] for row in killed)
+            results = clock.advance(until=at("10:20"))
+            manager.stop()
+            assert "10:10 started" in statuses(results)
+            assert ticks(storage, "every5") == [
+                ("10:05", "succeeded"),
+                ("10:10", "succeeded"),
+                ("10:15", "succeeded"),
+                ("10:20", "succeeded"),
+            ]
+    finally:
+        proxy.stop()
+
+
 # -- several real processes --------------------------------------------------------------------
 
 
@@ -471,3 +505,27 @@ def test_a_cancel_request_in_the_database_stops_the_run(
         manager.stop(grace=60)
         unregister_bloc("scheduler_test_gate")
     assert storage.get_run(started.run_id or "").status is RunStatus.CANCELLED
+
+
+def test_the_real_loop_heartbeats_and_leaves_cleanly(
+    postgres: Any, schema: str, storage: PostgresStorage
+) -> None:
+    """start() on the system clock: the instance appears, and stop() removes it."""
+    define(storage, "yearly", "0 0 1 1 *")
+    with PostgresStorage(postgres.url, schema=schema) as real:
+        manager = load_scheduler_manager(real, instance_id="real-loop", logs_dir=None)
+        thread = threading.Thread(target=manager.start)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if [i.instance_id for i in real.list_instances()] == ["real-loop"]:
+                    break
+                time.sleep(0.01)
+            assert [i.instance_id for i in real.list_instances()] == ["real-loop"]
+            assert list(manager) == ["yearly"] and manager.running
+        finally:
+            manager.stop()
+            thread.join(timeout=60)
+        assert not thread.is_alive()
+        assert real.list_instances() == []
