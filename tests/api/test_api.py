@@ -601,3 +601,29 @@ def test_odd_names_in_paths_are_clear_4xx(
     answer = client.request(method, path, json={"description": "x"} if method == "PUT" else None)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["detail"]
+
+
+def test_a_body_that_is_not_a_json_object_says_what_to_send(client: TestClient) -> None:
+    answer = client.post(
+        "/blocs",
+        content=b'{"name": "x", "bloc_type": "example_transformer"}',
+        headers={"Content-Type": "text/plain"},
+    )
+    assert answer.status_code == 422
+    assert "send a JSON object with Content-Type: application/json" in answer.json()["detail"]
+    assert client.post("/blocs").json()["detail"] == (
+        "invalid request: body: Field required; send a JSON object with "
+        "Content-Type: application/json"
+    )
+    assert client.get("/blocs").json() == []
+
+
+def test_docs_are_served_without_the_key(storage: Any) -> None:
+    with TestClient(create_app(storage, start_scheduler=False, api_key="k")) as client:
+        assert client.get("/docs").status_code == 200
+        schema = client.get("/openapi.json").json()
+        assert {"/blocs", "/pipelines/{name}/run", "/runs/{run_id}/cancel", "/health"} <= set(
+            schema["paths"]
+        )
+        assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+        assert client.get("/pipelines").status_code == 401

@@ -328,3 +328,26 @@ def test_run_exits_non_zero_on_failure_and_on_unknown_pipeline(tmp_path: Path) -
     unknown = th2etl(tmp_path, "run", "nope")
     assert unknown.returncode == 1
     assert "th2etl: error:" in unknown.stderr and "'nope'" in unknown.stderr
+
+
+def test_background_scheduler_starts_reports_status_and_stops(
+    background: tuple[Path, int],
+) -> None:
+    tmp_path, _ = background
+    started = th2etl(tmp_path, "--background", "--env", "PIPELINE_SOURCE=prod")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("th2etl scheduler started in the background\n")
+    pid = int(started.stdout.split("PID: ")[1].split()[0])
+    assert os.getsid(pid) == pid
+    assert b"PIPELINE_SOURCE=prod" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    status = th2etl(tmp_path, "status")
+    assert status.returncode == 0
+    assert f"running in the background: PID {pid}" in status.stdout
+    assert "command: -m th2etl.runner" in status.stdout
+    stopped = th2etl(tmp_path, "stop")
+    assert stopped.returncode == 0
+    assert f"th2etl stopped (PID {pid})" in stopped.stdout
+    assert th2etl(tmp_path, "status").returncode == 3
+    log = (tmp_path / "state" / "th2etl-service.log").read_text()
+    assert "scheduler started on SQLite database at" in log
+    assert "received SIGTERM" in log

@@ -96,6 +96,8 @@ async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
         for error in errors
     ]
     text = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in cleaned)
+    if any(list(e["loc"]) == ["body"] for e in cleaned):
+        text += "; send a JSON object with Content-Type: application/json"
     return JSONResponse({"detail": f"invalid request: {text}", "errors": cleaned}, status_code=422)
 
 
