@@ -126,10 +126,11 @@ class SchedulerManager(_Loop):
                 "CronScheduler its own name=..."
             )
         scheduler.clock = self.clock
-        scheduler.inline = self.inline
+        if not scheduler._inline_given:
+            scheduler.inline = self.inline
         scheduler.storage = self.storage
         scheduler.instance_id = self.instance_id
-        scheduler._executor = self._get_executor() if not self.inline else None
+        scheduler._executor = None if scheduler.inline else self._get_executor()
         scheduler._own_executor = False
         self._schedulers[scheduler.name] = scheduler
         if self._started:
@@ -237,6 +238,8 @@ class SchedulerManager(_Loop):
 
     def _on_start(self, now: datetime) -> None:
         for scheduler in self._schedulers.values():
+            if not scheduler.inline and scheduler._executor is None:  # started again after stop
+                scheduler._executor = self._get_executor()
             scheduler.prime(now)
 
     def _on_stop(self, grace: float) -> None:

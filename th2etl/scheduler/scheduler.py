@@ -474,6 +474,7 @@ class CronScheduler(_Loop):
             self.logs_dir = Path(self.logs_dir)
         self.variables = dict(variables or {})
         self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
+        self._inline_given = inline is not None
         self.max_workers = max_workers
         self.stop_grace = stop_grace
         # Set by a SchedulerManager that owns this scheduler.
