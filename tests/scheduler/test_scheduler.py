@@ -452,3 +452,29 @@ def test_sigterm_and_sigint_stop_the_loop(tmp_path: Path, signum: int) -> None:
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert out.strip() == "stopped cleanly"
+
+
+def test_public_names_and_docstring_examples() -> None:
+    import doctest
+
+    import th2etl
+    import th2etl.clock
+    import th2etl.scheduler
+    import th2etl.scheduler.triggers
+
+    for name in (
+        "CronTrigger",
+        "CronScheduler",
+        "SchedulerManager",
+        "load_scheduler_manager",
+        "schedule_pipeline",
+        "FakeClock",
+    ):
+        assert name in th2etl.scheduler.__all__ and hasattr(th2etl.scheduler, name)
+    assert th2etl.scheduler.__all__ == sorted(
+        th2etl.scheduler.__all__, key=lambda n: (n[0].islower(), n)
+    )
+    assert "FakeClock" in th2etl.__all__
+    for module in (th2etl.clock, th2etl.scheduler.triggers):
+        failed, attempted = doctest.testmod(module)
+        assert attempted and not failed
