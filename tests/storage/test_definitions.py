@@ -201,6 +201,11 @@ def test_sql_injection_lookalikes_are_stored_verbatim(storage: DatabaseStorage) 
     storage.create_trigger("t", "p", "0 * * * *", description="' OR '1'='1")
     assert storage.get_trigger("t").description == "' OR '1'='1"
     assert [b.name for b in storage.list_blocs()] == ["load", "x--DROP.TABLE-th2etl_blocs"]
+    # Filters are parameters too: an injection-looking value matches nothing.
+    assert storage.list_blocs(bloc_type="' OR '1'='1") == []
+    assert storage.list_triggers(pipeline_name="p' OR 1=1 --") == []
+    assert storage.list_runs(pipeline_name="x'); DELETE FROM th2etl_runs; --") == []
+    assert len(storage.list_blocs()) == 2
 
 
 def test_update_bloc_refusals_change_nothing(storage: DatabaseStorage) -> None:
@@ -390,6 +395,10 @@ def test_scheduler_targets_must_exist(storage: DatabaseStorage) -> None:
         storage.create_scheduler("s", "nope", "hourly")
     with pytest.raises(ValidationError, match=r"scheduler 's': trigger 'nope' does not exist"):
         storage.create_scheduler("s", "daily", "nope")
+    with pytest.raises(ValidationError, match=r"scheduler 's': pipeline must be a name, got 5"):
+        storage.create_scheduler("s", 5, "hourly")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"pipeline name 'no pe' has characters"):
+        storage.create_scheduler("s", "no pe", "hourly")
     with pytest.raises(ValidationError, match=r"enabled must be True or False, got 'yes'"):
         storage.create_scheduler("s", "daily", "hourly", enabled="yes")  # type: ignore[arg-type]
     assert _snapshot(storage) == before

@@ -265,6 +265,12 @@ def test_reconnects_after_its_connection_is_killed(
         assert "before" in [b.name for b in storage.list_blocs()]
         storage.create_bloc(f"after{pid}", "example_transformer")
     assert len(storage.list_blocs()) == 3
+    # A health check does not report a connection that merely died while idle.
+    pid = storage._conn.info.backend_pid  # type: ignore[attr-defined]
+    with postgres.connect(autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    storage.check_connection()
+    assert storage._conn.info.backend_pid != pid  # type: ignore[attr-defined]
 
 
 @pytest.mark.postgres

@@ -19,7 +19,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 from th2etl.clock import Clock, SystemClock
-from th2etl.exceptions import SchemaVersionError, StorageError, ValidationError
+from th2etl.exceptions import (
+    DatabaseUnavailableError,
+    SchemaVersionError,
+    StorageError,
+    ValidationError,
+)
 from th2etl.storage.base import Storage
 from th2etl.storage.migrations import LATEST_VERSION, Migration, load_migrations
 
@@ -245,7 +250,14 @@ class SqlCore(Storage):
             self._drop_connection()
 
     def check_connection(self) -> None:
-        self._one("SELECT 1")
+        had_connection = self._conn is not None
+        try:
+            self._one("SELECT 1")
+        except DatabaseUnavailableError:
+            if not had_connection:
+                raise
+            # A connection that died while idle (a server restart) says nothing about now.
+            self._one("SELECT 1")
 
     def schema_version(self) -> int:
         with self._lock:

@@ -68,7 +68,9 @@ class Storage(ABC):
 
     @abstractmethod
     def check_connection(self) -> None:
-        """Run a trivial query; raise :class:`DatabaseUnavailableError` when it fails."""
+        """Run a trivial query; raise :class:`DatabaseUnavailableError` when it fails. A
+        connection that died while idle is replaced once before failure is reported, so a
+        health check right after a server restart says the truth."""
 
     @abstractmethod
     def schema_version(self) -> int:
