@@ -31,7 +31,7 @@ from th2etl.scheduler import (
     load_scheduler_manager,
     schedule_pipeline,
 )
-from th2etl.scheduler.scheduler import make_run_dir
+from th2etl.scheduler._runs import make_run_dir
 
 from .helpers import GATES, gate_pipeline, noop_pipeline, statuses, write_pipeline
 

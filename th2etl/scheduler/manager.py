@@ -38,14 +38,8 @@ from typing import TYPE_CHECKING, Any
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import CronError, NotFoundError, StorageError, ValidationError
 from th2etl.pipelines.pipeline import Pipeline
-from th2etl.scheduler.scheduler import (
-    _BACKOFF_MAX,
-    _BACKOFF_START,
-    CronScheduler,
-    TickResult,
-    _Loop,
-    _seconds,
-)
+from th2etl.scheduler._loop import BACKOFF_MAX, Loop, backoff
+from th2etl.scheduler.scheduler import CronScheduler, TickResult, _seconds
 from th2etl.scheduler.triggers import CronTrigger
 
 if TYPE_CHECKING:
@@ -61,7 +55,7 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class SchedulerManager(_Loop):
+class SchedulerManager(Loop):
     """Runs several :class:`CronScheduler` side by side, each on its own cadence.
 
     The schedulers share the manager's ``clock`` (by default the one they were given, which must
@@ -222,7 +216,7 @@ class SchedulerManager(_Loop):
             self._next_heartbeat = now + self.heartbeat_interval
         except StorageError as exc:
             self._storage_failures += 1
-            delay = min(_BACKOFF_START * 2 ** (self._storage_failures - 1), _BACKOFF_MAX)
+            delay = backoff(self._storage_failures)
             log = logger.warning if self._storage_failures == 1 else logger.info
             log("the database is unavailable (%s); retrying in %.0fs", exc, delay)
             self._next_heartbeat = now + timedelta(seconds=delay)
@@ -312,7 +306,7 @@ class _DatabaseManager(SchedulerManager):
             records = self.storage.list_schedulers(enabled=True)
             triggers = {t.name: t for t in self.storage.list_triggers()}
         except StorageError as exc:
-            delay = min(self.reload_interval.total_seconds(), _BACKOFF_MAX)
+            delay = min(self.reload_interval.total_seconds(), BACKOFF_MAX)
             logger.warning("cannot read the stored schedulers (%s); retrying in %.0fs", exc, delay)
             self._next_reload = now + timedelta(seconds=delay)
             return False

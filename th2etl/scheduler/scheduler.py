@@ -29,36 +29,38 @@ run's log goes to ``run.log`` and its result (``RunResult.to_dict()``) to ``resu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import select
-import signal
-import socket
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from th2etl._names import check_name
 from th2etl.clock import Clock, SystemClock
-from th2etl.exceptions import ConfigurationError, StorageError, ValidationError
+from th2etl.exceptions import StorageError, ValidationError
 from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
+from th2etl.scheduler._loop import Loop, backoff
+from th2etl.scheduler._runs import (
+    INLINE,
+    RunLogFilter,
+    SafeListener,
+    default_logs_dir,
+    make_run_dir,
+    note,
+)
 from th2etl.scheduler.triggers import CronTrigger
 from th2etl.types import JSON
 
 if TYPE_CHECKING:
-    from th2etl.pipelines.context import RunContext
     from th2etl.storage.base import Storage
 
 __all__ = [
@@ -74,11 +76,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_SLEEP = 60.0
-"""The loop re-reads the clock at least this often (seconds), so a clock jump is noticed."""
 RECORDED_MISSED_LIMIT = 100
 """At most this many missed ticks are recorded per catch-up; older ones are only counted."""
-_BACKOFF_START, _BACKOFF_MAX = 1.0, 30.0
 
 
 class MissedTickPolicy(StrEnum):
@@ -145,18 +144,6 @@ class TickResult:
         return f"<{self.scheduler_name} {self.scheduled_time.isoformat()} {self.action.value}{why}>"
 
 
-def default_logs_dir() -> Path | None:
-    """The ``pipelines_logs_dir`` setting (env ``pipelines_logs_dir`` or ``PIPELINES_LOGS_DIR``)."""
-    from th2etl.configs.settings import get_settings
-
-    try:
-        return get_settings().pipelines_logs_dir
-    except ConfigurationError:  # a bad database variable is not this feature's problem
-        env = os.environ
-        value = env.get("pipelines_logs_dir") or env.get("PIPELINES_LOGS_DIR")
-        return Path(value).expanduser() if value and value.strip() else None
-
-
 _FROM_SETTINGS: Any = object()
 
 
@@ -175,238 +162,10 @@ def _policy(enum: type[Any], name: str, value: Any) -> Any:
         raise ValidationError(f"{name} {value!r} is not one of {choices}") from None
 
 
-# -- the loop shared by CronScheduler and SchedulerManager -----------------------------------------
-
-
-class _Waker:
-    """What the loop sleeps on: a socket pair, woken by ``stop()`` from any thread and, through
-    ``signal.set_wakeup_fd``, by a signal delivered to any thread. (Waiting on a lock instead
-    would leave a SIGTERM that the OS hands to another thread unhandled until the wait ends.)"""
-
-    def __init__(self) -> None:
-        self._read, self._write = socket.socketpair()
-        self._read.setblocking(False)
-        self._write.setblocking(False)
-
-    @property
-    def fileno(self) -> int:
-        return self._write.fileno()
-
-    def wait(self, timeout: float) -> None:
-        readable, _, _ = select.select([self._read], [], [], timeout)
-        if readable:
-            with contextlib.suppress(OSError):
-                while self._read.recv(4096):
-                    pass
-
-    def wake(self) -> None:
-        with contextlib.suppress(OSError):  # full (already woken) or closed (already stopped)
-            self._write.send(b"\0")
-
-    def close(self) -> None:
-        self._read.close()
-        self._write.close()
-
-
-class _Loop:
-    """``start()``/``stop()`` around ``tick(now)`` and ``next_due_time()``."""
-
-    clock: Clock
-    stop_grace: float
-
-    def __init__(self) -> None:
-        self._stop_requested = False
-        self._waker: _Waker | None = None
-        self._started = False
-        self._attached_to: Any = None
-        self._signal: int | None = None
-
-    def tick(self, now: datetime) -> list[TickResult]:
-        raise NotImplementedError
-
-    def next_due_time(self) -> datetime | None:
-        raise NotImplementedError
-
-    def _on_start(self, now: datetime) -> None:
-        """Prepare (e.g. read the database) before the first tick."""
-
-    def _on_stop(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for running pipelines, then cancel the rest."""
-
-    @property
-    def running(self) -> bool:
-        """True between ``start()`` and the end of ``stop()``."""
-        return self._started
-
-    def start(self, *, handle_signals: bool = True) -> None:
-        """Run until :meth:`stop`, SIGINT or SIGTERM (handled when called in the main thread).
-
-        On a fake clock (one with ``runs_inline``), attach to it and return at once.
-        """
-        if getattr(self.clock, "runs_inline", False) and hasattr(self.clock, "attach"):
-            self._on_start(self.clock.now())
-            self._started = True
-            self.clock.attach(self)
-            self._attached_to = self.clock
-            return
-        # A stop() that came before start() is honoured; the request is reset on the way out.
-        self._waker = waker = _Waker()
-        self._started = True
-        self._signal = None
-        restore = self._install_signals(waker) if handle_signals else None
-        try:
-            self._on_start(self.clock.now())
-            self._loop(waker)
-            if self._signal is not None:
-                name = signal.Signals(self._signal).name
-                logger.info("received %s: stopping (grace %.0fs)", name, self.stop_grace)
-        finally:
-            if restore is not None:
-                restore()
-            self._on_stop(self.stop_grace)
-            self._waker = None
-            waker.close()
-            self._started = False
-            self._stop_requested = False
-
-    def _loop(self, waker: _Waker) -> None:
-        failures = 0
-        while not self._stop_requested:
-            try:
-                self.tick(self.clock.now())
-                failures = 0
-            except Exception:  # never let one bad tick end the scheduler
-                failures += 1
-                delay = min(_BACKOFF_START * 2 ** (failures - 1), _BACKOFF_MAX)
-                logger.exception("scheduler tick failed; trying again in %.0fs", delay)
-                waker.wait(delay)
-                continue
-            if self._stop_requested:
-                break
-            due = self.next_due_time()
-            delay = MAX_SLEEP if due is None else (due - self.clock.now()).total_seconds()
-            waker.wait(min(max(delay, 0.0005), MAX_SLEEP))
-
-    def stop(self, grace: float | None = None) -> None:
-        """Ask ``start()`` to return; running pipelines get ``grace`` seconds (default
-        ``stop_grace``) to finish before they are cancelled. Safe from any thread."""
-        if grace is not None:
-            self.stop_grace = grace
-        self._stop_requested = True
-        waker = self._waker
-        if waker is not None:
-            waker.wake()
-        if self._attached_to is not None:
-            self._attached_to.detach(self)
-            self._attached_to = None
-            self._on_stop(self.stop_grace)
-            self._started = False
-            self._stop_requested = False
-
-    def _install_signals(self, waker: _Waker) -> Callable[[], None] | None:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            # Only plain assignments here: no locks (the signal may interrupt this thread
-            # while it holds one) and no logging (which takes locks).
-            self._signal = signum
-            self._stop_requested = True
-
-        previous = {signum: signal.signal(signum, handler) for signum in _SIGNALS}
-        previous_fd = signal.set_wakeup_fd(waker.fileno, warn_on_full_buffer=False)
-
-        def restore() -> None:
-            signal.set_wakeup_fd(previous_fd)
-            for signum, old in previous.items():
-                signal.signal(signum, old)
-
-        return restore
-
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-# -- per-run output folder and log --------------------------------------------------------------
-
-
-def make_run_dir(logs_dir: Path, scheduler_name: str, scheduled_time: datetime) -> Path:
-    """Create ``<logs_dir>/<scheduler>/<YYYYmmdd_HHMMSS>`` (``_2``, ``_3``... if taken)."""
-    parent = logs_dir / scheduler_name
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = scheduled_time.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
-    for number in range(1, 10_000):
-        path = parent / (stamp if number == 1 else f"{stamp}_{number}")
-        try:
-            path.mkdir()  # atomic: two runs (even in two processes) never share a folder
-        except FileExistsError:
-            continue
-        return path
-    raise StorageError(f"cannot create a run folder under {parent}: {stamp}_* are all taken")
-
-
-class _RunLogFilter(logging.Filter):
-    """Keeps the records of one run: its coordinating thread and its bloc threads."""
-
-    def __init__(self, thread_id: int, prefix: str) -> None:
-        super().__init__()
-        self.thread_id = thread_id
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread == self.thread_id or (record.threadName or "").startswith(self.prefix)
-
-
-class _InlineExecutor(Executor):
-    """Runs each submitted call at once, in the caller's thread (fake-clock mode): a stage's
-    blocs run one after another, deterministically; bloc timeouts cannot interrupt them."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
-
-
-_INLINE = _InlineExecutor()
-
-
-def _note(handler: logging.Handler, message: str) -> None:
-    """Write a line to the run's log whatever the logging levels are."""
-    record = logging.LogRecord(__name__, logging.INFO, __file__, 0, message, None, None)
-    handler.handle(record)
-
-
-class _SafeListener(RunListener):
-    """Wraps the storage recorder: a database error must not lose the run's final status."""
-
-    def __init__(self, inner: RunListener, on_lost_finish: Callable[[RunResult], None]) -> None:
-        self.inner = inner
-        self.on_lost_finish = on_lost_finish
-
-    def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
-        self.inner.run_started(context, pipeline)
-
-    def bloc_started(self, context: RunContext, bloc: Any, attempt: int) -> None:
-        self.inner.bloc_started(context, bloc, attempt)
-
-    def bloc_finished(self, context: RunContext, result: Any) -> None:
-        self.inner.bloc_finished(context, result)
-
-    def run_finished(self, context: RunContext, result: RunResult) -> None:
-        try:
-            self.inner.run_finished(context, result)
-        except Exception:
-            self.on_lost_finish(result)
-            raise
-
-
 # -- the scheduler -------------------------------------------------------------------------------
 
 
-class CronScheduler(_Loop):
+class CronScheduler(Loop):
     """Runs ``pipeline`` whenever ``trigger`` fires.
 
     ``pipeline`` is a :class:`~th2etl.pipelines.Pipeline` (or a callable building one per run,
@@ -620,7 +379,7 @@ class CronScheduler(_Loop):
 
     def _defer(self, scheduled: datetime, now: datetime, exc: Exception) -> TickResult:
         self._failures += 1
-        delay = min(_BACKOFF_START * 2 ** (self._failures - 1), _BACKOFF_MAX)
+        delay = backoff(self._failures)
         self._retry_at = now + timedelta(seconds=delay)
         self._next = scheduled
         log = logger.warning if self._failures == 1 else logger.info
@@ -718,7 +477,7 @@ class CronScheduler(_Loop):
         """Run the pipeline once (in a pool thread, or inline on a fake clock)."""
         run_dir: Path | None = None
         handler: logging.Handler | None = None
-        executor: Executor | None = _INLINE if self.inline else None
+        executor: Executor | None = INLINE if self.inline else None
         own_executor: ThreadPoolExecutor | None = None
         try:
             pipeline = self._pipeline if self._pipeline is not None else self._build_pipeline()
@@ -732,7 +491,7 @@ class CronScheduler(_Loop):
                     executor = own_executor = ThreadPoolExecutor(
                         max_workers=min(widest + spare, 64), thread_name_prefix=prefix
                     )
-                _note(
+                note(
                     handler,
                     f"run {run_id} of scheduler {self.name!r} (pipeline {pipeline.name!r}, "
                     f"trigger {self.trigger!r}) for {scheduled.isoformat()} in {run_dir}",
@@ -745,7 +504,7 @@ class CronScheduler(_Loop):
                     trigger_name=self.trigger_name,
                     instance_id=self.instance_id,
                 )
-                listeners.append(_SafeListener(recorder, self._lost_finish))
+                listeners.append(SafeListener(recorder, self._lost_finish))
             result = run_pipeline(
                 pipeline,
                 variables=self.variables,
@@ -761,7 +520,7 @@ class CronScheduler(_Loop):
             )
             if run_dir is not None:
                 if handler is not None:
-                    _note(handler, result.summary())
+                    note(handler, result.summary())
                 summary = json.dumps(result.to_dict(), indent=2, default=str)
                 (run_dir / "result.json").write_text(summary + "\n", encoding="utf-8")
             return result
@@ -787,7 +546,7 @@ class CronScheduler(_Loop):
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-8s %(threadName)s %(name)s: %(message)s")
         )
-        handler.addFilter(_RunLogFilter(threading.get_ident(), prefix))
+        handler.addFilter(RunLogFilter(threading.get_ident(), prefix))
         logging.getLogger().addHandler(handler)
         return handler
 
