@@ -67,4 +67,17 @@ def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "pipeline 'example_pipeline' succeeded" in done.stdout
     for bloc in ("example_loader", "transformer_a", "transformer_b", "example_exporter"):
-        assert bloc in done.stdout
+        assert f"succeeded {bloc}" in done.stdout
+    # on the embedded default: a SQLite file, with the run in its history
+    assert f"storage: SQLite database at {tmp_path / 'th2etl.db'}" in done.stdout
+    assert "example_pipeline has 1 run(s) in history" in done.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "th2etl.runner", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "example_pipeline has 2 run(s) in history" in again.stdout, again.stderr
+    assert (tmp_path / "th2etl_demo_output" / "example_output.csv").exists()

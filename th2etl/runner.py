@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from th2etl.exceptions import ConfigurationError, Th2etlError
+from th2etl.exceptions import ConfigurationError, NotFoundError, Th2etlError
 from th2etl.pipelines.engine import CancelToken, RunListener
 
 if TYPE_CHECKING:
@@ -334,12 +334,36 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from th2etl.pipelines import build_example_pipeline
+    """Store the example's definitions (SQLite by default), run it recorded, show each bloc."""
+    from th2etl.configs.settings import get_settings
+    from th2etl.pipelines.example import example_definitions
+    from th2etl.storage import DatabaseStorage
 
     output_dir = Path(args.output_dir).resolve()
-    result = build_example_pipeline().run(output_dir=output_dir)
+    blocs, stages = example_definitions()
+    try:
+        with DatabaseStorage.from_settings(get_settings()) as storage:
+            print(f"storage: {storage.describe()}")
+            for name, (bloc_type, config) in blocs.items():
+                try:
+                    storage.update_bloc(name, bloc_type=bloc_type, config=config)
+                except NotFoundError:
+                    storage.create_bloc(name, bloc_type, config=config)
+            try:
+                storage.update_pipeline("example_pipeline", stages=stages)
+            except NotFoundError:
+                storage.create_pipeline("example_pipeline", stages=stages)
+            result = storage.run_pipeline(
+                "example_pipeline", output_dir=output_dir, listeners=[ProgressPrinter()]
+            )
+            runs = storage.list_runs(pipeline_name="example_pipeline", limit=1000)
+    except Th2etlError as exc:
+        print(f"th2etl: error: {exc}", file=sys.stderr)
+        return 1
+    print()
     print(result.summary())
-    print(f"output written to {output_dir}")
+    print(f"\noutput written to {output_dir / 'example_output.csv'}")
+    print(f"run {result.run_id} recorded; example_pipeline has {len(runs)} run(s) in history")
     return 0 if result.succeeded else 1
 
 
