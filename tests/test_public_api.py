@@ -34,7 +34,20 @@ def test_package_ships_type_information() -> None:
 
 def test_seed_import_paths_work() -> None:
     paths = {
+        "th2etl": ["DatabaseStorage"],
+        "th2etl.configs.settings": ["get_settings"],
         "th2etl.pipelines": ["build_example_pipeline"],
+        "th2etl.scheduler": [
+            "CronScheduler",
+            "CronTrigger",
+            "SchedulerManager",
+            "load_scheduler_manager",
+            "schedule_pipeline",
+        ],
+        "th2etl.helpers.client": ["HttpClient"],
+        "th2etl.helpers.th2etl_client": ["Th2etlClient"],
+        "th2etl.runner": ["main"],
+        "th2etl.api": ["create_app"],
     }
     for module, names in paths.items():
         loaded = importlib.import_module(module)
@@ -43,6 +56,19 @@ def test_seed_import_paths_work() -> None:
 
 
 def test_every_subpackage_has_a_sorted_all() -> None:
-    for module in ("th2etl.blocs", "th2etl.pipelines", "th2etl.exceptions"):
+    for module in (
+        "th2etl.blocs",
+        "th2etl.pipelines",
+        "th2etl.exceptions",
+        "th2etl.scheduler",
+        "th2etl.storage",
+    ):
         loaded = importlib.import_module(module)
         assert loaded.__all__ == sorted(loaded.__all__, key=isort_key), module
+
+
+def test_the_console_script_is_the_runner() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"] == {"th2etl": "th2etl.runner:main"}

@@ -34,6 +34,15 @@ from th2etl.pipelines import (
     build_example_pipeline,
     run_pipeline,
 )
+from th2etl.scheduler import (
+    CronScheduler,
+    CronTrigger,
+    MissedTickPolicy,
+    OverlapPolicy,
+    SchedulerManager,
+    load_scheduler_manager,
+    schedule_pipeline,
+)
 from th2etl.storage import DatabaseStorage
 from th2etl.types import Row, Rows
 
@@ -50,12 +59,16 @@ __all__ = [
     "Clock",
     "ConfigField",
     "ConfigurationError",
+    "CronScheduler",
+    "CronTrigger",
     "DatabaseStorage",
     "ExporterBloc",
     "FakeClock",
     "InUseError",
     "LoaderBloc",
+    "MissedTickPolicy",
     "NotFoundError",
+    "OverlapPolicy",
     "Pipeline",
     "Row",
     "Rows",
@@ -63,6 +76,7 @@ __all__ = [
     "RunListener",
     "RunResult",
     "RunStatus",
+    "SchedulerManager",
     "StorageError",
     "SystemClock",
     "Th2etlError",
@@ -71,6 +85,8 @@ __all__ = [
     "__version__",
     "build_example_pipeline",
     "create_bloc",
+    "load_scheduler_manager",
     "register_bloc",
     "run_pipeline",
+    "schedule_pipeline",
 ]
