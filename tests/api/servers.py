@@ -1,5 +1,5 @@
 """Helpers for tests that start real servers: a free port, waiting for a condition, uvicorn in
-a thread, and a TCP proxy that can cut the service off from its database."""
+a thread. The TCP proxy that cuts a service off from its database is tests/tcp_proxy.py."""
 
 from __future__ import annotations
 
@@ -46,91 +46,3 @@ def uvicorn_server(app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
-
-
-class TcpProxy:
-    """A TCP proxy on 127.0.0.1 to ``target``; ``cut()`` closes every connection and refuses
-    new ones (the database "goes away" for whoever connects through it), ``restore()`` accepts
-    again. The server behind it is never touched."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._listener.listen(64)
-        self._open = threading.Event()
-        self._open.set()
-        self._closed = False
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self._accept_thread = threading.Thread(target=self._accept, daemon=True)
-        self._accept_thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if not self._open.is_set():
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                thread = threading.Thread(target=self._pipe, args=(source, sink), daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self._close(source)
-            self._close(sink)
-
-    def _close(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.discard(sock)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-
-    def cut(self) -> None:
-        self._open.clear()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            self._close(sock)
-
-    def restore(self) -> None:
-        self._open.set()
-
-    def close(self) -> None:
-        self.cut()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._accept_thread.join(5)
-        for thread in self._threads:
-            thread.join(5)
-
-    def __enter__(self) -> TcpProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

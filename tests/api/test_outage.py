@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import postgres_settings_env
-from tests.api.servers import TcpProxy, uvicorn_server, wait_until
+from tests.api.servers import uvicorn_server, wait_until
 from tests.conftest import PostgresServer
+from tests.tcp_proxy import TcpProxy
 from th2etl.api import create_app
 from th2etl.configs.settings import get_settings
 from th2etl.helpers.th2etl_client import Th2etlApiError, Th2etlClient
@@ -46,7 +47,7 @@ def test_health_turns_503_when_the_database_goes_away_and_200_when_it_returns(
         wait_until(lambda: _status(client) == ("ok", []), timeout=30, what="a healthy service")
         client.create_bloc("double", "example_transformer", config={"factor": 2})
 
-        proxy.cut()
+        proxy.stop()
         # A request that cannot reach the database answers 503 and says so to /health at once.
         with pytest.raises(Th2etlApiError, match="HTTP 503") as unavailable:
             client.list_blocs()
@@ -66,16 +67,16 @@ def test_health_turns_503_when_the_database_goes_away_and_200_when_it_returns(
         with pytest.raises(Th2etlApiError, match="HTTP 503"):
             client.create_bloc("triple", "example_transformer", config={"factor": 3})
 
-        proxy.restore()
+        proxy.start()
         wait_until(lambda: _status(client) == ("ok", []), timeout=30, what="recovery")
         assert [bloc["name"] for bloc in client.list_blocs()] == ["double"]
         client.create_bloc("triple", "example_transformer", config={"factor": 3})
         assert [bloc["name"] for bloc in client.list_blocs()] == ["double", "triple"]
 
         # With no other request, the health probe alone notices the next outage.
-        proxy.cut()
+        proxy.stop()
         wait_until(lambda: _status(client)[1] == ["database"], timeout=30, what="probe sees it")
-        proxy.restore()
+        proxy.start()
         wait_until(lambda: _status(client) == ("ok", []), timeout=30, what="recovery again")
 
 
@@ -84,7 +85,7 @@ def test_service_started_while_the_database_is_down_recovers_when_it_comes(
 ) -> None:
     from th2etl.storage import DatabaseStorage
 
-    proxy.cut()
+    proxy.stop()
     settings = get_settings(postgres_settings_env(postgres, pg_schema, port=proxy.port))
     storage = DatabaseStorage.from_settings(settings, connect=False)
     with storage, uvicorn_server(create_app(storage, api_key="", health_interval=0.2)) as url:
@@ -95,7 +96,7 @@ def test_service_started_while_the_database_is_down_recovers_when_it_comes(
         with pytest.raises(Th2etlApiError, match="HTTP 503"):
             client.list_pipelines()
 
-        proxy.restore()
+        proxy.start()
         wait_until(lambda: _status(client) == ("ok", []), timeout=60, what="recovery")
         client.create_bloc("double", "example_transformer", config={"factor": 2})
         assert [bloc["name"] for bloc in client.list_blocs()] == ["double"]

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.tcp_proxy import TcpProxy
 from th2etl.blocs import register_bloc
 from th2etl.blocs.registry import unregister_bloc
 from th2etl.clock import FakeClock
@@ -35,7 +36,6 @@ from .helpers import (
     statuses,
     unregister_stored_bloc_types,
 )
-from .proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
 

@@ -277,7 +277,7 @@ def test_reconnects_after_its_connection_is_killed(
 def test_survives_a_database_outage(postgres: Any) -> None:
     """The network to PostgreSQL goes away and comes back: calls fail clearly meanwhile, then
     work again without reopening the storage."""
-    from tests.scheduler.proxy import TcpProxy
+    from tests.tcp_proxy import TcpProxy
 
     schema = f"{postgres.schema}_outage"
     proxy = TcpProxy(postgres.host, postgres.port)
