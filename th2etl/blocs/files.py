@@ -7,10 +7,10 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc
 from th2etl.blocs.registry import register_bloc
@@ -113,8 +113,11 @@ class CsvLoaderBloc(LoaderBloc):
             if header is None:
                 return out
             width = len(header)
+            types: dict[str, str] = self.config.get("types") or {}
+            typed = _typed_columns(header, types, where)
             append = out.append
-            for row in reader:
+            rows = cast("Iterator[list[Any]]", reader)  # cells become typed values in place
+            for row in rows:
                 if len(row) != width:
                     if not row:
                         continue  # a blank line, as csv.DictReader skips it
@@ -123,7 +126,15 @@ class CsvLoaderBloc(LoaderBloc):
                         f"{width}; check the delimiter (now {self.config['delimiter']!r}) and "
                         "the quoting of that line"
                     )
-                append(dict(zip(header, row, strict=True)))
+                # Converting the list before building the dict: one pass, no second lookup.
+                for index, parse in typed:
+                    text = row[index]
+                    try:
+                        row[index] = parse(text) if text else None
+                    except (ValueError, KeyError):
+                        column = header[index]
+                        row[index] = _parse_slowly(text, types[column], column, len(out) + 1, where)
+                append(dict(zip(header, row)))  # noqa: B905 (the width was checked above)
         except UnicodeDecodeError as exc:
             raise BlocError(
                 f"{where}, line {reader.line_num + 1}: cannot decode the bytes with encoding "
@@ -131,38 +142,33 @@ class CsvLoaderBloc(LoaderBloc):
             ) from None
         except csv.Error as exc:
             raise BlocError(f"{where}, line {reader.line_num}: {exc}") from None
-        types = self.config.get("types")
-        if types:
-            self._convert(out, header, types, where)
         return out
 
-    @staticmethod
-    def _convert(rows: Rows, header: list[str], types: dict[str, str], where: str) -> None:
-        missing = [column for column in types if column not in header]
-        if missing:
-            raise BlocError(
-                f"{where}: types names column {missing[0]!r}, which is not in the header; "
-                f"columns: {', '.join(header)}"
-            )
-        fast: dict[str, Callable[[str], Any]] = {"bool": _BOOL_WORDS.__getitem__}
-        converters = [
-            (column, fast.get(name, COLUMN_TYPES[name]), name) for column, name in types.items()
-        ]
-        for number, row in enumerate(rows, start=1):
-            for column, parse, name in converters:
-                text = row[column]
-                if text == "":
-                    row[column] = None
-                    continue
-                try:
-                    row[column] = parse(text)
-                except (ValueError, KeyError):
-                    try:  # the full parser has the last word
-                        row[column] = COLUMN_TYPES[name](text)
-                    except ValueError:
-                        raise BlocError(
-                            f"{where}, row {number}, column {column}: {text!r} is not a {name}"
-                        ) from None
+
+def _typed_columns(
+    header: list[str], types: dict[str, str], where: str
+) -> list[tuple[int, Callable[[str], Any]]]:
+    """(column index, fast parser) for each column named in ``types``."""
+    missing = [column for column in types if column not in header]
+    if missing:
+        raise BlocError(
+            f"{where}: types names column {missing[0]!r}, which is not in the header; "
+            f"columns: {', '.join(header)}"
+        )
+    fast: dict[str, Callable[[str], Any]] = {"bool": _BOOL_WORDS.__getitem__}
+    return [
+        (header.index(column), fast.get(name, COLUMN_TYPES[name])) for column, name in types.items()
+    ]
+
+
+def _parse_slowly(text: str, name: str, column: str, number: int, where: str) -> Any:
+    """The full parser has the last word after the fast one refused ``text``."""
+    try:
+        return COLUMN_TYPES[name](text)
+    except ValueError:
+        raise BlocError(
+            f"{where}, row {number}, column {column}: {text!r} is not a {name}"
+        ) from None
 
 
 @register_bloc
