@@ -148,6 +148,38 @@ def test_claim_run_gives_each_tick_once(storage: DatabaseStorage) -> None:
     assert storage.running_runs("other") == []
 
 
+def test_a_claim_retried_with_its_run_id_gets_its_row_back(storage: DatabaseStorage) -> None:
+    """A claim whose answer was lost after COMMIT is adopted by its retry, and only by it."""
+    first = _claim(storage, T0, run_id="claim-1", variables={"x": 1})
+    assert first is not None and first.run_id == "claim-1"
+    again = _claim(storage, T0, run_id="claim-1", variables={"x": 1})
+    assert again is not None
+    assert again.to_dict() == first.to_dict()
+    assert _claim(storage, T0, run_id="claim-2") is None  # same instance, another claim
+    assert _claim(storage, T0, instance_id="i2") is None  # another instance
+    assert _claim(storage, T0, instance_id="i2", run_id="claim-1") is not None  # same claim
+    assert [r.run_id for r in storage.list_runs()] == ["claim-1"]
+    storage.finish_run("claim-1", RunStatus.SUCCEEDED, finished_at=T0, error=None)
+    assert _claim(storage, T0, run_id="claim-1") is None  # the tick is done
+    assert storage.get_run("claim-1").status is RunStatus.SUCCEEDED
+    skipped = storage.record_skipped_run(
+        "s", T0 + timedelta(hours=1), "missed", pipeline_name="p", trigger_name="t",
+        instance_id="i1", now=T0,
+    )  # fmt: skip
+    assert skipped is not None
+    assert _claim(storage, T0 + timedelta(hours=1), run_id=skipped.run_id) is None
+    assert storage.get_run(skipped.run_id).status is RunStatus.SKIPPED
+
+
+def test_a_claim_id_used_by_another_run_is_refused(storage: DatabaseStorage) -> None:
+    assert _claim(storage, T0, run_id="claim-1") is not None
+    with pytest.raises(
+        ValidationError, match=r"claim_run: run id 'claim-1' is already used by another run"
+    ):
+        _claim(storage, T0 + timedelta(hours=1), run_id="claim-1")
+    assert storage.latest_scheduled_time("s") == T0
+
+
 def test_skipped_tick_holds_the_tick(storage: DatabaseStorage) -> None:
     skipped = storage.record_skipped_run(
         "s", T0, "overlap: run x still running", pipeline_name="p", trigger_name="t",

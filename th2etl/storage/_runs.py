@@ -10,7 +10,7 @@ from typing import Any
 
 from th2etl.exceptions import NotFoundError, ValidationError
 from th2etl.pipelines.result import BlocResult, BlocStatus, RunStatus
-from th2etl.storage._core import Session, SqlCore, aware
+from th2etl.storage._core import Conflict, Session, SqlCore, aware
 from th2etl.storage.records import BlocRunRecord, InstanceRecord, RunRecord
 
 __all__ = ["Runs"]
@@ -25,11 +25,14 @@ _BLOC_RUN = (
 )
 _INSTANCE = "instance_id, started_at, last_seen, hostname, pid, info"
 _TICK = (
-    "INSERT INTO {runs} (run_id, pipeline_name, status, started_at, finished_at, "
+    "INSERT INTO {runs} AS r (run_id, pipeline_name, status, started_at, finished_at, "
     "scheduler_name, trigger_name, scheduled_time, variables, error, instance_id) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    # The unique (scheduler_name, scheduled_time) constraint decides who gets the tick.
-    f"ON CONFLICT (scheduler_name, scheduled_time) DO NOTHING RETURNING {_RUN}"
+    # The unique (scheduler_name, scheduled_time) constraint decides who gets the tick. The
+    # no-op update returns the row only to a retry of the claim that made it (same run id),
+    # while it is still running: an answer lost after COMMIT is not a lost tick.
+    "ON CONFLICT (scheduler_name, scheduled_time) DO UPDATE SET status = r.status "
+    f"WHERE r.run_id = excluded.run_id AND r.status = 'running' RETURNING {_RUN}"
 )
 MAX_LIMIT = 10_000
 
@@ -264,10 +267,11 @@ class Runs(SqlCore):
         now: datetime,
         error: str | None = None,
         variables: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunRecord | None:
         at = self._time_in(aware(now, "now"))
         params = (
-            uuid.uuid4().hex,
+            run_id or uuid.uuid4().hex,
             pipeline_name,
             status.value,
             at,
@@ -279,7 +283,13 @@ class Runs(SqlCore):
             error,
             instance_id,
         )
-        row = self._one(_TICK, params)
+        try:
+            row = self._one(_TICK, params)
+        except Conflict:  # the run id is another run's primary key
+            raise ValidationError(
+                f"claim_run: run id {run_id!r} is already used by another run; pass the id "
+                "of this tick's earlier claim, a new one (uuid.uuid4().hex) or None"
+            ) from None
         return None if row is None else self._run_record(row, log="")
 
     def claim_run(
@@ -292,6 +302,7 @@ class Runs(SqlCore):
         instance_id: str | None,
         now: datetime,
         variables: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunRecord | None:
         return self._tick(
             RunStatus.RUNNING,
@@ -302,6 +313,7 @@ class Runs(SqlCore):
             instance_id,
             now,
             variables=variables,
+            run_id=run_id,
         )
 
     def record_skipped_run(

@@ -321,12 +321,22 @@ class Storage(ABC):
         instance_id: str | None,
         now: datetime,
         variables: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> RunRecord | None:
         """Atomically take the tick (``scheduler_name``, ``scheduled_time``): insert a
         ``running`` run for it and return it, or return ``None`` when any instance already holds
         that tick (run or skipped). One insert guarded by a unique constraint, so of N
         instances claiming at once exactly one wins. Run the pipeline with the record's
-        ``run_id`` and :meth:`recorder` adopts the row."""
+        ``run_id`` and :meth:`recorder` adopts the row.
+
+        **Idempotent per claim.** ``run_id`` names the claim (a new id when ``None``). Calling
+        again with the same ``run_id`` while that run is still ``running`` returns the same
+        row instead of ``None``: when the connection drops after COMMIT (the claim is made
+        but its answer lost), retrying with the same id adopts the claim, so the tick runs
+        exactly once and its row is not left ``running``. Any other claim of the tick -- a
+        new id, even from the same instance -- gets ``None``, and so does a retry once the
+        run has finished or been abandoned. A ``run_id`` that is another run's raises
+        :class:`ValidationError`."""
 
     @abstractmethod
     def record_skipped_run(
