@@ -1,4 +1,5 @@
-"""Shared fixtures: a private PostgreSQL schema per test session, and paths.
+"""Shared fixtures: a private PostgreSQL schema per test session (and one per test), and a
+clean environment.
 
 PostgreSQL comes from ``TH2ETL_TEST_DATABASE_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``). Without a server the PostgreSQL tests skip with
@@ -11,9 +12,11 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get(
     "TH2ETL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -67,9 +70,37 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
+def pg_schema(postgres: PostgresServer) -> Iterator[str]:
+    """A schema of this test's own in the session's database, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    schema = f"{postgres.schema}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(postgres.url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def is_th2etl_variable(key: str) -> bool:
+    """Whether the environment variable ``key`` configures th2etl (storage, logs, paths)."""
+    return key.startswith(("DATABASE_", "TH2ETL_", "LOG_")) or key.lower() == "pipelines_logs_dir"
+
+
+@pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Remove every th2etl-related environment variable for the test."""
     for key in list(os.environ):
-        if key.startswith(("DATABASE_", "TH2ETL_", "LOG_")) or key.lower() == "pipelines_logs_dir":
+        if is_th2etl_variable(key):
             monkeypatch.delenv(key, raising=False)
     return monkeypatch
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a th2etl subprocess: this one without th2etl's variables, with this
+    checkout importable, then ``extra``."""
+    env = {key: value for key, value in os.environ.items() if not is_th2etl_variable(key)}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}

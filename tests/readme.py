@@ -1,9 +1,11 @@
-"""Read the README's code blocks, so tests can run them as written."""
+"""Read the README's code blocks by section and run them as written."""
 
 from __future__ import annotations
 
 import re
+import runpy
 from pathlib import Path
+from typing import Any
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -27,3 +29,18 @@ def section(title: str) -> str:
 def code_blocks(title: str, language: str = "python") -> list[str]:
     """The fenced code blocks of one language in a README section, in order."""
     return [body for lang, body in _FENCE.findall(section(title)) if lang == language]
+
+
+def run_snippet(code: str, folder: Path, name: str) -> dict[str, Any]:
+    """Run ``code`` as the script ``folder/name.py`` (``__name__ == "__main__"``), as a user who
+    pasted it into a file would; return its globals."""
+    path = folder / f"{name}.py"
+    path.write_text(code, encoding="utf-8")
+    return runpy.run_path(str(path), run_name="__main__")
+
+
+def exec_snippet(code: str) -> dict[str, Any]:
+    """Run ``code`` in this process, its tracebacks naming README.md; return its globals."""
+    namespace: dict[str, Any] = {"__name__": "__readme__"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    return namespace

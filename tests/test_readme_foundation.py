@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import runpy
 from pathlib import Path
 
 import pytest
 
-from tests.readme import README, code_blocks
+from tests.conftest import subprocess_env
+from tests.readme import README, code_blocks, run_snippet
 
 
 def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
@@ -17,12 +16,6 @@ def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
     assert commands[0].endswith("demo-env/bin/th2etl demo")
     ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert commands[1] == ci
-
-
-def run_snippet(code: str, folder: Path, name: str) -> dict[str, object]:
-    path = folder / f"{name}.py"
-    path.write_text(code)
-    return runpy.run_path(str(path), run_name="__main__")
 
 
 def test_design_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +48,7 @@ def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+    env = subprocess_env()
     done = subprocess.run(
         [sys.executable, "-m", "th2etl.runner", "demo"],
         cwd=tmp_path,

@@ -10,21 +10,14 @@ from __future__ import annotations
 import csv
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.helpers.test_client import PostsApi
 from tests.http_servers import AdkServer, Reply, Request, serve
-from tests.readme import code_blocks
+from tests.readme import code_blocks, exec_snippet
 
 ORDERS_TOKEN = "orders-token-4711"
-
-
-def run_snippet(code: str) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": "__readme__"}
-    exec(compile(code, "README.md", "exec"), namespace)
-    return namespace
 
 
 def test_api_to_csv_pipeline_runs_as_written(
@@ -43,7 +36,7 @@ def test_api_to_csv_pipeline_runs_as_written(
         monkeypatch.setenv("ORDERS_API_URL", server.url)
         monkeypatch.setenv("ORDERS_API_TOKEN", ORDERS_TOKEN)
         monkeypatch.chdir(tmp_path)
-        namespace = run_snippet(snippet)
+        namespace = exec_snippet(snippet)
     assert namespace["result"].succeeded, namespace["result"].summary()
     with (tmp_path / "orders.csv").open(newline="") as handle:
         assert list(csv.DictReader(handle)) == [
@@ -65,7 +58,7 @@ def test_adk_enrichment_pipeline_runs_as_written(
     with serve(agent) as server:
         monkeypatch.setenv("ADK_URL", server.url)
         monkeypatch.chdir(tmp_path)
-        namespace = run_snippet(snippet)
+        namespace = exec_snippet(snippet)
     assert namespace["result"].succeeded, namespace["result"].summary()
     with (tmp_path / "tickets_triaged.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -83,9 +76,11 @@ def test_the_api_client_example_runs_against_a_local_api(
     example, secure = code_blocks("API Client")
     assert 'HttpClient(base_url="https://jsonplaceholder.typicode.com")' in example
     with serve(PostsApi()) as server:
-        namespace = run_snippet(example.replace("https://jsonplaceholder.typicode.com", server.url))
+        namespace = exec_snippet(
+            example.replace("https://jsonplaceholder.typicode.com", server.url)
+        )
         namespace["client"].close()
-        namespace = run_snippet(
+        namespace = exec_snippet(
             "from th2etl.helpers.client import HttpClient\n" + secure
         )  # constructing a client sends nothing
         assert namespace["secure_client"].base_url == "https://api.example.com"

@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from tests.conftest import PostgresServer
-from tests.readme import code_blocks
+from tests.readme import code_blocks, exec_snippet
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def fresh_schema(postgres: PostgresServer) -> Iterator[str]:
-    """A schema of this test's own, so the snippet's table name 'sales' collides with nothing."""
-    name = f"readme_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        try:
-            yield name
-        finally:
-            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
-
-
 def test_csv_to_postgres_snippet_runs_as_written(
     postgres: PostgresServer,
-    fresh_schema: str,
+    pg_schema: str,
     clean_env: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -40,15 +25,14 @@ def test_csv_to_postgres_snippet_runs_as_written(
     [snippet] = code_blocks("PostgreSQL blocs")
     clean_env.setenv("DATABASE_URL", postgres.url)
     # libpq's own variable: the snippet's unqualified table lands in the test's schema.
-    clean_env.setenv("PGOPTIONS", f"-c search_path={fresh_schema}")
+    clean_env.setenv("PGOPTIONS", f"-c search_path={pg_schema}")
     clean_env.chdir(tmp_path)
-    namespace: dict[str, Any] = {"__name__": "__readme__"}
-    exec(compile(snippet, "README.md", "exec"), namespace)
+    namespace = exec_snippet(snippet)
 
     result = namespace["result"]
     assert result.succeeded, result.summary()
     assert result.outputs["export_sales"] == [
-        {"table": f"{fresh_schema}.sales", "rows": 2, "if_exists": "replace"}
+        {"table": f"{pg_schema}.sales", "rows": 2, "if_exists": "replace"}
     ]
     assert result.outputs["read_sales"] == [
         {"id": 1, "amount": Decimal("12.50")},
@@ -58,7 +42,7 @@ def test_csv_to_postgres_snippet_runs_as_written(
     with psycopg.connect(postgres.url) as conn:
         found = conn.execute(
             sql.SQL("SELECT region, sold_on::text FROM {} ORDER BY id").format(
-                sql.Identifier(fresh_schema, "sales")
+                sql.Identifier(pg_schema, "sales")
             )
         ).fetchall()
     assert found == [("north", "2026-11-24"), ("south", "2026-11-25")]

@@ -1,8 +1,8 @@
-"""Fixtures for the API tests: real storage on SQLite and on PostgreSQL (a schema per test)."""
+"""Fixtures for the API tests: real storage on SQLite and on PostgreSQL (``pg_schema``, a schema
+per test, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,22 +26,6 @@ def postgres_settings_env(
         "DATABASE_SCHEMA": schema,
         "DATABASE_SSL_MODE": "disable",
     }
-
-
-@pytest.fixture
-def pg_schema(postgres: PostgresServer) -> Iterator[str]:
-    """A schema of this test's own in the session's database, dropped afterwards."""
-    import psycopg
-    from psycopg import sql
-
-    schema = f"{postgres.schema}_api_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(postgres.url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -16,24 +16,17 @@ from pathlib import Path
 import pytest
 
 from tests.api.servers import free_port, wait_until
+from tests.conftest import subprocess_env
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_", "TH2ETL_", "LOG_"))
-        and key.lower() != "pipelines_logs_dir"
+    paths = {
+        "TH2ETL_SQLITE_PATH": str(tmp_path / "th2etl.db"),
+        "TH2ETL_HOME": str(tmp_path / "state"),
     }
-    env["TH2ETL_SQLITE_PATH"] = str(tmp_path / "th2etl.db")
-    env["TH2ETL_HOME"] = str(tmp_path / "state")
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
+    return subprocess_env(**{**paths, **extra})
 
 
 def th2etl(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import runpy
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,15 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.api.servers import uvicorn_server
-from tests.readme import code_blocks
+from tests.readme import code_blocks, run_snippet
 from th2etl.configs.logging import reset_logging
 from th2etl.runner import build_parser
-
-
-def run_snippet(code: str, folder: Path, name: str) -> dict[str, object]:
-    path = folder / f"{name}.py"
-    path.write_text(code)
-    return runpy.run_path(str(path), run_name="__main__")
 
 
 def test_api_service_snippet_runs(

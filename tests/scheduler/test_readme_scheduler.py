@@ -4,12 +4,8 @@ real process, stopped by SIGTERM), and their fake-clock variants give exact resu
 from __future__ import annotations
 
 import ast
-import os
-import runpy
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,11 +13,9 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from tests.readme import code_blocks
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import subprocess_env
+from tests.readme import code_blocks, run_snippet
 
 WRAPPER = """
 import runpy, signal, sys, threading, time
@@ -39,16 +33,6 @@ print("stopped cleanly", flush=True)
 
 def blocks() -> list[str]:
     return code_blocks("Scheduler")
-
-
-def clean_environ(**extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_", "TH2ETL_", "LOG_"))
-        and key.lower() != "pipelines_logs_dir"
-    }
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
 def run_until_sigterm(snippet: str, folder: Path, env: dict[str, str]) -> str:
@@ -80,39 +64,25 @@ def run_until_sigterm(snippet: str, folder: Path, env: dict[str, str]) -> str:
 def test_seed_examples_run_as_written(index: int, tmp_path: Path) -> None:
     snippet = blocks()[index]
     assert snippet.rstrip().endswith(".start()")
-    out = run_until_sigterm(snippet, tmp_path, clean_environ())
+    out = run_until_sigterm(snippet, tmp_path, subprocess_env())
     assert out.strip() == "stopped cleanly"
-
-
-@pytest.fixture
-def schema(postgres: Any) -> Iterator[str]:
-    name = f"readme_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield name
-    with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_seed_database_example_runs_as_written(tmp_path: Path, postgres: Any, schema: str) -> None:
+def test_seed_database_example_runs_as_written(
+    tmp_path: Path, postgres: Any, pg_schema: str
+) -> None:
     snippet = blocks()[2]
     assert "load_scheduler_manager(storage)" in snippet
-    env = clean_environ(DATABASE_URL=postgres.url, DATABASE_SCHEMA=schema)
+    env = subprocess_env(DATABASE_URL=postgres.url, DATABASE_SCHEMA=pg_schema)
     out = run_until_sigterm(snippet, tmp_path, env)
     assert out.strip() == "stopped cleanly"
     with psycopg.connect(postgres.url) as conn:  # it migrated the schema it was given
         tables = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (schema,)
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (pg_schema,)
         ).fetchone()
     assert tables is not None and tables[0] > 0
-
-
-def run_snippet(code: str, folder: Path, name: str) -> dict[str, Any]:
-    path = folder / f"{name}.py"
-    path.write_text(code)
-    return runpy.run_path(str(path), run_name="__main__")
 
 
 def test_policy_snippet_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
