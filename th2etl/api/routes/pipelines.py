@@ -7,50 +7,21 @@ from starlette.responses import Response
 
 from th2etl.api.deps import json_response, state_of
 from th2etl.api.graph import mermaid_graph
+from th2etl.api.routes._crud import add_definition_routes
 from th2etl.api.schemas import PipelineCreate, PipelineUpdate, RunRequest
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 
-
-@router.post("", status_code=201, summary="Create a pipeline")
-def create_pipeline(body: PipelineCreate, request: Request) -> Response:
-    """``stages`` is a list of stages, each a list of existing bloc names."""
-    state = state_of(request)
-    record = state.storage.create_pipeline(
-        body.name, stages=body.stages, description=body.description
-    )
-    state.definitions_changed()
-    return json_response(record.to_dict(), 201)
-
-
-@router.get("", summary="List pipelines")
-async def list_pipelines(request: Request) -> Response:
-    state = state_of(request)
-    return await state.lists.response("pipelines", state.storage.list_pipelines)
-
-
-@router.get("/{name}", summary="Read a pipeline")
-def get_pipeline(name: str, request: Request) -> Response:
-    return json_response(state_of(request).storage.get_pipeline(name).to_dict())
-
-
-@router.put("/{name}", summary="Update a pipeline")
-def update_pipeline(name: str, body: PipelineUpdate, request: Request) -> Response:
-    state = state_of(request)
-    record = state.storage.update_pipeline(name, stages=body.stages, description=body.description)
-    state.definitions_changed()
-    return json_response(record.to_dict())
-
-
-@router.delete("/{name}", status_code=204, summary="Delete a pipeline")
-def delete_pipeline(name: str, request: Request) -> Response:
-    """409 while a scheduler runs the pipeline; its blocs and run history stay."""
-    state = state_of(request)
-    state.storage.delete_pipeline(name)
-    state.definitions_changed()
-    return Response(status_code=204)
+add_definition_routes(
+    router,
+    "pipeline",
+    PipelineCreate,
+    PipelineUpdate,
+    create_doc="``stages`` is a list of stages, each a list of existing bloc names.",
+    delete_doc="409 while a scheduler runs the pipeline; its blocs and run history stay.",
+)
 
 
 @router.post("/{name}/run", status_code=202, summary="Run a pipeline now")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from th2etl.api.deps import json_response, state_of
+from th2etl.api.routes._crud import add_definition_routes
 from th2etl.api.schemas import TriggerCreate, TriggerUpdate
 from th2etl.scheduler.triggers import CronTrigger
 
@@ -16,53 +17,13 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/triggers", tags=["triggers"])
 
-
-@router.post("", status_code=201, summary="Create a trigger")
-def create_trigger(body: TriggerCreate, request: Request) -> Response:
-    state = state_of(request)
-    record = state.storage.create_trigger(
-        body.name,
-        body.pipeline_name,
-        body.cron_expression,
-        timezone=body.timezone,
-        description=body.description,
-    )
-    state.definitions_changed()
-    return json_response(record.to_dict(), 201)
-
-
-@router.get("", summary="List triggers")
-async def list_triggers(request: Request) -> Response:
-    state = state_of(request)
-    return await state.lists.response("triggers", state.storage.list_triggers)
-
-
-@router.get("/{name}", summary="Read a trigger")
-def get_trigger(name: str, request: Request) -> Response:
-    return json_response(state_of(request).storage.get_trigger(name).to_dict())
-
-
-@router.put("/{name}", summary="Update a trigger")
-def update_trigger(name: str, body: TriggerUpdate, request: Request) -> Response:
-    state = state_of(request)
-    record = state.storage.update_trigger(
-        name,
-        pipeline_name=body.pipeline_name,
-        cron_expression=body.cron_expression,
-        timezone=body.timezone,
-        description=body.description,
-    )
-    state.definitions_changed()
-    return json_response(record.to_dict())
-
-
-@router.delete("/{name}", status_code=204, summary="Delete a trigger")
-def delete_trigger(name: str, request: Request) -> Response:
-    """409 while a scheduler uses the trigger."""
-    state = state_of(request)
-    state.storage.delete_trigger(name)
-    state.definitions_changed()
-    return Response(status_code=204)
+add_definition_routes(
+    router,
+    "trigger",
+    TriggerCreate,
+    TriggerUpdate,
+    delete_doc="409 while a scheduler uses the trigger.",
+)
 
 
 @router.get("/{name}/preview", summary="Next fire times of a trigger")
