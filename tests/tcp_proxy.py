@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
+from functools import partial
 
 
 class TcpProxy:
@@ -14,7 +16,8 @@ class TcpProxy:
     ``start()`` listens (on a free port the first time, on the same port after a ``stop()``);
     ``stop()`` drops every connection and refuses new ones. As a context manager it is started
     on entry and stopped on exit. ``upstream_ports`` finds exactly the PostgreSQL backends that
-    serve this proxy's clients, for ``pg_terminate_backend``.
+    serve this proxy's clients, for ``pg_terminate_backend``; a subclass that overrides
+    ``relay()`` can hold back or drop what passes.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -54,13 +57,18 @@ class TcpProxy:
             with self._lock:
                 self._sockets += [client, upstream]
                 self._upstream_ports.add(upstream.getsockname()[1])
-                for source, sink in ((client, upstream), (upstream, client)):
-                    pump = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
+                for loop in self.relay(client, upstream):
+                    pump = threading.Thread(target=loop, daemon=True)
                     pump.start()
                     self._pumps.append(pump)
 
+    def relay(self, client: socket.socket, upstream: socket.socket) -> list[Callable[[], None]]:
+        """The loops that carry one connection's bytes, each run in a thread of its own: by
+        default, every byte both ways. A subclass overrides this to tamper with the traffic."""
+        return [partial(self.pump, client, upstream), partial(self.pump, upstream, client)]
+
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def pump(source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
