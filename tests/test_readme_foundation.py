@@ -48,15 +48,17 @@ def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = subprocess_env()
-    done = subprocess.run(
-        [sys.executable, "-m", "th2etl.runner", "demo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    def demo() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "th2etl.runner", "demo"],
+            cwd=tmp_path,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = demo()
     assert done.returncode == 0, done.stderr
     assert "pipeline 'example_pipeline' succeeded" in done.stdout
     for bloc in ("example_loader", "transformer_a", "transformer_b", "example_exporter"):
@@ -64,13 +66,6 @@ def test_demo_command_runs_end_to_end(tmp_path: Path) -> None:
     # on the embedded default: a SQLite file, with the run in its history
     assert f"storage: SQLite database at {tmp_path / 'th2etl.db'}" in done.stdout
     assert "example_pipeline has 1 run(s) in history" in done.stdout
-    again = subprocess.run(
-        [sys.executable, "-m", "th2etl.runner", "demo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = demo()
     assert "example_pipeline has 2 run(s) in history" in again.stdout, again.stderr
     assert (tmp_path / "th2etl_demo_output" / "example_output.csv").exists()
