@@ -8,11 +8,11 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from th2etl.exceptions import ConfigurationError, StorageError
 from th2etl.pipelines.engine import RunListener
-from th2etl.pipelines.result import RunResult
+from th2etl.pipelines.result import RunResult, RunStatus
 
 if TYPE_CHECKING:
     from th2etl.pipelines.context import RunContext
@@ -78,6 +78,15 @@ def note(handler: logging.Handler, message: str) -> None:
     """Write a line to the run's log whatever the logging levels are."""
     record = logging.LogRecord(__name__, logging.INFO, __file__, 0, message, None, None)
     handler.handle(record)
+
+
+class LostFinish(NamedTuple):
+    """A run's final status the database did not take (it was away); written again later."""
+
+    run_id: str
+    status: RunStatus
+    finished_at: datetime
+    error: str | None
 
 
 class SafeListener(RunListener):

@@ -12,12 +12,17 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
 * **Exactly once across processes.** Every tick is claimed with ``storage.claim_run`` (one
   insert guarded by a unique (scheduler, scheduled time)); whichever instance wins runs it, the
   others report :attr:`~th2etl.scheduler.TickAction.TAKEN`. Skipped ticks are recorded under the
-  same uniqueness.
+  same uniqueness. A claim whose answer is lost (the connection drops after COMMIT) is retried
+  with the same run id and adopted (see ``Storage.claim_run``): the tick runs once, not never.
 * **Heartbeats.** Every ``heartbeat_interval`` seconds (default 10) the manager records its
   heartbeat and marks ``abandoned`` the runs of instances silent for ``stale_after`` (default
   1.5 heartbeat intervals): a run left ``running`` by a dead process is abandoned at most
   ``stale_after + heartbeat_interval`` (two heartbeat periods) after that process's last
-  heartbeat.
+  heartbeat. At each heartbeat the manager also settles its own runs: final statuses the
+  database missed are written again (also for schedulers removed since), and a ``running`` row
+  of this instance that none of its schedulers answers for is marked ``abandoned``; so no run
+  stays ``running`` forever because its instance lives. ``instance_id`` must therefore be
+  this manager's own (the default is unique per process).
 * **Outages.** When the database cannot be reached, ticks are deferred (not run: nothing can be
   claimed) and retried with exponential backoff (1 s doubling to 30 s); the manager logs the
   outage once, keeps its timing, and when the database is back handles the deferred ticks by the
@@ -38,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import CronError, NotFoundError, StorageError, ValidationError
 from th2etl.pipelines.pipeline import Pipeline
+from th2etl.pipelines.result import RunStatus
 from th2etl.scheduler._loop import BACKOFF_MAX, Loop, backoff
 from th2etl.scheduler.scheduler import CronScheduler, TickResult, _seconds
 from th2etl.scheduler.triggers import CronTrigger
@@ -139,7 +145,7 @@ class SchedulerManager(Loop):
             raise NotFoundError(
                 f"this manager has no scheduler {name!r}; it has: {', '.join(self) or 'none'}"
             ) from None
-        if scheduler.is_busy():
+        if scheduler._owes():
             self._retired.append(scheduler)
         return scheduler
 
@@ -186,7 +192,7 @@ class SchedulerManager(Loop):
         for scheduler in list(self._schedulers.values()):
             results.extend(scheduler.tick(now))
         if self._retired:
-            self._retired = [s for s in self._retired if s.is_busy()]
+            self._retired = [s for s in self._retired if s._owes()]
         return results
 
     def next_due_time(self) -> datetime | None:
@@ -213,6 +219,7 @@ class SchedulerManager(Loop):
                         run_id,
                     )
             self._check_cancel_requests()
+            self._settle_own_runs(now)
             self._next_heartbeat = now + self.heartbeat_interval
         except StorageError as exc:
             self._storage_failures += 1
@@ -220,6 +227,31 @@ class SchedulerManager(Loop):
             log = logger.warning if self._storage_failures == 1 else logger.info
             log("the database is unavailable (%s); retrying in %.0fs", exc, delay)
             self._next_heartbeat = now + timedelta(seconds=delay)
+
+    def _settle_own_runs(self, now: datetime) -> None:
+        """No run of this instance stays ``running`` forever while the instance lives: final
+        statuses the database missed are written again, and a ``running`` row of this
+        instance that no scheduler here answers for (a claim whose answer was lost and whose
+        tick will not come again, a run of an earlier process with the same instance id) is
+        marked ``abandoned``."""
+        assert self.storage is not None
+        schedulers = [*self._schedulers.values(), *self._retired]
+        for scheduler in schedulers:
+            scheduler._retry_lost_finishes(now)
+        # Read what runs here before the database: a run that starts in between cannot exist
+        # (ticks run in this thread), one that ends in between is still in ``known``.
+        known: set[str] = set().union(*(s._known_runs() for s in schedulers))
+        for run in self.storage.running_runs():
+            if run.instance_id != self.instance_id or run.run_id in known:
+                continue
+            reason = (
+                f"abandoned: its instance {self.instance_id} is alive but no longer runs it "
+                f"(its start or its outcome was lost to a database error; checked at "
+                f"{now.isoformat()})"
+            )
+            self.storage.append_run_log(run.run_id, f"{now.isoformat()} {reason}\n")
+            self.storage.finish_run(run.run_id, RunStatus.ABANDONED, finished_at=now, error=reason)
+            logger.warning("run %s was left running by this instance; marked abandoned", run.run_id)
 
     def _check_cancel_requests(self) -> None:
         assert self.storage is not None

@@ -44,13 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 from th2etl._names import check_name
 from th2etl.clock import Clock, SystemClock
-from th2etl.exceptions import StorageError, ValidationError
+from th2etl.exceptions import NotFoundError, StorageError, ValidationError
 from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.scheduler._loop import Loop, backoff
 from th2etl.scheduler._runs import (
     INLINE,
+    LostFinish,
     RunLogFilter,
     SafeListener,
     default_logs_dir,
@@ -61,7 +62,7 @@ from th2etl.scheduler.triggers import CronTrigger
 from th2etl.types import JSON
 
 if TYPE_CHECKING:
-    from th2etl.storage.base import Storage
+    from th2etl.storage.base import RunRecord, Storage
 
 __all__ = [
     "CronScheduler",
@@ -247,7 +248,10 @@ class CronScheduler(Loop):
         self._failures = 0
         self._lock = threading.Lock()
         self._running: dict[str, tuple[datetime, CancelToken, Future[Any] | None]] = {}
-        self._lost_finishes: list[RunResult] = []
+        self._claims: dict[datetime, str] = {}
+        """Run ids of claims whose answer never came (the database went away): the tick's
+        retry claims with the same id, and so adopts the row if the claim was made."""
+        self._lost_finishes: list[LostFinish] = []
         self.not_before: datetime | None = None
         """With a storage: downtime before this instant (e.g. while disabled) is not missed."""
 
@@ -263,6 +267,7 @@ class CronScheduler(Loop):
         self._cursor = after
         self._next = self.trigger.next_fire_time(after)
         self._retry_at = None
+        self._claims.clear()  # their ticks will not come again; the manager sweeps their rows
 
     def retarget(self, trigger: CronTrigger, now: datetime) -> None:
         """Use a new trigger from ``now`` on: nothing fires at once and nothing is backfilled."""
@@ -346,6 +351,8 @@ class CronScheduler(Loop):
                 return results
             results.append(result)
             self._cursor = scheduled
+        if self._claims:  # a claimed tick dropped from a long catch-up is left to the manager
+            self._claims = {t: i for t, i in self._claims.items() if t > due[-1]}
         self._failures = 0
         self._retry_at = None  # and _due() has set _next to the first tick after now
         return results
@@ -402,6 +409,8 @@ class CronScheduler(Loop):
             reason.value,
             detail,
         )
+        if self.storage is not None and scheduled in self._claims:
+            return self._skip_claimed(scheduled, reason, detail, now)
         run_id = None
         if self.storage is not None:
             record = self.storage.record_skipped_run(
@@ -418,6 +427,38 @@ class CronScheduler(Loop):
             run_id = record.run_id
         return TickResult(self.name, scheduled, TickAction.SKIPPED, reason, detail, run_id)
 
+    def _skip_claimed(
+        self, scheduled: datetime, reason: SkipReason, detail: str, now: datetime
+    ) -> TickResult:
+        """Skip a tick whose claim may have been made without our hearing of it: adopt the
+        claim, if it was made, and record it skipped (a claim that was not made is made now)."""
+        assert self.storage is not None
+        record = self._claim(scheduled, now)
+        if record is not None:
+            self.storage.finish_run(
+                record.run_id, RunStatus.SKIPPED, finished_at=now, error=f"{reason.value}: {detail}"
+            )
+        del self._claims[scheduled]  # only now: until the skip is recorded, a retry adopts
+        if record is None:
+            return TickResult(self.name, scheduled, TickAction.TAKEN)
+        return TickResult(self.name, scheduled, TickAction.SKIPPED, reason, detail, record.run_id)
+
+    def _claim(self, scheduled: datetime, now: datetime) -> RunRecord | None:
+        """Claim the tick under the id in ``_claims`` (a new one if none): the caller removes
+        it once done with the answer, so a retry after a lost answer adopts the claim."""
+        assert self.storage is not None
+        run_id = self._claims.setdefault(scheduled, uuid.uuid4().hex)
+        return self.storage.claim_run(
+            self.name,
+            scheduled,
+            pipeline_name=self.pipeline_name,
+            trigger_name=self.trigger_name,
+            instance_id=self.instance_id,
+            now=now,
+            variables=self.variables,
+            run_id=run_id,
+        )
+
     def is_busy(self) -> bool:
         """True while a run of this scheduler (started here) is queued or going."""
         with self._lock:
@@ -427,6 +468,8 @@ class CronScheduler(Loop):
         if self.overlap is OverlapPolicy.SKIP:
             busy = self.is_busy()
             elsewhere = [] if busy or self.storage is None else self.storage.running_runs(self.name)
+            # This tick's own claim, made before the database went away, is not a previous run.
+            elsewhere = [r for r in elsewhere if r.run_id != self._claims.get(scheduled)]
             if busy or elsewhere:
                 which = "here" if busy else f"run {elsewhere[0].run_id}"
                 return self._skip(
@@ -434,15 +477,8 @@ class CronScheduler(Loop):
                 )
         run_id = uuid.uuid4().hex
         if self.storage is not None:
-            record = self.storage.claim_run(
-                self.name,
-                scheduled,
-                pipeline_name=self.pipeline_name,
-                trigger_name=self.trigger_name,
-                instance_id=self.instance_id,
-                now=now,
-                variables=self.variables,
-            )
+            record = self._claim(scheduled, now)
+            del self._claims[scheduled]
             if record is None:
                 return TickResult(self.name, scheduled, TickAction.TAKEN)
             run_id = record.run_id
@@ -553,36 +589,66 @@ class CronScheduler(Loop):
     def _record_failure(self, run_id: str, exc: Exception) -> None:
         if self.storage is None:
             return
+        finish = LostFinish(
+            run_id,
+            RunStatus.FAILED,
+            self.clock.now(),
+            f"the run could not start: {type(exc).__name__}: {exc}",
+        )
         try:
             self.storage.finish_run(
-                run_id,
-                RunStatus.FAILED,
-                finished_at=self.clock.now(),
-                error=f"the run could not start: {type(exc).__name__}: {exc}",
+                run_id, finish.status, finished_at=finish.finished_at, error=finish.error
             )
-        except StorageError:
-            logger.exception("scheduler %r: cannot record that run %s failed", self.name, run_id)
+        except StorageError as error:
+            logger.warning(
+                "scheduler %r: cannot record that run %s failed (%s); retrying later",
+                self.name,
+                run_id,
+                error,
+            )
+            with self._lock:
+                self._lost_finishes.append(finish)
 
     def _lost_finish(self, result: RunResult) -> None:
+        finish = LostFinish(result.run_id, result.status, result.finished_at, result.error)
         with self._lock:
-            self._lost_finishes.append(result)
+            self._lost_finishes.append(finish)
 
     def _retry_lost_finishes(self, now: datetime) -> None:
         """Record final statuses the database missed while it was away (no run stays
-        ``running`` forever because of an outage)."""
+        ``running`` forever because of an outage). The manager calls this at every heartbeat,
+        the scheduler before its ticks."""
         if not self._lost_finishes or self.storage is None:
             return
         with self._lock:
             pending, self._lost_finishes = self._lost_finishes, []
-        for index, result in enumerate(pending):
+        for index, finish in enumerate(pending):
             try:
                 self.storage.finish_run(
-                    result.run_id, result.status, finished_at=result.finished_at, error=result.error
+                    finish.run_id, finish.status, finished_at=finish.finished_at, error=finish.error
                 )
+            except NotFoundError:  # its row was deleted: nothing is left running
+                logger.warning("scheduler %r: run %s is no longer stored", self.name, finish.run_id)
             except StorageError:
                 with self._lock:
                     self._lost_finishes.extend(pending[index:])
                 return
+
+    def _owes(self) -> bool:
+        """Whether runs of this scheduler still need it: going, or their status unwritten."""
+        with self._lock:
+            return bool(self._running or self._lost_finishes)
+
+    def _known_runs(self) -> set[str]:
+        """Ids of the runs this scheduler answers for: going, their final status not yet
+        written, or claimed without an answer. Any other ``running`` row of this instance is
+        one it lost track of."""
+        with self._lock:
+            return {
+                *self._running,
+                *(f.run_id for f in self._lost_finishes),
+                *self._claims.values(),
+            }
 
     # -- stopping ------------------------------------------------------------------------------
 
