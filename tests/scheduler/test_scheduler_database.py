@@ -529,3 +529,34 @@ def test_the_real_loop_heartbeats_and_leaves_cleanly(
             thread.join(timeout=60)
         assert not thread.is_alive()
         assert real.list_instances() == []
+
+
+def test_a_fake_clock_run_is_recorded_in_fake_time(
+    storage: PostgresStorage, clock: FakeClock
+) -> None:
+    register_bloc(Gate, replace=True)  # type: ignore[call-overload]
+    GATES["db_fake_time"] = threading.Event()
+    storage.create_bloc("wait", "scheduler_test_gate", config={"gate": "db_fake_time"})
+    storage.create_pipeline("waiting", stages=[["wait"]])
+    storage.create_trigger("every5_trigger", "waiting", "*/5 * * * *")
+    storage.create_scheduler("every5", "waiting", "every5_trigger")
+    manager = load_scheduler_manager(storage, clock=clock, inline=False, logs_dir=None)
+    try:
+        manager.start()
+        [started] = clock.advance(until=at("10:05"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the recorder has adopted the claimed row
+            run = storage.get_run(started.run_id or "")
+            if run.log:
+                break
+            time.sleep(0.01)
+        assert run.status is RunStatus.RUNNING and run.started_at == at("10:05")
+        assert run.log.startswith("2026-05-15T10:05:00.000+00:00 run ")
+        GATES["db_fake_time"].set()
+    finally:
+        GATES["db_fake_time"].set()
+        manager.stop(grace=60)
+        unregister_bloc("scheduler_test_gate")
+    run = storage.get_run(started.run_id or "")
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.started_at == run.finished_at == at("10:05")

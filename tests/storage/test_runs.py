@@ -6,11 +6,13 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from th2etl.clock import FakeClock
 from th2etl.exceptions import NotFoundError, ValidationError
-from th2etl.pipelines import BlocStatus, RunStatus
+from th2etl.pipelines import BlocStatus, RunContext, RunListener, RunStatus
 from th2etl.pipelines.example import example_definitions
 from th2etl.storage import DatabaseStorage, RunRecord
 
@@ -65,6 +67,28 @@ def test_run_pipeline_records_the_run(storage: DatabaseStorage, tmp_path: Path) 
     assert "stage 1 bloc 'example_loader' (csv_loader) succeeded: rows in 0, out" in lines[1]
     assert "run succeeded in" in lines[-1]
     assert json.loads(json.dumps(run.to_dict()))["blocs"][0]["status"] == "succeeded"
+
+
+def test_a_run_on_a_fake_clock_is_recorded_in_fake_time(
+    storage: DatabaseStorage, tmp_path: Path
+) -> None:
+    _example(storage)
+    seen: list[datetime] = []
+
+    class Probe(RunListener):
+        def bloc_started(self, context: RunContext, bloc: Any, attempt: int) -> None:
+            seen.append(storage.get_run(context.run_id).started_at)  # while it runs
+
+    result = storage.run_pipeline(
+        "example_pipeline", output_dir=tmp_path, clock=FakeClock(T0), listeners=[Probe()]
+    )
+    assert result.succeeded, result.summary()
+    assert seen and set(seen) == {T0}
+    run = storage.get_run(result.run_id)
+    assert run.started_at == T0 and run.finished_at == T0
+    assert run.log is not None
+    stamps = {line[:29] for line in run.log.splitlines() if not line.startswith(" ")}
+    assert stamps == {"2026-05-15T10:00:00.000+00:00"}
 
 
 def test_failed_run_keeps_the_error(storage: DatabaseStorage, tmp_path: Path) -> None:

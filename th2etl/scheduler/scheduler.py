@@ -539,6 +539,7 @@ class CronScheduler(Loop):
                     scheduler_name=self.name,
                     trigger_name=self.trigger_name,
                     instance_id=self.instance_id,
+                    clock=self.clock,
                 )
                 listeners.append(SafeListener(recorder, self._lost_finish))
             result = run_pipeline(

@@ -41,6 +41,7 @@ from th2etl.storage.records import (
 )
 
 if TYPE_CHECKING:
+    from th2etl.clock import Clock
     from th2etl.pipelines.engine import RunListener
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.pipelines.result import RunResult
@@ -410,20 +411,23 @@ class Storage(ABC):
         scheduler_name: str | None = None,
         trigger_name: str | None = None,
         instance_id: str | None = None,
+        clock: Clock | None = None,
     ) -> RunListener:
         """A :class:`~th2etl.pipelines.RunListener` that records a run into this storage:
         the run row on start (adopting a claimed row with the same run id), each bloc when it
         finishes, readable log lines, and the final status. ``run_id``/``scheduler_name``/
-        ``trigger_name`` fill in what the run's context does not say."""
+        ``trigger_name`` fill in what the run's context does not say. The start and the log
+        lines are stamped with ``clock`` (default: the system clock); pass the engine's."""
         from th2etl.storage.recorder import RunRecorder
 
-        return RunRecorder(self, run_id, scheduler_name, trigger_name, instance_id)
+        return RunRecorder(self, run_id, scheduler_name, trigger_name, instance_id, clock)
 
     def run_pipeline(
         self, name: str, variables: Mapping[str, Any] | None = None, **options: Any
     ) -> RunResult:
         """Build the stored pipeline ``name``, run it now with :meth:`recorder` attached, and
-        return the result; ``options`` go to :func:`th2etl.pipelines.run_pipeline`."""
+        return the result; ``options`` go to :func:`th2etl.pipelines.run_pipeline` (its
+        ``clock`` stamps the record too)."""
         from th2etl.pipelines.engine import run_pipeline
 
         listener = self.recorder(
@@ -431,6 +435,7 @@ class Storage(ABC):
             scheduler_name=options.get("scheduler_name"),
             trigger_name=options.get("trigger_name"),
             instance_id=options.pop("instance_id", None),
+            clock=options.get("clock"),
         )
         listeners = [*options.pop("listeners", ()), listener]
         return run_pipeline(

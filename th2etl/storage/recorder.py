@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from th2etl.blocs.registry import create_bloc
-from th2etl.clock import utcnow
+from th2etl.clock import Clock, SystemClock
 from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.engine import RunListener
 from th2etl.pipelines.pipeline import Pipeline
@@ -29,12 +29,13 @@ def build_pipeline(storage: Storage, name: str) -> Pipeline:
     return Pipeline.from_names(name, record.stages, instances, description=record.description)
 
 
-def _stamp(moment: datetime | None) -> str:
-    return (moment or utcnow()).isoformat(timespec="milliseconds")
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
 
 
 class RunRecorder(RunListener):
-    """Records one run into ``storage``; see :meth:`Storage.recorder`."""
+    """Records one run into ``storage``; see :meth:`Storage.recorder`. The run's start and its
+    log lines are stamped with ``clock`` (the scheduler's, so fake-clock runs keep fake times)."""
 
     def __init__(
         self,
@@ -43,8 +44,10 @@ class RunRecorder(RunListener):
         scheduler_name: str | None = None,
         trigger_name: str | None = None,
         instance_id: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.storage = storage
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.run_id = run_id
         self.scheduler_name = scheduler_name
         self.trigger_name = trigger_name
@@ -58,10 +61,11 @@ class RunRecorder(RunListener):
             for position, name in enumerate(n for stage in pipeline.stage_names for n in stage)
         }
         scheduler = context.scheduler_name or self.scheduler_name
+        started_at = self.clock.now()
         self.storage.start_run(
             self.run_id,
             pipeline.name,
-            started_at=utcnow(),
+            started_at=started_at,
             scheduler_name=scheduler,
             trigger_name=context.trigger_name or self.trigger_name,
             scheduled_time=context.scheduled_time,
@@ -70,16 +74,14 @@ class RunRecorder(RunListener):
         )
         by = f" by scheduler {scheduler!r}" if scheduler else ""
         tick = f" for {context.scheduled_time.isoformat()}" if context.scheduled_time else ""
-        self.storage.append_run_log(
-            self.run_id,
-            f"{_stamp(None)} run {self.run_id} of pipeline {pipeline.name!r} started{by}{tick}\n",
-        )
+        line = f"{_stamp(started_at)} run {self.run_id} of pipeline {pipeline.name!r} started"
+        self.storage.append_run_log(self.run_id, f"{line}{by}{tick}\n")
 
     def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
         assert self.run_id is not None, "bloc_finished before run_started"
         self.storage.record_bloc_run(self.run_id, result, self._positions.get(result.name, 0))
-        line = f"{_stamp(result.finished_at)} stage {result.stage} bloc {result.name!r} "
-        line += f"({result.bloc_type}) {result.status.value}"
+        line = f"{_stamp(result.finished_at or self.clock.now())} stage {result.stage} "
+        line += f"bloc {result.name!r} ({result.bloc_type}) {result.status.value}"
         if result.status in (BlocStatus.SUCCEEDED, BlocStatus.FAILED):
             line += (
                 f": rows in {result.rows_in}, out {result.rows_out}, {result.duration:.3f}s, "
