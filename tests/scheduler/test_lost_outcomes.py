@@ -248,6 +248,21 @@ def test_a_lost_claim_whose_tick_is_then_missed_is_recorded_skipped(
     assert skipped.error and skipped.error.startswith("missed: 0:00:01 late, policy 'skip'")
 
 
+def test_a_lost_claim_left_by_a_stop_is_not_left_running(
+    storage: PostgresStorage, clock: FakeClock, proxy: ReplyDroppingProxy
+) -> None:
+    manager = load_scheduler_manager(storage, clock=clock, logs_dir=None)
+    manager.start()
+    proxy.drop_reply_to(CLAIM)
+    assert [r.action for r in clock.advance(until=at("10:05"))] == [TickAction.DEFERRED]
+    [claimed] = storage.running_runs("every5")
+    manager.stop()  # before the retry: this manager will never run that tick
+    run = storage.get_run(claimed.run_id)
+    assert run.status.value == "abandoned"
+    assert run.error and "is alive but no longer runs it" in run.error
+    assert storage.list_instances() == []
+
+
 FINISH = b"started_at = COALESCE("
 """Text of finish_run's UPDATE."""
 

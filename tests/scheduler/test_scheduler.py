@@ -360,6 +360,13 @@ def test_refusals_change_nothing() -> None:
         CronScheduler(noop_pipeline(), "* * * * *", grace=-1)
     with pytest.raises(ValidationError, match="max_catch_up must be a whole number >= 1, got 0"):
         CronScheduler(noop_pipeline(), "* * * * *", max_catch_up=0)
+    # a pool that cannot be made would otherwise fail at the first run, its tick claimed
+    with pytest.raises(
+        ValidationError, match=r"CronScheduler max_workers must be a whole number >= 1 .*got 0"
+    ):
+        CronScheduler(noop_pipeline(), "* * * * *", max_workers=0)
+    with pytest.raises(ValidationError, match=r"SchedulerManager max_workers .* got '4'"):
+        SchedulerManager(max_workers="4")  # type: ignore[arg-type]
     with pytest.raises(
         ValidationError, match="scheduler name 'noop' is used twice in this manager"
     ):
@@ -393,6 +400,8 @@ def test_load_scheduler_manager_refuses_unknown_options_before_touching_storage(
         load_scheduler_manager(object(), cron="* * * * *")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="missed-tick policy 'never'"):
         load_scheduler_manager(object(), missed="never")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"SchedulerManager max_workers .* got -1"):
+        load_scheduler_manager(object(), max_workers=-1)  # type: ignore[arg-type]
 
 
 # -- the real loop -------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
   heartbeat. At each heartbeat the manager also settles its own runs: final statuses the
   database missed are written again (also for schedulers removed since), and a ``running`` row
   of this instance that none of its schedulers answers for is marked ``abandoned``; so no run
-  stays ``running`` forever because its instance lives. ``instance_id`` must therefore be
+  stays ``running`` forever because its instance lives; ``stop()`` settles them once more (a
+  claimed tick it will not retry is marked ``abandoned``). ``instance_id`` must therefore be
   this manager's own (the default is unique per process).
 * **Outages.** When the database cannot be reached, ticks are deferred (not run: nothing can be
   claimed) and retried with exponential backoff (1 s doubling to 30 s); the manager logs the
@@ -45,7 +46,7 @@ from th2etl.exceptions import CronError, NotFoundError, StorageError, Validation
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunStatus
 from th2etl.scheduler._loop import BACKOFF_MAX, Loop, backoff
-from th2etl.scheduler.scheduler import CronScheduler, TickResult, _seconds
+from th2etl.scheduler.scheduler import CronScheduler, TickResult, _seconds, _workers
 from th2etl.scheduler.triggers import CronTrigger
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class SchedulerManager(Loop):
         self.clock = clock if clock is not None else _common_clock(schedulers)
         self.storage = storage
         self.instance_id = instance_id or (default_instance_id() if storage else None)
-        self.max_workers = max_workers
+        self.max_workers = _workers("SchedulerManager", max_workers)
         self.stop_grace = stop_grace
         self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
         self.heartbeat_interval = _seconds("heartbeat_interval", heartbeat_interval)
@@ -277,6 +278,12 @@ class SchedulerManager(Loop):
             for scheduler in self._schedulers.values():
                 scheduler._executor = None
         if self.storage is not None and self.instance_id:
+            for scheduler in [*self._schedulers.values(), *self._retired]:
+                scheduler._claims.clear()  # their ticks will not be retried by this manager
+            try:
+                self._settle_own_runs(self.clock.now())
+            except StorageError as exc:
+                logger.warning("cannot settle the runs of %s on stop: %s", self.instance_id, exc)
             try:
                 self.storage.remove_instance(self.instance_id)
             except StorageError as exc:

@@ -155,6 +155,16 @@ def _seconds(name: str, value: timedelta | float) -> timedelta:
     return delta
 
 
+def _workers(owner: str, value: Any) -> int:
+    # Checked here: a pool that cannot be made would fail at the first run, its tick claimed.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(
+            f"{owner} max_workers must be a whole number >= 1 (threads for pipelines), "
+            f"got {value!r}"
+        )
+    return value
+
+
 def _policy(enum: type[Any], name: str, value: Any) -> Any:
     try:
         return enum(value)
@@ -235,7 +245,7 @@ class CronScheduler(Loop):
         self.variables = dict(variables or {})
         self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
         self._inline_given = inline is not None
-        self.max_workers = max_workers
+        self.max_workers = _workers("CronScheduler", max_workers)
         self.stop_grace = stop_grace
         # Set by a SchedulerManager that owns this scheduler.
         self.storage: Storage | None = None
