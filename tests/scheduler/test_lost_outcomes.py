@@ -8,14 +8,16 @@ import contextlib
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from tests.tcp_proxy import TcpProxy
 from th2etl.clock import FakeClock
 from th2etl.scheduler import TickAction, load_scheduler_manager
 from th2etl.storage import PostgresStorage
@@ -36,80 +38,55 @@ def at(hhmmss: str) -> datetime:
     return datetime(2026, 5, 15, int(hour), int(minute), int(second), tzinfo=UTC)
 
 
-class ReplyDroppingProxy:
-    """Forwards 127.0.0.1:<port> to PostgreSQL. After ``drop_reply_to(pattern)``, the next
-    client message containing ``pattern`` reaches the server; the proxy waits for the server's
-    ReadyForQuery (the statement has committed) and closes that connection instead of
-    delivering the reply: a commit whose answer is lost. After ``drop_request_to(pattern)``,
-    the next such message is not delivered and its connection is closed: a write that never
-    happened."""
+class ReplyDroppingProxy(TcpProxy):
+    """A :class:`TcpProxy` to PostgreSQL that can lose one message. After
+    ``drop_reply_to(pattern)``, the next client message containing ``pattern`` reaches the
+    server; the proxy waits for the server's ReadyForQuery (the statement has committed) and
+    closes that connection instead of delivering the reply: a commit whose answer is lost.
+    After ``drop_request_to(pattern)``, the next such message is not delivered and its
+    connection is closed: a write that never happened."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
+        super().__init__(host, port)
         self.dropped = 0
-        self._pattern: bytes | None = None
+        self._reply_pattern: bytes | None = None
         self._request_pattern: bytes | None = None
-        self._listener: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self._drop_lock = threading.Lock()
 
     def drop_reply_to(self, pattern: bytes) -> None:
-        with self._lock:
-            self._pattern = pattern
+        with self._drop_lock:
+            self._reply_pattern = pattern
 
     def drop_request_to(self, pattern: bytes) -> None:
-        with self._lock:
+        with self._drop_lock:
             self._request_pattern = pattern
 
-    def start(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        self._spawn(self._accept, listener)
-
-    def _spawn(self, target: Any, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target, timeout=5)
-            upstream.settimeout(None)
-            for sock in (client, upstream):  # no Nagle delay on each small message
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._sockets += [client, upstream]
-            cut = threading.Event()  # set when this connection's next reply is to be dropped
-            self._spawn(self._to_server, client, upstream, cut)
-            self._spawn(self._to_client, upstream, client, cut)
+    def relay(self, client: socket.socket, upstream: socket.socket) -> list[Callable[[], None]]:
+        for sock in (client, upstream):  # no Nagle delay on each small message
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cut = threading.Event()  # set when this connection's next reply is to be dropped
+        return [
+            partial(self._to_server, client, upstream, cut),
+            partial(self._to_client, upstream, client, cut),
+        ]
 
     def _to_server(
         self, client: socket.socket, upstream: socket.socket, cut: threading.Event
     ) -> None:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
-                with self._lock:
+                with self._drop_lock:
                     if self._request_pattern is not None and self._request_pattern in data:
                         self._request_pattern = None
                         self.dropped += 1
                         break
-                    if self._pattern is not None and self._pattern in data:
-                        self._pattern = None
+                    if self._reply_pattern is not None and self._reply_pattern in data:
+                        self._reply_pattern = None
                         cut.set()
                 upstream.sendall(data)
-        with contextlib.suppress(OSError):
-            client.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            upstream.shutdown(socket.SHUT_RDWR)
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _to_client(
         self, upstream: socket.socket, client: socket.socket, cut: threading.Event
@@ -122,28 +99,12 @@ class ReplyDroppingProxy:
                     continue
                 held += data
                 if READY_FOR_QUERY in held:  # committed: lose the answer
-                    with self._lock:
+                    with self._drop_lock:
                         self.dropped += 1
                     break
         for sock in (client, upstream):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-    def stop(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
-        self._threads = []
 
 
 @pytest.fixture(autouse=True)
