@@ -54,6 +54,9 @@ class TcpProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
+            # Without it, Nagle's algorithm holds each small query back for ~40 ms.
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets += [client, upstream]
                 self._upstream_ports.add(upstream.getsockname()[1])

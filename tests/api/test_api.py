@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -536,8 +537,9 @@ def test_a_port_in_use_is_a_clear_error() -> None:
 
 
 @pytest.fixture
-def waiting_bloc_type() -> Iterator[None]:
-    """A bloc type that works until its run is cancelled (at most 30 s)."""
+def waiting_bloc_type() -> Iterator[threading.Event]:
+    """A bloc type that works until its run is cancelled (at most 30 s); the event it yields is
+    set when such a bloc starts."""
     from th2etl.blocs import TransformerBloc, register_bloc
     from th2etl.blocs.registry import unregister_bloc
 
@@ -546,19 +548,21 @@ def waiting_bloc_type() -> Iterator[None]:
         bloc_type = "test_wait_for_cancel"
 
         def run(self, context: Any, rows: Any) -> Any:
+            started.set()
             deadline = time.monotonic() + 30
             while not context.cancel_requested and time.monotonic() < deadline:
                 time.sleep(0.01)
             return rows
 
+    started = threading.Event()
     try:
-        yield
+        yield started
     finally:
         unregister_bloc("test_wait_for_cancel")
 
 
 def test_cancel_a_running_run_and_shutdown_ends_the_others(
-    storage: Any, waiting_bloc_type: None
+    storage: Any, waiting_bloc_type: threading.Event
 ) -> None:
     app = create_app(storage, start_scheduler=False, api_key="", run_workers=1)
     with TestClient(app) as client:
@@ -566,6 +570,7 @@ def test_cancel_a_running_run_and_shutdown_ends_the_others(
         client.post("/blocs", json={"name": "after", "bloc_type": "example_transformer"})
         client.post("/pipelines", json={"name": "slow", "stages": [["wait"], ["after"]]})
         first = client.post("/pipelines/slow/run").json()["run_id"]
+        assert waiting_bloc_type.wait(10)  # cancel while 'wait' runs, not before it starts
         cancelled = client.post(f"/runs/{first}/cancel")
         assert cancelled.status_code == 202
         assert cancelled.json()["cancel_requested"] is True

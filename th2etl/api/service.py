@@ -209,7 +209,7 @@ class RunExecutor:
             run_id, pipeline.name, started_at=self.clock.now(), variables=variables
         )
         token = CancelToken()
-        recorder = self.storage.recorder(run_id=run_id)
+        recorder = self.storage.recorder(run_id=run_id, clock=self.clock)
         with self._lock:
             future = self._pool.submit(
                 run_pipeline,
