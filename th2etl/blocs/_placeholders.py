@@ -16,11 +16,6 @@ _REFERENCE = re.compile(r"\$\{(env|var):([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 _ANY_REFERENCE = re.compile(r"\$\{[^}]*\}")
 
 
-def has_reference(value: Any) -> bool:
-    """True when ``value`` is a string holding at least one ``${...}`` reference."""
-    return isinstance(value, str) and "${" in value and _REFERENCE.search(value) is not None
-
-
 def is_whole_reference(value: Any) -> bool:
     """True when the whole string is one reference (its type is known only after resolving)."""
     return isinstance(value, str) and _REFERENCE.fullmatch(value) is not None

@@ -513,7 +513,3 @@ class Definitions(SqlCore):
         check_name("scheduler", name)
         if self._run("DELETE FROM {schedulers} WHERE name = %s", (name,)) == 0:
             raise _missing("scheduler", name)
-
-
-def _flat(stages: list[list[str]]) -> list[str]:
-    return [bloc for stage in stages for bloc in stage]
