@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -72,3 +74,16 @@ def test_the_console_script_is_the_runner() -> None:
 
     pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"] == {"th2etl": "th2etl.runner:main"}
+
+
+def test_import_th2etl_leaves_psycopg_until_postgresql_is_used() -> None:
+    # psycopg takes about half of `import th2etl`; SQLite users never need it.
+    code = (
+        "import sys, th2etl\n"
+        "assert 'psycopg' not in sys.modules, 'import th2etl loaded psycopg'\n"
+        "from th2etl.storage import PostgresStorage\n"
+        "assert PostgresStorage.backend == 'postgresql'\n"
+        "assert 'psycopg' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

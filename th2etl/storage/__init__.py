@@ -6,9 +6,10 @@ documented contract both keep.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from th2etl.storage.base import Storage
 from th2etl.storage.database import DatabaseStorage
-from th2etl.storage.postgres import PostgresStorage
 from th2etl.storage.recorder import RunRecorder, build_pipeline
 from th2etl.storage.records import (
     BlocRecord,
@@ -20,6 +21,9 @@ from th2etl.storage.records import (
     TriggerRecord,
 )
 from th2etl.storage.sqlite import SQLiteStorage
+
+if TYPE_CHECKING:
+    from th2etl.storage.postgres import PostgresStorage
 
 __all__ = [
     "BlocRecord",
@@ -36,3 +40,13 @@ __all__ = [
     "TriggerRecord",
     "build_pipeline",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # psycopg takes about 60 ms to import: load it when PostgreSQL is used, not on
+    # `import th2etl` (DatabaseStorage imports the backend it opens).
+    if name == "PostgresStorage":
+        from th2etl.storage.postgres import PostgresStorage
+
+        return PostgresStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
