@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata as _metadata
-
 from th2etl.blocs import (
     Bloc,
     ConfigField,
@@ -46,10 +44,7 @@ from th2etl.scheduler import (
 from th2etl.storage import DatabaseStorage
 from th2etl.types import Row, Rows
 
-try:
-    __version__ = _metadata.version("th2etl")
-except _metadata.PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__version__: str  # read from the installed metadata on first use, by __getattr__ below
 
 __all__ = [
     "AlreadyExistsError",
@@ -90,3 +85,17 @@ __all__ = [
     "run_pipeline",
     "schedule_pipeline",
 ]
+
+
+def __getattr__(name: str) -> str:
+    # importlib.metadata takes about 20 ms to import: only read the version when asked.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("th2etl")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was not installed
+        version = "0.0.0"
+    globals()["__version__"] = version
+    return version

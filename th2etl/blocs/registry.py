@@ -15,7 +15,6 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
 from typing import Any, TypeVar, overload
 
 from th2etl.blocs.base import Bloc
@@ -103,6 +102,8 @@ def _ensure_loaded() -> None:
             return
         for module in _BUILTIN_MODULES:
             importlib.import_module(module)
+        from importlib.metadata import entry_points  # slow to import: only when asked for types
+
         for entry in entry_points(group=ENTRY_POINT_GROUP):
             if entry.name in _registry:
                 continue

@@ -15,7 +15,6 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 from th2etl.clock import Clock, SystemClock
@@ -53,10 +52,9 @@ CREATE TABLE IF NOT EXISTS {migrations} (
 
 
 def th2etl_version() -> str:
-    try:
-        return version("th2etl")
-    except PackageNotFoundError:  # a source tree that was not installed
-        return "0.0.0"
+    from th2etl import __version__
+
+    return __version__
 
 
 class Conflict(StorageError):
