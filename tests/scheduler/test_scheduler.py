@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from th2etl import FakeClock as TopLevelFakeClock
+from th2etl.blocs import TransformerBloc
 from th2etl.exceptions import CronError, NotFoundError, ValidationError
-from th2etl.pipelines import RunStatus
+from th2etl.pipelines import Pipeline, RunContext, RunStatus
 from th2etl.scheduler import (
     CronScheduler,
     CronTrigger,
@@ -32,6 +33,7 @@ from th2etl.scheduler import (
     schedule_pipeline,
 )
 from th2etl.scheduler._runs import make_run_dir
+from th2etl.types import Rows
 
 from .helpers import GATES, gate_pipeline, noop_pipeline, statuses, write_pipeline
 
@@ -487,3 +489,28 @@ def test_public_names_and_docstring_examples() -> None:
     for module in (th2etl.clock, th2etl.scheduler.triggers):
         failed, attempted = doctest.testmod(module)
         assert attempted and not failed
+
+
+class _TakesResultJson(TransformerBloc):
+    """Leaves a folder where the scheduler wants to write result.json."""
+
+    bloc_type = "scheduler_test_takes_result_json"
+
+    def run(self, context: RunContext, rows: Rows) -> Rows:
+        assert context.output_dir is not None
+        (context.output_dir / "result.json").mkdir()
+        return []
+
+
+def test_a_result_json_that_cannot_be_written_leaves_the_run_succeeded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(at("2026-05-15 10:29"))
+    pipeline = Pipeline("blocked", [[_TakesResultJson("take")]])
+    scheduler = schedule_pipeline(pipeline, "30 10 * * *", clock=clock, logs_dir=tmp_path)
+    scheduler.start()
+    [tick] = clock.advance(timedelta(minutes=1))
+    scheduler.stop()
+    assert tick.action is TickAction.STARTED
+    assert tick.result is not None and tick.result.status is RunStatus.SUCCEEDED
+    assert f"run {tick.run_id} succeeded, but its result.json in" in caplog.text

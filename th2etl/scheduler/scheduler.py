@@ -568,8 +568,7 @@ class CronScheduler(Loop):
             if run_dir is not None:
                 if handler is not None:
                     note(handler, result.summary())
-                summary = json.dumps(result.to_dict(), indent=2, default=str)
-                (run_dir / "result.json").write_text(summary + "\n", encoding="utf-8")
+                self._write_result(run_dir, result)
             return result
         except Exception as exc:
             logger.exception("scheduler %r could not run its pipeline for %s", self.name, scheduled)
@@ -583,6 +582,22 @@ class CronScheduler(Loop):
                 handler.close()
             with self._lock:
                 self._running.pop(run_id, None)
+
+    def _write_result(self, run_dir: Path, result: RunResult) -> None:
+        # The run is over and recorded: a result.json that cannot be written must not turn it
+        # into a run that "could not start".
+        summary = json.dumps(result.to_dict(), indent=2, default=str)
+        try:
+            (run_dir / "result.json").write_text(summary + "\n", encoding="utf-8")
+        except OSError as exc:
+            logger.warning(
+                "scheduler %r: run %s %s, but its result.json in %s could not be written: %s",
+                self.name,
+                result.run_id,
+                result.status.value,
+                run_dir,
+                exc,
+            )
 
     def _build_pipeline(self) -> Pipeline:
         assert self._build is not None
