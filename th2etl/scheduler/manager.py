@@ -140,12 +140,8 @@ class SchedulerManager(Loop):
 
     def remove(self, name: str) -> CronScheduler:
         """Stop scheduling ``name``; its running pipelines finish (and are awaited on stop)."""
-        try:
-            scheduler = self._schedulers.pop(name)
-        except KeyError:
-            raise NotFoundError(
-                f"this manager has no scheduler {name!r}; it has: {', '.join(self) or 'none'}"
-            ) from None
+        scheduler = self[name]
+        del self._schedulers[name]
         if scheduler._owes():
             self._retired.append(scheduler)
         return scheduler
