@@ -23,6 +23,12 @@ _BLOC_RUN = (
     "run_id, bloc_name, bloc_type, stage, status, attempts, rows_in, rows_out, duration, "
     "started_at, finished_at, error_type, error_message, error_traceback"
 )
+_RECORD_BLOC_RUN = (
+    f"INSERT INTO {{bloc_runs}} ({_BLOC_RUN}, position) "
+    f"VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT (run_id, bloc_name) DO UPDATE "
+    f"SET {', '.join(f'{c} = excluded.{c}' for c in _BLOC_RUN.split(', ')[2:])}, "
+    "position = excluded.position"
+)
 _INSTANCE = "instance_id, started_at, last_seen, hostname, pid, info"
 _TICK = (
     "INSERT INTO {runs} AS r (run_id, pipeline_name, status, started_at, finished_at, "
@@ -151,12 +157,8 @@ class Runs(SqlCore):
         return self._run_record(row)
 
     def record_bloc_run(self, run_id: str, result: BlocResult, position: int = 0) -> None:
-        columns = _BLOC_RUN.split(", ")[2:]
         self._run(
-            f"INSERT INTO {{bloc_runs}} ({_BLOC_RUN}, position) "
-            f"VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT (run_id, bloc_name) DO UPDATE "
-            f"SET {', '.join(f'{c} = excluded.{c}' for c in columns)}, "
-            "position = excluded.position",
+            _RECORD_BLOC_RUN,
             (
                 run_id,
                 result.name,
