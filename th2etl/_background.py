@@ -174,6 +174,7 @@ def start_background(
         READY_FILE_VARIABLE: str(ready_file),
     }
     with open(log_file, "ab") as log, open(os.devnull, "rb") as devnull:
+        start_offset = log.tell()  # the log of earlier starts is not this start's story
         log.write(f"--- {datetime.now(UTC).isoformat()} starting: {' '.join(command)}\n".encode())
         log.flush()
         process = subprocess.Popen(
@@ -217,16 +218,18 @@ def start_background(
         return info, ready_file.exists()
     with contextlib.suppress(OSError):
         pid_file.unlink()
-    tail = _tail(log_file)
+    tail = _tail(log_file, start_offset)
     raise Th2etlError(
         f"the background service exited while starting, with status {code}; its log "
         f"{log_file} ends with:\n{tail}"
     )
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _tail(path: Path, offset: int = 0, lines: int = 15) -> str:
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
     except OSError:
         return "(log unreadable)"
     return "\n".join(text.splitlines()[-lines:])

@@ -46,6 +46,10 @@ TH2ETL_API_KEY makes the API require 'Authorization: Bearer <key>'.
 """
 
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -295,7 +299,14 @@ def _run(args: argparse.Namespace) -> int:
         configure_logging({**os.environ, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")})
         settings = get_settings()
         with DatabaseStorage.from_settings(settings) as storage:
-            pipeline = storage.build_pipeline(args.pipeline)
+            try:
+                pipeline = storage.build_pipeline(args.pipeline)
+            except NotFoundError:
+                names = [record.name for record in storage.list_pipelines()]
+                if args.pipeline in names:
+                    raise  # the pipeline exists; something it needs does not
+                message = _unknown_pipeline(args.pipeline, names, storage.describe())
+                raise NotFoundError(message) from None
             variables = dict(args.var)
             recorder = storage.recorder()
             token = CancelToken()
@@ -328,6 +339,19 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     print(f"run id: {outcome[0].run_id}")
     return 0 if outcome[0].succeeded else 1
+
+
+def _unknown_pipeline(name: str, names: list[str], where: str) -> str:
+    if not names:
+        return (
+            f"pipeline {name!r} does not exist: no pipeline is stored in {where} yet; create one "
+            "(storage.create_pipeline in Python, or POST /pipelines), or check DATABASE_URL"
+        )
+    shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    return (
+        f"pipeline {name!r} does not exist in {where}; the stored pipelines are: {shown} "
+        "(or check DATABASE_URL)"
+    )
 
 
 # -- th2etl demo ------------------------------------------------------------------------------
@@ -393,11 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--serve-api", action="store_true", help="also serve the REST API (and its /docs)"
     )
+    # None until given, so that main() can refuse --host/--port without --serve-api.
+    parser.add_argument("--host", help=f"address the API listens on (default {DEFAULT_HOST})")
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address the API listens on (default 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--port", type=_port, default=8000, help="port the API listens on (default 8000)"
+        "--port", type=_port, help=f"port the API listens on (default {DEFAULT_PORT})"
     )
     parser.add_argument(
         "--insecure-no-auth",
@@ -484,6 +507,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{', '.join(given)} start the service and cannot be combined with "
                 f"'th2etl {args.command}'; run 'th2etl {' '.join(given)}' on its own"
             )
+    if not args.serve_api:
+        api_only = {f"--{o}": f" {getattr(args, o)}" for o in ("host", "port") if getattr(args, o)}
+        api_only.update({"--insecure-no-auth": ""} if args.insecure_no_auth else {})
+        if api_only:
+            example = "".join(f" {option}{value}" for option, value in api_only.items())
+            parser.error(
+                f"{', '.join(api_only)} {'apply' if len(api_only) > 1 else 'applies'} only to "
+                f"the REST API, which runs with --serve-api: 'th2etl --serve-api{example}'"
+            )
+    args.host = args.host if args.host is not None else DEFAULT_HOST
+    args.port = args.port if args.port is not None else DEFAULT_PORT
     code: int = args.handler(args)
     return code
 

@@ -72,6 +72,16 @@ def test_version_and_help_list_every_command_with_an_example(tmp_path: Path) -> 
         (["--env", "=prod"], r"argument --env: '=prod' has an empty name before '='"),
         (["run", "daily", "--var", "day"], r"argument --var: 'day' has no '='; write --var"),
         (["--background", "status"], r"--background start the service and cannot be combined"),
+        (
+            ["--port", "8001"],
+            r"--port applies only to the REST API, which runs with --serve-api: "
+            r"'th2etl --serve-api --port 8001'",
+        ),
+        (
+            ["--background", "--host", "0.0.0.0", "--insecure-no-auth"],
+            r"--host, --insecure-no-auth apply only to the REST API, which runs with --serve-api",
+        ),
+        (["--port", "8001", "run", "daily"], r"--port applies only to the REST API"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -231,10 +241,13 @@ def test_background_service_that_dies_while_starting_is_reported_with_its_log(
     # The SQLite file cannot be created (its folder is a file): only the service finds out.
     (tmp_path / "not_a_folder").write_text("")
     env = _env(tmp_path, TH2ETL_SQLITE_PATH=str(tmp_path / "not_a_folder" / "th2etl.db"))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "th2etl-service.log").write_text("a line of an earlier start\n")
     result = th2etl(tmp_path, "--background", env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "the background service exited while starting, with status 1" in result.stderr
     assert "not_a_folder" in result.stderr
+    assert "an earlier start" not in result.stderr  # only this start's part of the log
     assert not (tmp_path / "state" / "th2etl.pid").exists()
 
 
@@ -320,7 +333,15 @@ def test_run_exits_non_zero_on_failure_and_on_unknown_pipeline(tmp_path: Path) -
 
     unknown = th2etl(tmp_path, "run", "nope")
     assert unknown.returncode == 1
-    assert "th2etl: error:" in unknown.stderr and "'nope'" in unknown.stderr
+    assert (
+        f"th2etl: error: pipeline 'nope' does not exist in SQLite database at "
+        f"{tmp_path / 'th2etl.db'}; the stored pipelines are: sales (or check DATABASE_URL)"
+    ) in unknown.stderr
+
+    empty = th2etl(tmp_path, "run", "sales", env=_env(tmp_path, TH2ETL_SQLITE_PATH="empty.db"))
+    assert empty.returncode == 1
+    assert "no pipeline is stored in SQLite database at" in empty.stderr
+    assert "create one (storage.create_pipeline in Python, or POST /pipelines)" in empty.stderr
 
 
 def test_background_scheduler_starts_reports_status_and_stops(
