@@ -125,6 +125,14 @@ def test_client_defaults_come_from_the_environment(clean_env: pytest.MonkeyPatch
         Th2etlClient(base_url="ftp://x")
 
 
+def test_a_base_url_with_credentials_is_refused_without_showing_them() -> None:
+    with pytest.raises(
+        Th2etlError, match=r"base_url 'http://\*\*\*@127.0.0.1:8000' holds a user name or"
+    ) as exc:
+        Th2etlClient(base_url="http://bob:s3cret@127.0.0.1:8000")
+    assert "s3cret" not in str(exc.value) and "pass api_key=" in str(exc.value)
+
+
 def test_unreachable_service_raises_with_no_status() -> None:
     client = Th2etlClient(base_url=f"http://127.0.0.1:{free_port()}", timeout=5)
     with pytest.raises(

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from th2etl._urls import mask_url
 from th2etl.exceptions import Th2etlError
 from th2etl.types import JSON
 
@@ -70,8 +71,15 @@ class Th2etlClient:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise Th2etlError(
-                f"Th2etlClient: base_url {url!r} is not an http(s) URL; use e.g. "
+                f"Th2etlClient: base_url {mask_url(url)!r} is not an http(s) URL; use e.g. "
                 f"{DEFAULT_API_URL!r} or set TH2ETL_API_URL"
+            )
+        if "@" in parts.netloc:
+            # urllib would send no credentials from it, only show them in its errors.
+            raise Th2etlError(
+                f"Th2etlClient: base_url {mask_url(url)!r} holds a user name or password; the "
+                "th2etl API takes a key instead: drop them from the URL and pass api_key=... "
+                "(or set TH2ETL_API_KEY)"
             )
         self.base_url = url.rstrip("/")
         key = api_key if api_key is not None else os.environ.get("TH2ETL_API_KEY", "")
