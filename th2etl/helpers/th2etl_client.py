@@ -26,12 +26,13 @@ from typing import Any
 
 from th2etl._urls import mask_url
 from th2etl.exceptions import Th2etlError
+from th2etl.pipelines.result import RunStatus
 from th2etl.types import JSON
 
 __all__ = ["DEFAULT_API_URL", "Th2etlApiError", "Th2etlClient"]
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-_FINISHED = frozenset({"succeeded", "failed", "cancelled", "skipped", "abandoned"})
+_FINISHED = frozenset(status.value for status in RunStatus if status.finished)
 
 
 class Th2etlApiError(Th2etlError):
