@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import subprocess_env
-from tests.readme import README, code_blocks, run_snippet
+from tests.readme import README, code_blocks, run_snippet, section
 
 
 def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
@@ -20,14 +22,20 @@ def test_the_readme_opens_with_the_demo_and_the_test_command() -> None:
 
 def test_design_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "sales.csv").write_text("day,units\n2026-11-24,3\n2026-11-25,4\n")
-    (tmp_path / "2026-11-25.csv").write_text("a\n1\n")
+    # The files the README tells a newcomer to make, made as it says.
+    (make_sales,) = code_blocks("A pipeline in Python", "bash")
+    subprocess.run(["bash", "-c", make_sales], cwd=tmp_path, check=True)
+    assert "`cp sales.csv 2026-11-25.csv`" in section("Config values that stay out of the database")
+    shutil.copy(tmp_path / "sales.csv", tmp_path / "2026-11-25.csv")
     first, second = code_blocks("Design")
     result = run_snippet(first, tmp_path, "pipeline")["result"]
     assert result.succeeded  # type: ignore[attr-defined]
     assert (tmp_path / "doubled.csv").read_text() == "day,units\n2026-11-24,6\n2026-11-25,8\n"
     namespace = run_snippet(second, tmp_path, "references")
-    assert namespace["result"].outputs["load"] == [{"a": "1"}]  # type: ignore[attr-defined]
+    assert namespace["result"].outputs["load"] == [  # type: ignore[attr-defined]
+        {"day": "2026-11-24", "units": "3"},
+        {"day": "2026-11-25", "units": "4"},
+    ]
 
 
 def test_custom_bloc_snippet_registers_a_working_type(tmp_path: Path) -> None:
