@@ -155,6 +155,21 @@ def test_malformed_url_error_hides_the_password() -> None:
     assert "s3cr3t" not in str(caught.value)
 
 
+def test_a_password_given_as_a_url_parameter_is_hidden_too() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        get_settings({"DATABASE_URL": f"postgresql://u@h:99999/d?password={SECRET[:6]}"})
+    assert "s3cr3t" not in str(caught.value)
+    assert "postgresql://u@h:99999/d?password=***" in str(caught.value)
+
+
+def test_an_unparsable_url_is_a_configuration_error() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"DATABASE_URL '\*\*\*' is not a valid URL \(Invalid IPv6 URL\)"
+    ) as caught:
+        get_settings({"DATABASE_URL": f"postgresql://u:{SECRET[:6]}@[::1/d"})
+    assert "s3cr3t" not in str(caught.value)
+
+
 def test_postgres_conninfo_on_sqlite_says_how_to_configure_postgres(tmp_path: Path) -> None:
     settings = Settings(sqlite_path=tmp_path / "t.db")
     with pytest.raises(

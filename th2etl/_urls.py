@@ -53,11 +53,16 @@ def is_secret_name(name: str) -> bool:
     return any(word in _SECRET_WORDS for word in _WORD_SPLIT.split(lowered))
 
 
-def mask_url(url: str) -> str:
+def mask_url(url: str, *, keep_user: bool = False) -> str:
     """``url`` with its user info and the values of credential query parameters masked.
+
+    ``keep_user`` masks only the password of the user info: for database URLs, whose user
+    name is no secret (in a web API's URL a lone user name is often a token).
 
     >>> mask_url("https://bob:s3cret@api.example.com/v1?page=2&access_token=abc")
     'https://***@api.example.com/v1?page=2&access_token=***'
+    >>> mask_url("postgresql://bob:s3cret@db/etl?password=s3cret", keep_user=True)
+    'postgresql://bob:***@db/etl?password=***'
     """
     try:
         parts = urlsplit(url)
@@ -65,7 +70,10 @@ def mask_url(url: str) -> str:
         return MASK  # not even a URL: show nothing rather than a credential
     netloc = parts.netloc
     if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        shown = (f"{user}:{MASK}" if colon else user) if keep_user else MASK
+        netloc = f"{shown}@{host}"
     query = "&".join(_mask_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 

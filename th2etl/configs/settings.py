@@ -152,18 +152,22 @@ def describe_url(url: str) -> str:
 
 
 def mask_password(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
+    """``url`` with its password (in the user info or a ``password=`` parameter) replaced by
+    ``***``, fit for messages."""
+    from th2etl._urls import mask_url
+
+    return mask_url(url, keep_user=True)
 
 
 def _check_url(url: str) -> str:
     shown = mask_password(url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an IPv6 host without its closing bracket
+        raise ConfigurationError(
+            f"DATABASE_URL {shown!r} is not a valid URL ({exc}); write it as "
+            "postgresql://user:password@host:5432/dbname (an IPv6 host in brackets: [::1])"
+        ) from None
     if parts.scheme not in _URL_SCHEMES:
         raise ConfigurationError(
             f"DATABASE_URL {shown!r} is not a PostgreSQL URL; write it as "
