@@ -72,6 +72,15 @@ def test_non_bloc_objects_are_refused() -> None:
         Pipeline("daily", [[object()]])  # type: ignore[list-item]
 
 
+def test_bloc_names_are_refused_with_how_to_build_from_names() -> None:
+    with pytest.raises(
+        ValidationError,
+        match=r"pipeline 'daily', stage 2: 'b' is a name, not a bloc; give blocs made with "
+        r"create_bloc\(...\), or build from names with Pipeline.from_names\(name, stages, blocs\)",
+    ):
+        Pipeline("daily", [[t("a")], ["b"]])  # type: ignore[list-item]
+
+
 def test_from_names_needs_every_bloc() -> None:
     with pytest.raises(
         ValidationError, match=r"pipeline 'daily' names bloc 'ghost', which does not exist"

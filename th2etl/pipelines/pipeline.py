@@ -124,6 +124,15 @@ class Pipeline:
             if isinstance(bloc, Bloc)
         }
         validate_stage_names(name, shape, sources)
+        for number, stage in enumerate(stages, start=1):
+            for bloc in stage:
+                if not isinstance(bloc, Bloc):
+                    # A bloc name is valid in a stored definition, not here.
+                    raise ValidationError(
+                        f"pipeline {name!r}, stage {number}: {bloc!r} is a name, not a bloc; "
+                        "give blocs made with create_bloc(...), or build from names with "
+                        "Pipeline.from_names(name, stages, blocs) or storage.build_pipeline(name)"
+                    )
         self.stages: list[list[Bloc]] = [list(stage) for stage in stages]
         self.blocs: dict[str, Bloc] = {bloc.name: bloc for stage in self.stages for bloc in stage}
 
