@@ -391,6 +391,12 @@ def test_api_key_is_required_everywhere_but_health(storage: Any) -> None:
         assert "the API key is wrong" in wrong.json()["detail"]
         basic = client.get("/blocs", headers={"Authorization": "Basic czNjcmV0LWtleQ=="})
         assert basic.status_code == 401
+        bare = client.get("/blocs", headers={"Authorization": "s3cret-key"})
+        assert bare.status_code == 401
+        assert bare.json()["detail"] == (
+            "the Authorization header does not start with 'Bearer '; send the header "
+            "'Authorization: Bearer <key>' with the service's TH2ETL_API_KEY"
+        )
         ok = client.get("/blocs", headers={"Authorization": "Bearer s3cret-key"})
         assert ok.status_code == 200
         created = client.post(

@@ -116,7 +116,12 @@ async def require_api_key(
         return
     given = credentials.credentials if credentials is not None else ""
     if not hmac.compare_digest(given.encode(), key.encode()):
-        reason = "no API key was sent" if credentials is None else "the API key is wrong"
+        if credentials is not None:
+            reason = "the API key is wrong"
+        elif request.headers.get("Authorization"):
+            reason = "the Authorization header does not start with 'Bearer '"
+        else:
+            reason = "no API key was sent"
         raise HTTPException(
             status_code=401,
             detail=f"{reason}; send the header 'Authorization: Bearer <key>' with the "
