@@ -365,3 +365,16 @@ def test_background_scheduler_starts_reports_status_and_stops(
     log = (tmp_path / "state" / "th2etl-service.log").read_text()
     assert "scheduler started on SQLite database at" in log
     assert "received SIGTERM" in log
+
+
+def test_a_state_folder_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    from th2etl._background import start_background
+    from th2etl.exceptions import ConfigurationError
+
+    (tmp_path / "a-file").write_text("")
+    folder = tmp_path / "a-file" / "state"
+    with pytest.raises(
+        ConfigurationError,
+        match=rf"cannot create the state folder {folder}: .*; choose another with --state-dir",
+    ):
+        start_background(["true"], folder, {})

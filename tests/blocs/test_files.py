@@ -88,6 +88,15 @@ def test_an_undecodable_file_names_the_line_and_encoding(tmp_path: Path) -> None
         load(path)
 
 
+def test_an_unknown_encoding_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("a\n1\n")
+    with pytest.raises(
+        BlocError, match=r"bloc 'load' \(csv_loader\): unknown encoding 'utf-9'; use e.g. 'utf-8'"
+    ):
+        load(path, encoding="utf-9")
+
+
 def test_a_value_that_does_not_parse_names_row_and_column(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     lines = ["id,amount"] + [f"{i},{i}.5" for i in range(1, 17)] + ["17,abc"]

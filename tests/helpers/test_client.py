@@ -182,6 +182,8 @@ def test_a_timeout_raises_http_connection_error() -> None:
 def test_a_bad_base_url_is_refused() -> None:
     with pytest.raises(ValueError, match=r"base_url must be an http:// or https:// URL, got 'ftp"):
         HttpClient("ftp://files.example.com")
+    with pytest.raises(ValueError, match=r"HttpClient: retries must be 0 or more, got -1"):
+        HttpClient("https://api.example.com", retries=-1)
 
 
 def test_without_requests_the_import_error_names_the_extra(

@@ -387,6 +387,8 @@ def test_refusals_change_nothing() -> None:
         )
     with pytest.raises(ValidationError, match="SchedulerManager takes CronScheduler objects"):
         SchedulerManager(["x"])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match="heartbeat_interval must be more than 0 seconds"):
+        SchedulerManager(heartbeat_interval=0)
     manager = SchedulerManager([CronScheduler(noop_pipeline(), "* * * * *")])
     with pytest.raises(NotFoundError, match="this manager has no scheduler 'nope'; it has: noop"):
         manager.remove("nope")
