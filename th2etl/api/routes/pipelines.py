@@ -38,9 +38,9 @@ def run_pipeline(name: str, request: Request, body: RunRequest | None = None) ->
 @router.get("/{name}/graph", summary="The pipeline as a Mermaid flowchart")
 def pipeline_graph(name: str, request: Request) -> Response:
     """``graph TD``: one subgraph per stage, an arrow for each flow of rows."""
-    storage = state_of(request).storage
-    record = storage.get_pipeline(name)
-    sources = {bloc.name: bloc.source_blocs for bloc in storage.get_pipeline_blocs(name)}
+    # One read: the pipeline and its blocs from the same transaction.
+    record, blocs = state_of(request).storage.get_pipeline_definition(name)
+    sources = {bloc.name: bloc.source_blocs for bloc in blocs}
     return json_response(
         {
             "pipeline": record.name,
