@@ -113,6 +113,33 @@ def test_demo_still_runs(tmp_path: Path) -> None:
     assert list((tmp_path / "out").iterdir())
 
 
+def test_demo_leaves_a_users_definitions_under_its_names_alone(tmp_path: Path) -> None:
+    from th2etl.storage import DatabaseStorage
+
+    # The Quickstart's definitions use the demo's names, with a PostgreSQL exporter.
+    with DatabaseStorage(tmp_path / "th2etl.db") as storage:
+        storage.create_bloc("example_loader", "csv_loader", config={"file_path": "data.csv"})
+        storage.create_bloc(
+            "example_exporter",
+            "postgres_exporter",
+            config={"table_name": "processed_data", "source_bloc": "transformer_a"},
+        )
+        revision = storage.revision()
+    result = th2etl(tmp_path, "demo", "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"th2etl: error: SQLite database at {tmp_path / 'th2etl.db'} already holds definitions "
+        "of its own under the demo's names (bloc 'example_loader' has the config "
+        "{'file_path': 'data.csv'}); the demo leaves them as they are. Run that pipeline with "
+        "'th2etl run example_pipeline', or the demo on a SQLite file of its own"
+    ) in result.stderr
+    with DatabaseStorage(tmp_path / "th2etl.db") as storage:
+        assert storage.revision() == revision
+        assert storage.get_bloc("example_exporter").bloc_type == "postgres_exporter"
+        assert storage.list_pipelines() == []
+        assert storage.list_runs() == []
+
+
 def test_status_and_stop_without_a_service(tmp_path: Path) -> None:
     status = th2etl(tmp_path, "status")
     assert status.returncode == 3
