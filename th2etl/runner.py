@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,17 +90,18 @@ def _version() -> str:
 # -- the service: scheduler, optionally with the API ------------------------------------------
 
 
-def _check_service_config(args: argparse.Namespace) -> None:
-    """Everything that can be refused before the service starts (also before detaching)."""
+def _check_service_config(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """Everything that can be refused before the service starts with ``environ`` (also
+    before detaching)."""
     from th2etl.configs.logging import parse_logging_config
     from th2etl.configs.settings import get_settings
 
-    parse_logging_config()
-    get_settings()
+    parse_logging_config(environ)
+    get_settings(environ)
     if args.serve_api:
         from th2etl.api.server import bind_socket, check_bind
 
-        check_bind(args.host, os.environ.get("TH2ETL_API_KEY"), args.insecure_no_auth)
+        check_bind(args.host, environ.get("TH2ETL_API_KEY"), args.insecure_no_auth)
         bind_socket(args.host, args.port).close()  # the port is free (a clear error if not)
 
 
@@ -113,7 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
             return _start_background(args)
         if args.env:
             os.environ.update(dict(args.env))
-        _check_service_config(args)
+        _check_service_config(args, os.environ)
         configure_logging()
     except Th2etlError as exc:
         print(f"th2etl: error: {exc}", file=sys.stderr)
@@ -175,13 +176,7 @@ def _start_background(args: argparse.Namespace) -> int:
 
     # Refuse bad settings here, where the user sees the message, not in a detached log.
     extra_env = dict(args.env)
-    saved = dict(os.environ)
-    try:
-        os.environ.update(extra_env)
-        _check_service_config(args)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    _check_service_config(args, {**os.environ, **extra_env})
     command = python_command()
     if args.serve_api:
         command += ["--serve-api", "--host", args.host, "--port", str(args.port)]

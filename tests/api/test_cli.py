@@ -405,3 +405,12 @@ def test_a_state_folder_that_cannot_be_created_is_named(tmp_path: Path) -> None:
         match=rf"cannot create the state folder {folder}: .*; choose another with --state-dir",
     ):
         start_background(["true"], folder, {})
+
+
+def test_background_refuses_a_bad_env_value_before_detaching(tmp_path: Path) -> None:
+    refused = th2etl(tmp_path, "--background", "--env", "LOG_LEVEL=LOUD")
+    assert refused.returncode == 2
+    assert "th2etl: error: LOG_LEVEL: 'LOUD' is not a log level; use one of DEBUG" in (
+        refused.stderr
+    )
+    assert not (tmp_path / "state" / "th2etl.pid").exists()
