@@ -234,7 +234,7 @@ class SchedulerManager(Loop):
         assert self.storage is not None
         schedulers = [*self._schedulers.values(), *self._retired]
         for scheduler in schedulers:
-            scheduler._retry_lost_finishes(now)
+            scheduler._retry_lost_finishes()
         # Read what runs here before the database: a run that starts in between cannot exist
         # (ticks run in this thread), one that ends in between is still in ``known``.
         known: set[str] = set().union(*(s._known_runs() for s in schedulers))

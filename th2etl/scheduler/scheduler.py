@@ -340,7 +340,7 @@ class CronScheduler(Loop):
             return []
         if self._retry_at is not None and now < self._retry_at:
             return []
-        self._retry_lost_finishes(now)
+        self._retry_lost_finishes()
         due, dropped = self._due(now)
         if dropped:
             logger.warning(
@@ -640,7 +640,7 @@ class CronScheduler(Loop):
         with self._lock:
             self._lost_finishes.append(finish)
 
-    def _retry_lost_finishes(self, now: datetime) -> None:
+    def _retry_lost_finishes(self) -> None:
         """Record final statuses the database missed while it was away (no run stays
         ``running`` forever because of an outage). The manager calls this at every heartbeat,
         the scheduler before its ticks."""
