@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import socket
 import sqlite3
 import threading
 import uuid
@@ -271,6 +274,34 @@ def test_reconnects_after_its_connection_is_killed(
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     storage.check_connection()
     assert storage._conn.info.backend_pid != pid  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_right_after_it_opened_is_database_unavailable(postgres: Any) -> None:
+    """The server goes away between the connection's handshake and its first statement."""
+    from tests.tcp_proxy import TcpProxy
+
+    class CutAtFirstStatement(TcpProxy):
+        def relay(self, client: socket.socket, upstream: socket.socket) -> list[Any]:
+            def forward() -> None:
+                with contextlib.suppress(OSError):
+                    while (data := client.recv(65536)) and b"SET TIME ZONE" not in data:
+                        upstream.sendall(data)
+                for sock in (client, upstream):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+            return [forward, functools.partial(self.pump, upstream, client)]
+
+    with CutAtFirstStatement(postgres.host, postgres.port) as proxy:
+        url = f"postgresql://{postgres.user}@127.0.0.1:{proxy.port}/{postgres.dbname}"
+        with pytest.raises(
+            DatabaseUnavailableError,
+            match=rf"cannot connect to PostgreSQL database '{postgres.dbname}' on "
+            rf"127\.0\.0\.1:{proxy.port}, schema 'public' \(timeout 5s\): .*; check that the "
+            "server runs",
+        ):
+            PostgresStorage(url)
 
 
 @pytest.mark.postgres

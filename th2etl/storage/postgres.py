@@ -78,14 +78,18 @@ class PostgresStorage(DatabaseStorage):
                 keepalives_interval=10,
                 keepalives_count=3,
             )
+            try:
+                # Timestamps come back in UTC whatever the server's or role's default.
+                conn.execute("SET TIME ZONE 'UTC'")
+            except BaseException:
+                conn.close()
+                raise
         except psycopg.Error as exc:
             raise DatabaseUnavailableError(
                 f"cannot connect to {self._where} (timeout {self._connect_timeout}s): "
                 f"{self._scrub(exc)}; check that the server runs and that DATABASE_HOST, "
                 "DATABASE_PORT, DATABASE_NAME and DATABASE_USER (or DATABASE_URL) are right"
             ) from None
-        # Timestamps come back in UTC whatever the server's or role's default.
-        conn.execute("SET TIME ZONE 'UTC'")
         return conn
 
     def _compile_template(self, conn: Any, template: str) -> Any:
