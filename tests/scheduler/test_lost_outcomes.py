@@ -7,15 +7,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from tests.tcp_proxy import TcpProxy
 from th2etl.clock import FakeClock
@@ -115,13 +112,8 @@ def stored_bloc_types() -> Iterator[None]:
 
 
 @pytest.fixture
-def schema(postgres: Any) -> Iterator[str]:
-    name = f"lost_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield name
-    with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+def schema(pg_schema: str) -> str:
+    return pg_schema
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from tests.tcp_proxy import TcpProxy
 from th2etl.blocs import register_bloc
@@ -57,14 +55,9 @@ def stored_bloc_types() -> Iterator[None]:
 
 
 @pytest.fixture
-def schema(postgres: Any) -> Iterator[str]:
+def schema(pg_schema: str) -> str:
     """A schema of this test's own (the storage migrates it on open), dropped afterwards."""
-    name = f"sched_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    yield name
-    with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    return pg_schema
 
 
 @pytest.fixture
