@@ -179,6 +179,22 @@ def test_sqlite_in_a_missing_folder(tmp_path: Path) -> None:
         SQLiteStorage(path)
 
 
+def test_sqlite_path_that_is_a_folder_or_under_a_file(tmp_path: Path) -> None:
+    with pytest.raises(
+        DatabaseUnavailableError,
+        match=rf"cannot open the SQLite database at {tmp_path}: it is a folder; set "
+        rf"TH2ETL_SQLITE_PATH to a file, e.g. {tmp_path / 'th2etl.db'}",
+    ):
+        SQLiteStorage(tmp_path)
+    (tmp_path / "notes").write_text("")
+    with pytest.raises(
+        DatabaseUnavailableError,
+        match=rf"at {tmp_path / 'notes' / 'th2etl.db'}: {tmp_path / 'notes'} is a file, not a "
+        "folder; set TH2ETL_SQLITE_PATH to a file in an existing folder",
+    ):
+        SQLiteStorage(tmp_path / "notes" / "th2etl.db")
+
+
 def test_sqlite_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("not a database, just some text " * 100)

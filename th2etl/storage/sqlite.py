@@ -63,11 +63,20 @@ class SQLiteStorage(DatabaseStorage):
                 f"JSON functions); this Python uses SQLite {sqlite3.sqlite_version}. Use a newer "
                 "Python build, or PostgreSQL (set DATABASE_URL)"
             )
-        if not self.path.parent.is_dir():
+        if self.path.is_dir():
             raise DatabaseUnavailableError(
-                f"cannot open the SQLite database at {self.path}: folder {self.path.parent} "
-                "does not exist; create it, or set TH2ETL_SQLITE_PATH to a file in an "
-                "existing folder"
+                f"cannot open the SQLite database at {self.path}: it is a folder; set "
+                f"TH2ETL_SQLITE_PATH to a file, e.g. {self.path / 'th2etl.db'}"
+            )
+        if not self.path.parent.is_dir():
+            problem = (
+                f"{self.path.parent} is a file, not a folder;"
+                if self.path.parent.exists()
+                else f"folder {self.path.parent} does not exist; create it, or"
+            )
+            raise DatabaseUnavailableError(
+                f"cannot open the SQLite database at {self.path}: {problem} set "
+                "TH2ETL_SQLITE_PATH to a file in an existing folder"
             )
         try:
             # isolation_level=None: the driver opens no transactions of its own; ours are
