@@ -23,10 +23,13 @@ def test_builtin_types_are_registered() -> None:
 def test_unknown_bloc_type_lists_the_known_ones() -> None:
     with pytest.raises(
         ValidationError,
-        match=r"bloc 'load': unknown bloc_type 'csv_loadr'; known types: .*csv_loader.*"
+        match=r"bloc 'load': unknown bloc_type 'csv_loadr'; did you mean 'csv_loader'\? known "
+        r"types: .*csv_loader.*"
         r"Register new types with @register_bloc or the 'th2etl.blocs' entry point group",
     ):
         create_bloc("load", "csv_loadr", {"file_path": "x.csv"})
+    with pytest.raises(ValidationError, match=r"unknown bloc_type 'zzz'; known types: "):
+        create_bloc("load", "zzz", {})
 
 
 def test_unknown_config_key_is_refused_with_the_allowed_keys() -> None:
@@ -63,6 +66,28 @@ def test_mistyped_config_values_are_refused(config: dict[str, object], message: 
         create_bloc("t", "example_transformer", config)
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"retries": -1}, r"config key 'retries' must be 0 or more, got -1$"),
+        ({"retry_delay": -5}, r"config key 'retry_delay' must be 0 or more seconds, got -5$"),
+        ({"timeout": 0}, r"config key 'timeout' must be more than 0 seconds, got 0$"),
+        ({"timeout": "nan"}, r"config key 'timeout' must be more than 0 seconds, got nan$"),
+    ],
+)
+def test_common_settings_out_of_range_are_refused(config: dict[str, object], message: str) -> None:
+    # A negative retries once shrank the engine's thread pool to no thread at all.
+    with pytest.raises(ValidationError, match=message):
+        create_bloc("t", "example_transformer", config)
+
+
+def test_a_reference_out_of_range_is_refused_when_resolved() -> None:
+    bloc = create_bloc("t", "example_transformer", {"retries": "${var:retries}"})
+    with pytest.raises(ValidationError, match=r"config key 'retries' must be 0 or more, got -2"):
+        bloc.resolved({"retries": -2})
+    assert bloc.resolved({"retries": 2}).retries == 2
+
+
 def test_config_must_be_a_mapping() -> None:
     with pytest.raises(ValidationError, match=r"config must be an object \(dict\), got list"):
         create_bloc("t", "example_transformer", [1])  # type: ignore[arg-type]
@@ -93,6 +118,8 @@ def test_schema_describes_every_key() -> None:
     assert fields["file_path"]["required"] is True
     assert fields["delimiter"]["default"] == ","
     assert fields["types"]["json_type"] == "object"
+    assert fields["retries"]["minimum"] == 0
+    assert fields["timeout"]["exclusive_minimum"] == 0
 
 
 class Upper(LoaderBloc):

@@ -11,6 +11,7 @@ Three ways in:
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import threading
@@ -140,8 +141,10 @@ def get_bloc_class(bloc_type: str, *, bloc_name: str | None = None) -> type[Bloc
         return _registry[bloc_type]
     except (KeyError, TypeError):
         subject = f"bloc {bloc_name!r}: " if bloc_name else ""
+        close = difflib.get_close_matches(str(bloc_type), list(_registry), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValidationError(
-            f"{subject}unknown bloc_type {bloc_type!r}; known types: "
+            f"{subject}unknown bloc_type {bloc_type!r}; {hint}known types: "
             f"{', '.join(sorted(_registry))}. Register new types with @register_bloc or the "
             f"{ENTRY_POINT_GROUP!r} entry point group"
         ) from None
