@@ -78,7 +78,8 @@ class ConfigField:
     """One config key of a bloc type.
 
     ``type`` is one of ``str``, ``int``, ``number``, ``bool``, ``dict``, ``list``,
-    ``str_or_list`` or ``any``. ``choices`` limits the accepted values.
+    ``str_or_list`` or ``any``. ``choices`` limits the accepted values; ``minimum`` (inclusive)
+    and ``exclusive_minimum`` bound a number, ``unit`` names it in the message (``seconds``).
     """
 
     name: str
@@ -87,6 +88,9 @@ class ConfigField:
     default: Any = None
     help: str = ""
     choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    exclusive_minimum: float | None = None
+    unit: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in _FIELD_TYPES:
@@ -105,6 +109,10 @@ class ConfigField:
             schema["default"] = self.default
         if self.choices is not None:
             schema["choices"] = list(self.choices)
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.exclusive_minimum is not None:
+            schema["exclusive_minimum"] = self.exclusive_minimum
         schema["help"] = self.help
         return schema
 
@@ -127,6 +135,18 @@ class ConfigField:
             allowed = ", ".join(repr(choice) for choice in self.choices)
             raise ValidationError(
                 f"{where}: config key {self.name!r} is {value!r}; use one of {allowed}"
+            )
+        unit = f" {self.unit}" if self.unit else ""
+        # Written as "not >=" so that NaN, which compares false with everything, is refused.
+        if self.minimum is not None and not value >= self.minimum:
+            raise ValidationError(
+                f"{where}: config key {self.name!r} must be {self.minimum:g} or more{unit}, "
+                f"got {value!r}"
+            )
+        if self.exclusive_minimum is not None and not value > self.exclusive_minimum:
+            raise ValidationError(
+                f"{where}: config key {self.name!r} must be more than "
+                f"{self.exclusive_minimum:g}{unit}, got {value!r}"
             )
         return value
 
@@ -159,14 +179,22 @@ COMMON_FIELDS: tuple[ConfigField, ...] = (
         help="Bloc (or list of blocs) of an earlier stage whose rows this bloc reads; "
         "default: every bloc of the previous stage",
     ),
-    ConfigField("retries", "int", default=0, help="Attempts after the first one fails"),
+    ConfigField("retries", "int", default=0, help="Attempts after the first one fails", minimum=0),
     ConfigField(
         "retry_delay",
         "number",
         default=1.0,
         help="Seconds before the first retry; doubles for each further retry",
+        minimum=0,
+        unit="seconds",
     ),
-    ConfigField("timeout", "number", help="Seconds one attempt may run before it fails"),
+    ConfigField(
+        "timeout",
+        "number",
+        help="Seconds one attempt may run before it fails",
+        exclusive_minimum=0,
+        unit="seconds",
+    ),
 )
 
 

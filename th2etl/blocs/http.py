@@ -45,12 +45,15 @@ _HTTP_FIELDS = (
         "int",
         default=2,
         help="Further attempts of one request after a refused connection, a timeout, 429 or 5xx",
+        minimum=0,
     ),
     ConfigField(
         "http_backoff",
         "number",
         default=0.5,
         help="Seconds before the first HTTP retry, doubling; a Retry-After header wins (max 30 s)",
+        minimum=0,
+        unit="seconds",
     ),
 )
 
@@ -61,6 +64,8 @@ _REQUEST_TIMEOUT = ConfigField(
     "number",
     default=DEFAULT_TIMEOUT,
     help="Seconds one HTTP request may take (connecting, or waiting for the next bytes)",
+    exclusive_minimum=0,
+    unit="seconds",
 )
 
 
@@ -76,21 +81,6 @@ class _HttpBloc(Bloc):
     def check_config(cls, config: dict[str, Any], where: str) -> None:
         for key in ("url", "base_url"):
             check_http_url(config.get(key), where, key)
-        retries = config.get("http_retries")
-        if isinstance(retries, int) and retries < 0:
-            raise ValidationError(
-                f"{where}: config key 'http_retries' must be 0 or more, got {retries}"
-            )
-        backoff = config.get("http_backoff")
-        if isinstance(backoff, int | float) and backoff < 0:
-            raise ValidationError(
-                f"{where}: config key 'http_backoff' must be 0 or more seconds, got {backoff}"
-            )
-        timeout = config.get("timeout")
-        if isinstance(timeout, int | float) and timeout <= 0:
-            raise ValidationError(
-                f"{where}: config key 'timeout' must be more than 0 seconds, got {timeout}"
-            )
         for name, value in (config.get("headers") or {}).items():
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise ValidationError(
@@ -365,7 +355,11 @@ class RunAdkAgentsBloc(_HttpBloc, TransformerBloc):
             help="The column that receives the reply, for each input row",
         ),
         ConfigField(
-            "max_concurrency", "int", default=4, help="Input rows sent to the agent at once"
+            "max_concurrency",
+            "int",
+            default=4,
+            help="Input rows sent to the agent at once",
+            minimum=1,
         ),
         *_HTTP_FIELDS,
     )
@@ -382,11 +376,6 @@ class RunAdkAgentsBloc(_HttpBloc, TransformerBloc):
         text = config.get("message_text")
         if isinstance(text, str) and "${" not in text:
             _Template.parse(text, where)
-        concurrency = config.get("max_concurrency")
-        if isinstance(concurrency, int) and concurrency < 1:
-            raise ValidationError(
-                f"{where}: config key 'max_concurrency' must be 1 or more, got {concurrency}"
-            )
         if config.get("reply_column") == "":
             raise ValidationError(f"{where}: config key 'reply_column' must not be empty")
 
