@@ -76,14 +76,17 @@ def test_the_console_script_is_the_runner() -> None:
     assert pyproject["project"]["scripts"] == {"th2etl": "th2etl.runner:main"}
 
 
-def test_import_th2etl_leaves_psycopg_until_postgresql_is_used() -> None:
-    # psycopg takes about half of `import th2etl`; SQLite users never need it.
+def test_import_th2etl_leaves_psycopg_and_croniter_until_used() -> None:
+    # psycopg took about half of `import th2etl` (SQLite users never need it), croniter a tenth.
     code = (
         "import sys, th2etl\n"
         "assert 'psycopg' not in sys.modules, 'import th2etl loaded psycopg'\n"
+        "assert 'croniter' not in sys.modules, 'import th2etl loaded croniter'\n"
         "from th2etl.storage import PostgresStorage\n"
         "assert PostgresStorage.backend == 'postgresql'\n"
         "assert 'psycopg' in sys.modules\n"
+        "th2etl.CronTrigger('0 * * * *')\n"
+        "assert 'croniter' in sys.modules\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
