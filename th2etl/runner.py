@@ -184,7 +184,12 @@ def _start_background(args: argparse.Namespace) -> int:
             command.append("--insecure-no-auth")
     directory = state_dir(args.state_dir)
     info, ready = start_background(command, directory, extra_env)
-    what = f"API on http://{args.host}:{args.port} and scheduler" if args.serve_api else "scheduler"
+    if args.serve_api:
+        from th2etl.api.server import api_url
+
+        what = f"API on {api_url(args.host, args.port)} and scheduler"
+    else:
+        what = "scheduler"
     if ready:
         print(f"th2etl {what} started in the background")
     else:

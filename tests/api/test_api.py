@@ -519,6 +519,15 @@ def test_loopback_hosts_need_no_key_and_others_do(caplog: pytest.LogCaptureFixtu
     assert "WITHOUT an API key (--insecure-no-auth)" in caplog.text
 
 
+def test_api_url_brackets_ipv6_addresses() -> None:
+    from th2etl.api.server import api_url
+
+    assert api_url("127.0.0.1", 8000) == "http://127.0.0.1:8000"
+    assert api_url("localhost", 80) == "http://localhost:80"
+    assert api_url("::1", 8080) == "http://[::1]:8080"
+    assert api_url("[::1]", 8080) == "http://[::1]:8080"
+
+
 def test_a_port_in_use_is_a_clear_error() -> None:
     import socket
 

@@ -12,9 +12,17 @@ from typing import Any
 from th2etl._extras import require_extra
 from th2etl.exceptions import ConfigurationError
 
-__all__ = ["bind_socket", "check_bind", "is_loopback", "serve"]
+__all__ = ["api_url", "bind_socket", "check_bind", "is_loopback", "serve"]
 
 logger = logging.getLogger("th2etl.api")
+
+
+def api_url(host: str, port: int) -> str:
+    """The URL of the API on ``host``:``port``; an IPv6 address is bracketed (``[::1]``)."""
+    host = host.strip()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def is_loopback(host: str) -> bool:
@@ -97,7 +105,7 @@ def serve(
         # the console and to api.log under LOG_DIR.
         config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=30)
         server = _server_class(uvicorn, on_ready)(config)
-        logger.info("serving the th2etl API on http://%s:%d (docs at /docs)", host, port)
+        logger.info("serving the th2etl API on %s (docs at /docs)", api_url(host, port))
         server.run(sockets=[sock])
     finally:
         sock.close()
