@@ -32,12 +32,13 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "th2etl.blocs"
 
-# Modules whose import registers th2etl's own bloc types.
+# Modules whose import registers th2etl's own bloc types. A lookup imports them in this order
+# until the type it wants is there, so the costly ones (psycopg) come last.
 _BUILTIN_MODULES = (
     "th2etl.blocs.files",
     "th2etl.blocs.examples",
-    "th2etl.blocs.postgres",
     "th2etl.blocs.http",
+    "th2etl.blocs.postgres",
 )
 
 logger = logging.getLogger(__name__)
@@ -134,20 +135,34 @@ def bloc_types() -> dict[str, type[Bloc]]:
     return dict(sorted(_registry.items()))
 
 
+def _find(bloc_type: str) -> type[Bloc] | None:
+    """The class of ``bloc_type``, importing only the built-in modules needed to find it (a
+    CSV pipeline never loads psycopg); every module and entry point when it is not built in."""
+    if bloc_type in _registry:
+        return _registry[bloc_type]
+    with _load_lock:
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+            if bloc_type in _registry:
+                return _registry[bloc_type]
+    _ensure_loaded()
+    return _registry.get(bloc_type)
+
+
 def get_bloc_class(bloc_type: str, *, bloc_name: str | None = None) -> type[Bloc]:
     """The class registered for ``bloc_type``; the error lists the known types."""
-    _ensure_loaded()
-    try:
-        return _registry[bloc_type]
-    except (KeyError, TypeError):
-        subject = f"bloc {bloc_name!r}: " if bloc_name else ""
-        close = difflib.get_close_matches(str(bloc_type), list(_registry), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValidationError(
-            f"{subject}unknown bloc_type {bloc_type!r}; {hint}known types: "
-            f"{', '.join(sorted(_registry))}. Register new types with @register_bloc or the "
-            f"{ENTRY_POINT_GROUP!r} entry point group"
-        ) from None
+    found = _find(bloc_type) if isinstance(bloc_type, str) else None
+    if found is not None:
+        return found
+    _ensure_loaded()  # the message lists every known type
+    subject = f"bloc {bloc_name!r}: " if bloc_name else ""
+    close = difflib.get_close_matches(str(bloc_type), list(_registry), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValidationError(
+        f"{subject}unknown bloc_type {bloc_type!r}; {hint}known types: "
+        f"{', '.join(sorted(_registry))}. Register new types with @register_bloc or the "
+        f"{ENTRY_POINT_GROUP!r} entry point group"
+    )
 
 
 def create_bloc(
