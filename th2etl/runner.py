@@ -263,10 +263,10 @@ class ProgressPrinter(RunListener):
             print(line, file=self.stream, flush=True)
 
     def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
-        stages = len(pipeline.stages)
+        stages, blocs = len(pipeline.stages), len(pipeline.blocs)
         self._print(
             f"run {context.run_id} of pipeline {pipeline.name!r} started "
-            f"({stages} stage{'s' if stages != 1 else ''}, {len(pipeline.blocs)} blocs)"
+            f"({stages} stage{'s' if stages != 1 else ''}, {blocs} bloc{'s' if blocs != 1 else ''})"
         )
 
     def bloc_started(self, context: RunContext, bloc: Bloc, attempt: int) -> None:

@@ -140,6 +140,19 @@ def test_demo_leaves_a_users_definitions_under_its_names_alone(tmp_path: Path) -
         assert storage.list_runs() == []
 
 
+def test_progress_counts_one_stage_and_one_bloc_in_the_singular(tmp_path: Path) -> None:
+    import io
+
+    from th2etl import Pipeline, create_bloc
+    from th2etl.runner import ProgressPrinter
+
+    out = io.StringIO()
+    Pipeline("one", [[create_bloc("double", "example_transformer")]]).run(
+        listeners=[ProgressPrinter(out)]
+    )
+    assert "of pipeline 'one' started (1 stage, 1 bloc)\n" in out.getvalue()
+
+
 def test_status_and_stop_without_a_service(tmp_path: Path) -> None:
     status = th2etl(tmp_path, "status")
     assert status.returncode == 3

@@ -260,8 +260,10 @@ def test_a_missing_reference_fails_that_bloc_with_its_name(
         "set it (export TH2ETL_TEST_ABSENT=...) before the run"
     )
     assert result.blocs["var_ref"].error_message is not None
-    assert result.blocs["var_ref"].error_message.startswith(
-        "bloc 'var_ref' (test_probe): run variable 'day' was not given (given: other)"
+    assert result.blocs["var_ref"].error_message == (
+        "bloc 'var_ref' (test_probe): run variable 'day' was not given (given: other); pass it "
+        "when the run starts: variables={'day': ...} in Python, --var day=... with th2etl run, "
+        'or {"variables": {"day": ...}} in the API\'s run request'
     )
 
 

@@ -74,6 +74,8 @@ def _lookup(kind: str, name: str, variables: Mapping[str, Any], where: str) -> A
         known = ", ".join(sorted(variables)) or "none"
         raise ValidationError(
             f"{where}: run variable {name!r} was not given (given: {known}); "
-            f"pass it when the run starts, e.g. variables={{{name!r}: ...}}"
+            f"pass it when the run starts: variables={{{name!r}: ...}} in Python, "
+            f'--var {name}=... with th2etl run, or {{"variables": {{"{name}": ...}}}} '
+            "in the API's run request"
         )
     return variables[name]
