@@ -88,13 +88,24 @@ def test_an_undecodable_file_names_the_line_and_encoding(tmp_path: Path) -> None
         load(path)
 
 
-def test_an_unknown_encoding_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "a.csv"
-    path.write_text("a\n1\n")
+@pytest.mark.parametrize("bloc_type", ["csv_loader", "csv_exporter"])
+def test_an_unknown_encoding_is_refused_with_the_config(bloc_type: str) -> None:
     with pytest.raises(
-        BlocError, match=r"bloc 'load' \(csv_loader\): unknown encoding 'utf-9'; use e.g. 'utf-8'"
+        ValidationError,
+        match=rf"bloc 't' \({bloc_type}\): unknown encoding 'utf-9'; use e.g. 'utf-8'",
     ):
-        load(path, encoding="utf-9")
+        create_bloc("t", bloc_type, {"file_path": "a.csv", "encoding": "utf-9"})
+
+
+@pytest.mark.parametrize("bloc_type", ["csv_loader", "csv_exporter"])
+def test_an_unknown_encoding_from_a_variable_is_refused_when_resolved(bloc_type: str) -> None:
+    bloc = create_bloc("t", bloc_type, {"file_path": "a.csv", "encoding": "${var:encoding}"})
+    with pytest.raises(
+        ValidationError,
+        match=rf"bloc 't' \({bloc_type}\): unknown encoding 'utf-9'; use e.g. 'utf-8'",
+    ):
+        bloc.resolved({"encoding": "utf-9"})
+    assert bloc.resolved({"encoding": "latin-1"}).config["encoding"] == "latin-1"
 
 
 def test_a_value_that_does_not_parse_names_row_and_column(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import json
@@ -30,6 +31,19 @@ def _parse_bool(text: str) -> bool:
     if lowered in ("false", "f", "0", "no", "n"):
         return False
     raise ValueError(text)
+
+
+def _check_encoding(config: dict[str, Any], where: str) -> None:
+    # A ${env:...} / ${var:...} reference is checked once resolved, before the bloc runs.
+    encoding = config.get("encoding")
+    if isinstance(encoding, str) and "${" not in encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValidationError(
+                f"{where}: unknown encoding {encoding!r}; use e.g. 'utf-8', 'latin-1' or "
+                "'utf-8-sig'"
+            ) from None
 
 
 def _parse_decimal(text: str) -> Decimal:
@@ -79,6 +93,7 @@ class CsvLoaderBloc(LoaderBloc):
         delimiter = config.get("delimiter", ",")
         if isinstance(delimiter, str) and "${" not in delimiter and len(delimiter) != 1:
             raise ValidationError(f"{where}: delimiter must be one character, got {delimiter!r}")
+        _check_encoding(config, where)
         for column, name in (config.get("types") or {}).items():
             if name not in COLUMN_TYPES:
                 raise ValidationError(
@@ -95,11 +110,6 @@ class CsvLoaderBloc(LoaderBloc):
             raise BlocError(
                 f"bloc {self.name!r} (csv_loader): file {str(path)!r} does not exist "
                 f"(working directory: {os.getcwd()}); check file_path"
-            ) from None
-        except LookupError:
-            raise BlocError(
-                f"bloc {self.name!r} (csv_loader): unknown encoding {encoding!r}; "
-                "use e.g. 'utf-8', 'latin-1' or 'utf-8-sig'"
             ) from None
         with handle:
             return self._read(handle, path)
@@ -185,6 +195,10 @@ class CsvExporterBloc(ExporterBloc):
         ConfigField("delimiter", "str", default=",", help="The delimiter character"),
         ConfigField("encoding", "str", default="utf-8", help="The file's text encoding"),
     )
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], where: str) -> None:
+        _check_encoding(config, where)
 
     def target(self, context: RunContext) -> Path:
         """The file this bloc writes for ``context``."""
