@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,9 @@ class ServiceInfo:
     pid_file: Path
 
 
-class ServiceState:
+class ServiceState(StrEnum):
+    """What a state folder's pid file says, once checked against the live processes."""
+
     RUNNING = "running"
     STOPPED = "stopped"
     STALE = "stale"
@@ -111,7 +114,7 @@ def _alive(pid: int, command: Sequence[str]) -> bool:
     return all(arg in cmdline for arg in wanted)
 
 
-def read_service(directory: Path) -> tuple[str, ServiceInfo | None]:
+def read_service(directory: Path) -> tuple[ServiceState, ServiceInfo | None]:
     """The service's state in ``directory`` (``running``, ``stopped``, ``stale``) and its pid file.
 
     A stale pid file is removed.
