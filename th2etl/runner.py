@@ -211,7 +211,7 @@ def _status(args: argparse.Namespace) -> int:
     state, info = read_service(directory)
     if state == ServiceState.RUNNING and info is not None:
         print(f"th2etl is running in the background: PID {info.pid}, started {info.started_at}")
-        print(f"command: {' '.join(info.command[1:])}")
+        print(f"command: {' '.join(info.command)}")
         print(f"log: {info.log_file}")
         return 0
     if state == ServiceState.STALE:

@@ -397,7 +397,7 @@ def test_background_scheduler_starts_reports_status_and_stops(
     status = th2etl(tmp_path, "status")
     assert status.returncode == 0
     assert f"running in the background: PID {pid}" in status.stdout
-    assert "command: -m th2etl.runner" in status.stdout
+    assert f"command: {sys.executable} -m th2etl.runner\n" in status.stdout
     stopped = th2etl(tmp_path, "stop")
     assert stopped.returncode == 0
     assert f"th2etl stopped (PID {pid})" in stopped.stdout
