@@ -142,9 +142,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _run_scheduler(on_ready: Callable[[], None]) -> None:
     import logging
     import signal
+    import time
     from types import FrameType
 
     from th2etl.configs.settings import get_settings
+    from th2etl.exceptions import DatabaseUnavailableError
     from th2etl.scheduler import load_scheduler_manager
     from th2etl.storage import DatabaseStorage
 
@@ -158,7 +160,20 @@ def _run_scheduler(on_ready: Callable[[], None]) -> None:
     previous = signal.signal(signal.SIGTERM, stop_early)
     settings = get_settings()
     try:
-        with DatabaseStorage.from_settings(settings) as storage:
+        delay = 1.0
+        while True:
+            # A database that is down at start-up is waited for, as the running scheduler
+            # waits out an outage; everything else (bad settings) stops here.
+            try:
+                storage = DatabaseStorage.from_settings(settings)
+            except DatabaseUnavailableError as exc:
+                logger.warning("database unavailable: %s; retrying in %.0fs", exc, delay)
+                on_ready()  # the process is up; a detached start need not wait for the database
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            break
+        with storage:
             manager = load_scheduler_manager(storage)
             logger.info("scheduler started on %s (Ctrl-C or SIGTERM stops it)", settings.describe())
             on_ready()

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.api.servers import free_port, wait_until
-from tests.conftest import subprocess_env
+from tests.conftest import PostgresServer, subprocess_env
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -315,6 +316,43 @@ def test_foreground_scheduler_stops_on_sigterm(tmp_path: Path) -> None:
             process.communicate()
     assert process.returncode == 0, seen + output
     assert "received SIGTERM: stopping" in seen + output
+
+
+@pytest.mark.postgres
+def test_foreground_scheduler_waits_for_a_database_that_is_down_at_start(
+    tmp_path: Path, postgres: PostgresServer, pg_schema: str
+) -> None:
+    with TcpProxy(postgres.host, postgres.port) as proxy:
+        proxy.stop()  # the port is known and refuses connections: the database is "down"
+        url = f"postgresql://{postgres.user}@127.0.0.1:{proxy.port}/{postgres.dbname}"
+        env = _env(tmp_path, DATABASE_URL=url, DATABASE_SCHEMA=pg_schema)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "th2etl.runner"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline()
+            assert "database unavailable:" in first
+            assert f"127.0.0.1:{proxy.port}" in first
+            assert "retrying in 1s" in first
+            proxy.start()  # the database comes back on the same address
+            seen = first
+            started = time.monotonic()
+            while "scheduler started" not in seen and time.monotonic() - started < 60:
+                seen += process.stdout.readline()
+            assert "scheduler started" in seen
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0, seen + output
 
 
 def _store_sales_pipeline(tmp_path: Path) -> None:
