@@ -167,6 +167,8 @@ def _run_scheduler(on_ready: Callable[[], None]) -> None:
             try:
                 storage = DatabaseStorage.from_settings(settings)
             except DatabaseUnavailableError as exc:
+                if settings.backend != "postgresql":
+                    raise  # a SQLite file that cannot be opened is a setting to fix, not an outage
                 logger.warning("database unavailable: %s; retrying in %.0fs", exc, delay)
                 on_ready()  # the process is up; a detached start need not wait for the database
                 time.sleep(delay)
@@ -410,8 +412,8 @@ def _demo(args: argparse.Namespace) -> int:
     except Th2etlError as exc:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 1
-    print()
-    print(result.summary())
+    print("\neach bloc:")
+    print(result.summary(outcome=False))  # the outcome line was printed live
     print(f"\noutput written to {output_dir / 'example_output.csv'}")
     print(f"run {result.run_id} recorded; example_pipeline has {len(runs)} run(s) in history")
     return 0 if result.succeeded else 1

@@ -126,9 +126,13 @@ class RunResult:
             "blocs": [bloc.to_dict() for bloc in self.blocs.values()],
         }
 
-    def summary(self) -> str:
-        """A few human lines: the run's outcome, then one line per bloc."""
-        lines = [f"pipeline {self.pipeline_name!r} {self.status.value} in {self.duration:.3f}s"]
+    def summary(self, *, outcome: bool = True) -> str:
+        """A few human lines: the run's outcome (unless ``outcome=False``), one line per bloc."""
+        lines = []
+        if outcome:
+            lines.append(
+                f"pipeline {self.pipeline_name!r} {self.status.value} in {self.duration:.3f}s"
+            )
         for bloc in self.blocs.values():
             line = (
                 f"  stage {bloc.stage} {bloc.name:<24} {bloc.status.value:<9} "
