@@ -516,3 +516,23 @@ def test_a_result_json_that_cannot_be_written_leaves_the_run_succeeded(
     assert tick.action is TickAction.STARTED
     assert tick.result is not None and tick.result.status is RunStatus.SUCCEEDED
     assert f"run {tick.run_id} succeeded, but its result.json in" in caplog.text
+
+
+def test_start_says_when_the_next_run_is_due(caplog: pytest.LogCaptureFixture) -> None:
+    from th2etl.pipelines import build_example_pipeline
+    from th2etl.scheduler import schedule_pipeline
+
+    caplog.set_level("INFO", logger="th2etl.scheduler")
+    scheduler = schedule_pipeline(build_example_pipeline(), "0 0 1 1 *", name="new_year")
+    thread = threading.Thread(target=scheduler.start, kwargs={"handle_signals": False})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "started; next run due" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        scheduler.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    year = scheduler.trigger.next_fire_time(datetime.now(UTC)).year
+    assert f"CronScheduler started; next run due {year}-01-01T00:00:00+00:00" in caplog.text

@@ -107,6 +107,12 @@ class Loop:
         restore = self._install_signals(waker) if handle_signals else None
         try:
             self._on_start(self.clock.now())
+            due = self.next_due_time()
+            logger.info(
+                "%s started; next run due %s",
+                type(self).__name__,
+                "never (nothing scheduled)" if due is None else due.isoformat(),
+            )
             self._loop(waker)
             if self._signal is not None:
                 name = signal.Signals(self._signal).name
