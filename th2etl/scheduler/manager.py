@@ -46,7 +46,8 @@ from th2etl.exceptions import CronError, NotFoundError, StorageError, Validation
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunStatus
 from th2etl.scheduler._loop import BACKOFF_MAX, Loop, backoff
-from th2etl.scheduler.scheduler import CronScheduler, TickResult, _seconds, _workers
+from th2etl.scheduler.policies import TickResult, check_seconds, check_workers
+from th2etl.scheduler.scheduler import CronScheduler
 from th2etl.scheduler.triggers import CronTrigger
 
 if TYPE_CHECKING:
@@ -95,10 +96,10 @@ class SchedulerManager(Loop):
         self.clock = clock if clock is not None else _common_clock(schedulers)
         self.storage = storage
         self.instance_id = instance_id or (default_instance_id() if storage else None)
-        self.max_workers = _workers("SchedulerManager", max_workers)
+        self.max_workers = check_workers("SchedulerManager", max_workers)
         self.stop_grace = stop_grace
         self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
-        self.heartbeat_interval = _seconds("heartbeat_interval", heartbeat_interval)
+        self.heartbeat_interval = check_seconds("heartbeat_interval", heartbeat_interval)
         if self.heartbeat_interval <= timedelta(0):
             raise ValidationError(
                 f"heartbeat_interval must be more than 0 seconds, got {heartbeat_interval!r}"
@@ -106,7 +107,7 @@ class SchedulerManager(Loop):
         self.stale_after = (
             self.heartbeat_interval * 3 / 2
             if stale_after is None
-            else _seconds("stale_after", stale_after)
+            else check_seconds("stale_after", stale_after)
         )
         self._executor: Any = None
         self._schedulers: dict[str, CronScheduler] = {}
@@ -311,7 +312,7 @@ class _DatabaseManager(SchedulerManager):
         **options: Any,
     ) -> None:
         super().__init__((), storage=storage, **options)
-        self.reload_interval = _seconds("reload_interval", reload_interval)
+        self.reload_interval = check_seconds("reload_interval", reload_interval)
         self.scheduler_options = scheduler_options
         self._revision: int | None = None
         self._next_reload: datetime | None = None

@@ -36,9 +36,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +56,17 @@ from th2etl.scheduler._runs import (
     make_run_dir,
     note,
 )
+from th2etl.scheduler.policies import (
+    MissedTickPolicy,
+    OverlapPolicy,
+    SkipReason,
+    TickAction,
+    TickResult,
+    check_policy,
+    check_seconds,
+    check_workers,
+)
 from th2etl.scheduler.triggers import CronTrigger
-from th2etl.types import JSON
 
 if TYPE_CHECKING:
     from th2etl.storage.base import RunRecord, Storage
@@ -81,96 +88,7 @@ RECORDED_MISSED_LIMIT = 100
 """At most this many missed ticks are recorded per catch-up; older ones are only counted."""
 
 
-class MissedTickPolicy(StrEnum):
-    """What to do with ticks that were missed (see the module docstring)."""
-
-    SKIP = "skip"
-    LATEST = "latest"
-    ALL = "all"
-
-
-class OverlapPolicy(StrEnum):
-    """What to do with a tick due while the scheduler's previous run is still going."""
-
-    SKIP = "skip"
-    ALLOW = "allow"
-
-
-class TickAction(StrEnum):
-    """What a scheduler did with one scheduled time."""
-
-    STARTED = "started"
-    """A run was started (and, on a fake clock, finished: see ``TickResult.result``)."""
-    SKIPPED = "skipped"
-    """Not run; ``reason`` says why (recorded as a ``skipped`` run when storage is attached)."""
-    TAKEN = "taken"
-    """Another instance already holds this tick (it runs or skipped it there)."""
-    DEFERRED = "deferred"
-    """The database could not be reached; the tick is handled again when it can."""
-    FAILED = "failed"
-    """The run could not start (e.g. its stored pipeline no longer builds); recorded failed."""
-
-
-class SkipReason(StrEnum):
-    MISSED = "missed"
-    OVERLAP = "overlap"
-
-
-@dataclass(frozen=True, slots=True)
-class TickResult:
-    """What one scheduler did with one scheduled time."""
-
-    scheduler_name: str
-    scheduled_time: datetime
-    action: TickAction
-    reason: SkipReason | None = None
-    detail: str | None = None
-    run_id: str | None = None
-    result: RunResult | None = None
-    """The finished run, when it ran in the caller's thread (fake clock)."""
-
-    def to_dict(self) -> JSON:
-        return {
-            "scheduler_name": self.scheduler_name,
-            "scheduled_time": self.scheduled_time.isoformat(),
-            "action": self.action.value,
-            "reason": self.reason.value if self.reason else None,
-            "detail": self.detail,
-            "run_id": self.run_id,
-            "status": self.result.status.value if self.result else None,
-        }
-
-    def __repr__(self) -> str:
-        why = f"({self.reason.value})" if self.reason else ""
-        return f"<{self.scheduler_name} {self.scheduled_time.isoformat()} {self.action.value}{why}>"
-
-
 _FROM_SETTINGS: Any = object()
-
-
-def _seconds(name: str, value: timedelta | float) -> timedelta:
-    delta = value if isinstance(value, timedelta) else timedelta(seconds=float(value))
-    if delta < timedelta(0):
-        raise ValidationError(f"{name} must be zero or more seconds, got {value!r}")
-    return delta
-
-
-def _workers(owner: str, value: Any) -> int:
-    # Checked here: a pool that cannot be made would fail at the first run, its tick claimed.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(
-            f"{owner} max_workers must be a whole number >= 1 (threads for pipelines), "
-            f"got {value!r}"
-        )
-    return value
-
-
-def _policy(enum: type[Any], name: str, value: Any) -> Any:
-    try:
-        return enum(value)
-    except ValueError:
-        choices = ", ".join(repr(member.value) for member in enum)
-        raise ValidationError(f"{name} {value!r} is not one of {choices}") from None
 
 
 # -- the scheduler -------------------------------------------------------------------------------
@@ -232,10 +150,10 @@ class CronScheduler(Loop):
         self.name = check_name("scheduler", name if name is not None else self.pipeline_name)
         self.trigger_name = trigger_name
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.missed = _policy(MissedTickPolicy, "missed-tick policy", missed)
-        self.overlap = _policy(OverlapPolicy, "overlap policy", overlap)
-        self.grace = _seconds("grace", grace)
-        self.tolerance = _seconds("tolerance", tolerance)
+        self.missed = check_policy(MissedTickPolicy, "missed-tick policy", missed)
+        self.overlap = check_policy(OverlapPolicy, "overlap policy", overlap)
+        self.grace = check_seconds("grace", grace)
+        self.tolerance = check_seconds("tolerance", tolerance)
         if not isinstance(max_catch_up, int) or max_catch_up < 1:
             raise ValidationError(f"max_catch_up must be a whole number >= 1, got {max_catch_up!r}")
         self.max_catch_up = max_catch_up
@@ -245,7 +163,7 @@ class CronScheduler(Loop):
         self.variables = dict(variables or {})
         self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
         self._inline_given = inline is not None
-        self.max_workers = _workers("CronScheduler", max_workers)
+        self.max_workers = check_workers("CronScheduler", max_workers)
         self.stop_grace = stop_grace
         # Set by a SchedulerManager that owns this scheduler.
         self.storage: Storage | None = None

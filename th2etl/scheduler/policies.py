@@ -1,0 +1,105 @@
+"""What a scheduler decides, and how its settings are checked: the policy enums and
+:class:`TickResult`. The policies themselves are described in :mod:`th2etl.scheduler.scheduler`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from th2etl.exceptions import ValidationError
+from th2etl.pipelines.result import RunResult
+from th2etl.types import JSON
+
+__all__ = ["MissedTickPolicy", "OverlapPolicy", "SkipReason", "TickAction", "TickResult"]
+
+
+class MissedTickPolicy(StrEnum):
+    """What to do with ticks that were missed (see the module docstring)."""
+
+    SKIP = "skip"
+    LATEST = "latest"
+    ALL = "all"
+
+
+class OverlapPolicy(StrEnum):
+    """What to do with a tick due while the scheduler's previous run is still going."""
+
+    SKIP = "skip"
+    ALLOW = "allow"
+
+
+class TickAction(StrEnum):
+    """What a scheduler did with one scheduled time."""
+
+    STARTED = "started"
+    """A run was started (and, on a fake clock, finished: see ``TickResult.result``)."""
+    SKIPPED = "skipped"
+    """Not run; ``reason`` says why (recorded as a ``skipped`` run when storage is attached)."""
+    TAKEN = "taken"
+    """Another instance already holds this tick (it runs or skipped it there)."""
+    DEFERRED = "deferred"
+    """The database could not be reached; the tick is handled again when it can."""
+    FAILED = "failed"
+    """The run could not start (e.g. its stored pipeline no longer builds); recorded failed."""
+
+
+class SkipReason(StrEnum):
+    MISSED = "missed"
+    OVERLAP = "overlap"
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one scheduler did with one scheduled time."""
+
+    scheduler_name: str
+    scheduled_time: datetime
+    action: TickAction
+    reason: SkipReason | None = None
+    detail: str | None = None
+    run_id: str | None = None
+    result: RunResult | None = None
+    """The finished run, when it ran in the caller's thread (fake clock)."""
+
+    def to_dict(self) -> JSON:
+        return {
+            "scheduler_name": self.scheduler_name,
+            "scheduled_time": self.scheduled_time.isoformat(),
+            "action": self.action.value,
+            "reason": self.reason.value if self.reason else None,
+            "detail": self.detail,
+            "run_id": self.run_id,
+            "status": self.result.status.value if self.result else None,
+        }
+
+    def __repr__(self) -> str:
+        why = f"({self.reason.value})" if self.reason else ""
+        return f"<{self.scheduler_name} {self.scheduled_time.isoformat()} {self.action.value}{why}>"
+
+
+def check_seconds(name: str, value: timedelta | float) -> timedelta:
+    delta = value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+    if delta < timedelta(0):
+        raise ValidationError(f"{name} must be zero or more seconds, got {value!r}")
+    return delta
+
+
+def check_workers(owner: str, value: Any) -> int:
+    # Checked here: a pool that cannot be made would fail at the first run, its tick claimed.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(
+            f"{owner} max_workers must be a whole number >= 1 (threads for pipelines), "
+            f"got {value!r}"
+        )
+    return value
+
+
+def check_policy(enum: type[Any], name: str, value: Any) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum)
+        raise ValidationError(f"{name} {value!r} is not one of {choices}") from None
