@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from th2etl.blocs import ConfigField, TransformerBloc, register_bloc
 from th2etl.blocs.registry import unregister_bloc
 from th2etl.pipelines import Pipeline, RunContext
 from th2etl.types import Rows
+
+START = datetime(2026, 5, 15, 10, 0, tzinfo=UTC)
+"""Where the fake clocks of the database scheduler tests start."""
 
 GATES: dict[str, threading.Event] = {}
 """Events a ``gate`` bloc waits for, by name (in-process tests only)."""

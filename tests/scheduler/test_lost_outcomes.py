@@ -19,11 +19,10 @@ from th2etl.clock import FakeClock
 from th2etl.scheduler import TickAction, load_scheduler_manager
 from th2etl.storage import PostgresStorage
 
-from .helpers import register_stored_bloc_types, statuses, unregister_stored_bloc_types
+from .helpers import register_stored_bloc_types, statuses
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("stored_bloc_types")]
 
-START = datetime(2026, 5, 15, 10, 0, tzinfo=UTC)
 CLAIM = b"ON CONFLICT (scheduler_name, scheduled_time)"
 """Text of the claim's INSERT (sent with each execution until psycopg prepares it, after 5)."""
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05"
@@ -102,23 +101,6 @@ class ReplyDroppingProxy(TcpProxy):
         for sock in (client, upstream):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-
-@pytest.fixture(autouse=True)
-def stored_bloc_types() -> Iterator[None]:
-    register_stored_bloc_types()
-    yield
-    unregister_stored_bloc_types()
-
-
-@pytest.fixture
-def schema(pg_schema: str) -> str:
-    return pg_schema
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
 
 
 @pytest.fixture

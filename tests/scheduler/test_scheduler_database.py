@@ -29,40 +29,21 @@ from th2etl.storage import PostgresStorage
 
 from .helpers import (
     GATES,
+    START,
     Gate,
     register_stored_bloc_types,
     statuses,
-    unregister_stored_bloc_types,
 )
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("stored_bloc_types")]
 
 ROOT = Path(__file__).resolve().parents[2]
-START = datetime(2026, 5, 15, 10, 0, tzinfo=UTC)
 
 
 def at(hhmm: str, day: int = 15) -> datetime:
     hour, minute = hhmm.split(":")[:2]
     second = int(hhmm.split(":")[2]) if hhmm.count(":") == 2 else 0
     return datetime(2026, 5, day, int(hour), int(minute), second, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def stored_bloc_types() -> Iterator[None]:
-    register_stored_bloc_types()
-    yield
-    unregister_stored_bloc_types()
-
-
-@pytest.fixture
-def schema(pg_schema: str) -> str:
-    """A schema of this test's own (the storage migrates it on open), dropped afterwards."""
-    return pg_schema
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
 
 
 @pytest.fixture
