@@ -9,8 +9,9 @@ the reason printed, except under ``CI=true``, where a missing server fails them.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +105,12 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     checkout importable, then ``extra``."""
     env = {key: value for key, value in os.environ.items() if not is_th2etl_variable(key)}
     return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail the test naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import PostgresServer
+from tests.conftest import PostgresServer, wait_until
 from th2etl import BlocError, ConfigurationError, Pipeline, RunContext, ValidationError, create_bloc
 from th2etl.exceptions import DatabaseUnavailableError, NotFoundError
 from th2etl.types import Rows
@@ -518,10 +517,11 @@ def test_sigkill_in_the_middle_of_a_replace_leaves_the_old_table_intact(
         marker = process.stdout.readline()
         assert marker == "COPYING\n", process.stderr.read() if process.stderr else marker
         # The server confirms a COPY of this bloc's connection is under way with rows in it.
-        deadline = time.monotonic() + 30
-        while (_copy_progress(db, f"th2etl:{name}") or 0) == 0:
-            assert time.monotonic() < deadline, "no COPY progress reported by the server"
-            time.sleep(0.01)
+        wait_until(
+            lambda: (_copy_progress(db, f"th2etl:{name}") or 0) > 0,
+            timeout=30,
+            what="COPY progress reported by the server",
+        )
         process.send_signal(signal.SIGKILL)
         process.wait(30)
     finally:
@@ -533,12 +533,15 @@ def test_sigkill_in_the_middle_of_a_replace_leaves_the_old_table_intact(
                 stream.close()
     assert process.returncode == -signal.SIGKILL
     # The server notices the dead client and rolls its transaction back.
-    deadline = time.monotonic() + 30
-    while db.execute(
-        "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (f"th2etl:{name}",)
-    ).fetchone():
-        assert time.monotonic() < deadline, "the killed client's backend is still there"
-        time.sleep(0.05)
+    wait_until(
+        lambda: (
+            not db.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (f"th2etl:{name}",)
+            ).fetchone()
+        ),
+        timeout=30,
+        what="the killed client's backend to go",
+    )
     assert table_rows(db, postgres.schema, table) == [(1, {"old": True}), (2, None)]
     assert leftover_tables(db, postgres.schema) == []
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_until
 from th2etl import FakeClock as TopLevelFakeClock
 from th2etl.blocs import TransformerBloc
 from th2etl.exceptions import CronError, NotFoundError, ValidationError
@@ -527,9 +528,7 @@ def test_start_says_when_the_next_run_is_due(caplog: pytest.LogCaptureFixture) -
     thread = threading.Thread(target=scheduler.start, kwargs={"handle_signals": False})
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while "started; next run due" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: "started; next run due" in caplog.text, timeout=10, what="the log")
     finally:
         scheduler.stop()
         thread.join(10)

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.conftest import wait_until
 from tests.tcp_proxy import TcpProxy
 from th2etl.blocs import register_bloc
 from th2etl.blocs.registry import unregister_bloc
@@ -469,10 +470,8 @@ def test_a_cancel_request_in_the_database_stops_the_run(
         [started] = clock.advance(until=at("11:00"))
         assert storage.request_cancel(started.run_id or "")
         clock.advance(10)  # the next heartbeat reads the request
-        deadline = time.monotonic() + 60
-        while manager["hourly"].running_runs() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert manager["hourly"].running_runs() == []  # ended by the request, gate still shut
+        wait_until(lambda: not manager["hourly"].running_runs(), timeout=60, what="the cancel")
+        # ended by the request, the gate still shut
         assert not GATES["db_cancel"].is_set()
     finally:
         GATES["db_cancel"].set()
@@ -491,12 +490,11 @@ def test_the_real_loop_heartbeats_and_leaves_cleanly(
         thread = threading.Thread(target=manager.start)
         thread.start()
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                if [i.instance_id for i in real.list_instances()] == ["real-loop"]:
-                    break
-                time.sleep(0.01)
-            assert [i.instance_id for i in real.list_instances()] == ["real-loop"]
+            wait_until(
+                lambda: [i.instance_id for i in real.list_instances()] == ["real-loop"],
+                timeout=30,
+                what="the instance's first heartbeat",
+            )
             assert list(manager) == ["yearly"] and manager.running
         finally:
             manager.stop()
@@ -518,12 +516,12 @@ def test_a_fake_clock_run_is_recorded_in_fake_time(
     try:
         manager.start()
         [started] = clock.advance(until=at("10:05"))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # until the recorder has adopted the claimed row
-            run = storage.get_run(started.run_id or "")
-            if run.log:
-                break
-            time.sleep(0.01)
+        wait_until(  # until the recorder has adopted the claimed row
+            lambda: bool(storage.get_run(started.run_id or "").log),
+            timeout=60,
+            what="the recorder to adopt the claimed run",
+        )
+        run = storage.get_run(started.run_id or "")
         assert run.status is RunStatus.RUNNING and run.started_at == at("10:05")
         assert run.log.startswith("2026-05-15T10:05:00.000+00:00 run ")
         GATES["db_fake_time"].set()
