@@ -198,6 +198,14 @@ COMMON_FIELDS: tuple[ConfigField, ...] = (
 )
 
 
+def source_blocs_of(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``source_bloc`` names of a bloc config (one name or a list), or ``()``."""
+    source = config.get("source_bloc")
+    if source is None:
+        return ()
+    return (source,) if isinstance(source, str) else tuple(source)
+
+
 class Bloc(ABC):
     """Base of every bloc type. Subclass one of the three kinds below, not this class."""
 
@@ -296,10 +304,7 @@ class Bloc(ABC):
     @property
     def source_blocs(self) -> tuple[str, ...]:
         """The configured ``source_bloc`` names, or ``()`` for "the previous stage"."""
-        source = self.config.get("source_bloc")
-        if source is None:
-            return ()
-        return (source,) if isinstance(source, str) else tuple(source)
+        return source_blocs_of(self.config)
 
     @property
     def retries(self) -> int:

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from th2etl.blocs.base import source_blocs_of
 from th2etl.pipelines.result import BlocStatus, RunStatus
 from th2etl.types import JSON
 
@@ -59,10 +60,7 @@ class BlocRecord(Record):
     @property
     def source_blocs(self) -> tuple[str, ...]:
         """The ``source_bloc`` names in the config, or ``()``."""
-        source = self.config.get("source_bloc")
-        if source is None:
-            return ()
-        return (source,) if isinstance(source, str) else tuple(source)
+        return source_blocs_of(self.config)
 
 
 @dataclass(frozen=True, slots=True)
