@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -292,29 +293,47 @@ def test_background_service_that_dies_while_starting_is_reported_with_its_log(
     assert not (tmp_path / "state" / "th2etl.pid").exists()
 
 
-def test_foreground_scheduler_stops_on_sigterm(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def foreground_scheduler(tmp_path: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``th2etl`` with no arguments, its log on stdout; killed if the test leaves it running."""
     process = subprocess.Popen(
         [sys.executable, "-m", "th2etl.runner"],
-        env=_env(tmp_path),
+        env=dict(env),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        assert process.stdout is not None
-        started = time.monotonic()
-        seen = ""
-        while "scheduler started" not in seen and time.monotonic() - started < 30:
-            seen += process.stdout.readline()
-        assert "scheduler started" in seen
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        yield process
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 0, seen + output
+
+
+def read_until(process: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    """The process's output lines up to the first holding ``text`` (asserted)."""
+    assert process.stdout is not None
+    seen = ""
+    started = time.monotonic()
+    while text not in seen and time.monotonic() - started < timeout:
+        seen += process.stdout.readline()
+    assert text in seen
+    return seen
+
+
+def stop_with_sigterm(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_foreground_scheduler_stops_on_sigterm(tmp_path: Path) -> None:
+    with foreground_scheduler(tmp_path, _env(tmp_path)) as process:
+        seen = read_until(process, "scheduler started")
+        output = stop_with_sigterm(process)
     assert "received SIGTERM: stopping" in seen + output
 
 
@@ -326,33 +345,14 @@ def test_foreground_scheduler_waits_for_a_database_that_is_down_at_start(
         proxy.stop()  # the port is known and refuses connections: the database is "down"
         url = f"postgresql://{postgres.user}@127.0.0.1:{proxy.port}/{postgres.dbname}"
         env = _env(tmp_path, DATABASE_URL=url, DATABASE_SCHEMA=pg_schema)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "th2etl.runner"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            assert process.stdout is not None
-            first = process.stdout.readline()
+        with foreground_scheduler(tmp_path, env) as process:
+            first = read_until(process, "\n")
             assert "database unavailable:" in first
             assert f"127.0.0.1:{proxy.port}" in first
             assert "retrying in 1s" in first
             proxy.start()  # the database comes back on the same address
-            seen = first
-            started = time.monotonic()
-            while "scheduler started" not in seen and time.monotonic() - started < 60:
-                seen += process.stdout.readline()
-            assert "scheduler started" in seen
-            process.send_signal(signal.SIGTERM)
-            output, _ = process.communicate(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    assert process.returncode == 0, seen + output
+            read_until(process, "scheduler started")
+            stop_with_sigterm(process)
 
 
 def _store_sales_pipeline(tmp_path: Path) -> None:
