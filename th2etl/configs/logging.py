@@ -44,7 +44,7 @@ MODULE_LOG_FILES: dict[str, tuple[str, ...]] = {
     "pipelines.log": ("th2etl.pipelines",),
     "blocs.log": ("th2etl.blocs",),
     "helpers.log": ("th2etl.helpers",),
-    "runner.log": ("th2etl.runner",),
+    "runner.log": ("th2etl.runner", "th2etl.cli"),
 }
 """File name in ``LOG_DIR`` -> the logger names (and their children) it receives."""
 

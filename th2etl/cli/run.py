@@ -1,0 +1,150 @@
+"""``th2etl run PIPELINE``: run a stored pipeline once, now, with live progress
+(:class:`ProgressPrinter`); the run is recorded like a scheduled one."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from th2etl.cli._args import key_value
+from th2etl.exceptions import ConfigurationError, NotFoundError, Th2etlError
+from th2etl.pipelines.engine import CancelToken, RunListener
+
+if TYPE_CHECKING:
+    from th2etl.blocs.base import Bloc
+    from th2etl.cli._args import Commands
+    from th2etl.pipelines.context import RunContext
+    from th2etl.pipelines.pipeline import Pipeline
+    from th2etl.pipelines.result import BlocResult, RunResult
+
+__all__ = ["ProgressPrinter", "register"]
+
+EXAMPLES = """\
+  th2etl run daily_sales --var day=2026-11-25  run a stored pipeline now, with live progress
+"""
+
+
+def register(commands: Commands) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run a stored pipeline now (example: th2etl run daily_sales --var day=2026-11-25)",
+        description="Run a pipeline stored in the database once, now, showing each bloc's "
+        "progress; the run is recorded. Exit status 0 when it succeeds, 1 when it fails.",
+    )
+    run.add_argument("pipeline", metavar="PIPELINE", help="name of the stored pipeline")
+    run.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        type=key_value("--var", "day=2026-11-25"),
+        metavar="KEY=VALUE",
+        help="a run variable, read by configs as ${var:KEY} (repeatable)",
+    )
+    run.set_defaults(handler=_run)
+
+
+class ProgressPrinter(RunListener):
+    """Prints a run's progress as it happens: one line per bloc start and finish."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self._lock = threading.Lock()
+
+    def _print(self, line: str) -> None:
+        with self._lock:
+            print(line, file=self.stream, flush=True)
+
+    def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
+        stages, blocs = len(pipeline.stages), len(pipeline.blocs)
+        self._print(
+            f"run {context.run_id} of pipeline {pipeline.name!r} started "
+            f"({stages} stage{'s' if stages != 1 else ''}, {blocs} bloc{'s' if blocs != 1 else ''})"
+        )
+
+    def bloc_started(self, context: RunContext, bloc: Bloc, attempt: int) -> None:
+        again = f" (attempt {attempt})" if attempt > 1 else ""
+        self._print(f"  started   {bloc.name}{again}")
+
+    def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
+        line = (
+            f"  {result.status.value:<9} {result.name}  rows in {result.rows_in} "
+            f"out {result.rows_out}  {result.duration:.3f}s"
+        )
+        if result.error_message:
+            line += f"\n            {result.error_type}: {result.error_message}"
+        self._print(line)
+
+    def run_finished(self, context: RunContext, result: RunResult) -> None:
+        line = f"pipeline {result.pipeline_name!r} {result.status.value} in {result.duration:.3f}s"
+        if result.error:
+            line += f": {result.error}"
+        self._print(line)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from th2etl.configs.logging import configure_logging
+    from th2etl.configs.settings import get_settings
+    from th2etl.pipelines.engine import run_pipeline
+    from th2etl.storage import DatabaseStorage
+
+    try:
+        configure_logging({**os.environ, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")})
+        settings = get_settings()
+        with DatabaseStorage.from_settings(settings) as storage:
+            try:
+                pipeline = storage.build_pipeline(args.pipeline)
+            except NotFoundError:
+                names = [record.name for record in storage.list_pipelines()]
+                if args.pipeline in names:
+                    raise  # the pipeline exists; something it needs does not
+                message = unknown_pipeline(args.pipeline, names, storage.describe())
+                raise NotFoundError(message) from None
+            variables = dict(args.var)
+            recorder = storage.recorder()
+            token = CancelToken()
+            outcome: list[RunResult] = []
+
+            def work() -> None:
+                outcome.append(
+                    run_pipeline(
+                        pipeline,
+                        variables=variables,
+                        listeners=[recorder, ProgressPrinter()],
+                        cancel_token=token,
+                    )
+                )
+
+            worker = threading.Thread(target=work, name=f"th2etl-run-{pipeline.name}")
+            worker.start()
+            try:
+                while worker.is_alive():
+                    worker.join(0.2)
+            except KeyboardInterrupt:
+                print("interrupted: cancelling the run", file=sys.stderr, flush=True)
+                token.cancel()
+                worker.join()
+    except Th2etlError as exc:
+        print(f"th2etl: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigurationError) else 1
+    if not outcome:
+        print("th2etl: error: the run ended without a result (see the log)", file=sys.stderr)
+        return 1
+    print(f"run id: {outcome[0].run_id}")
+    return 0 if outcome[0].succeeded else 1
+
+
+def unknown_pipeline(name: str, names: list[str], where: str) -> str:
+    """The message for a pipeline name that is not stored, listing the ones that are."""
+    if not names:
+        return (
+            f"pipeline {name!r} does not exist: no pipeline is stored in {where} yet; create one "
+            "(storage.create_pipeline in Python, or POST /pipelines), or check DATABASE_URL"
+        )
+    shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    return (
+        f"pipeline {name!r} does not exist in {where}; the stored pipelines are: {shown} "
+        "(or check DATABASE_URL)"
+    )
