@@ -12,6 +12,8 @@ The tree::
     ├── StorageError                         the storage backend failed
     │   ├── DatabaseUnavailableError         the database cannot be reached
     │   └── SchemaVersionError               the database schema is newer than this th2etl
+    ├── ExecutorUnavailableError             the run-level executor (a Dask cluster) cannot
+    │   (ConnectionError)                    be reached
     ├── BlocError                            a bloc failed while it ran
     │   ├── BlocTimeoutError (TimeoutError)  an attempt ran past the bloc's ``timeout``
     │   └── HttpBlocError                    an HTTP bloc got a bad answer or none
@@ -29,6 +31,7 @@ __all__ = [
     "ConfigurationError",
     "CronError",
     "DatabaseUnavailableError",
+    "ExecutorUnavailableError",
     "HttpBlocError",
     "InUseError",
     "MissingExtraError",
@@ -78,6 +81,10 @@ class DatabaseUnavailableError(StorageError, ConnectionError):
 
 class SchemaVersionError(StorageError):
     """The database was migrated by a newer th2etl than this one."""
+
+
+class ExecutorUnavailableError(Th2etlError, ConnectionError):
+    """The run-level executor cannot take runs: its Dask scheduler does not answer."""
 
 
 class BlocError(Th2etlError):

@@ -1,0 +1,232 @@
+"""Runs on a Dask cluster: ``TH2ETL_EXECUTOR=tcp://HOST:8786`` (extra ``th2etl[dask]``).
+
+Semantics, in one place:
+
+* **Where a run executes.** Each run is one Dask task (key ``th2etl-run-<run id>``) on one
+  worker: its blocs, batches and data stay on that worker. The task starts the run in a child
+  process of its own (``python -m th2etl.executors._dask_task``), which it can kill: a running
+  Dask task cannot be interrupted and nanny workers are daemonic (no ``multiprocessing``
+  children), so a plain ``subprocess`` is how cancel and the pipeline ``timeout`` are enforced.
+* **What a worker needs.** The child opens th2etl's database from the worker's own
+  environment (``DATABASE_URL``/``DATABASE_*``, ``DATABASE_SCHEMA``) and records the run's
+  status, bloc results and log there itself, exactly as a local worker process does. Nothing
+  secret travels through Dask: the task carries the run id only. Bloc types come from packages
+  installed on the workers (``pip install`` them, or ``dask worker --preload MODULE``); a type
+  missing there fails the run naming the type and the worker's address.
+* **Exactly once.** The database stays the single source of truth: the child executes a run
+  only if it can move it from ``queued`` to ``running`` itself. When Dask runs the task again
+  (a worker died, the scheduler lost track), the new child finds the run already claimed and
+  exits without executing it; the task then reports ``fenced`` and the run keeps the outcome
+  the first execution (or its owner) recorded.
+* **Worker death.** The child reads its standard input until the task's worker closes it: when
+  the worker process dies, so does the child, at once (an open transaction rolls back, so no
+  half-written export survives). The owner then records the run ``failed`` naming the worker
+  (an owner that died too leaves it to any live th2etl process to mark ``abandoned``).
+* **Cancel and timeout.** A cancel is a flag in the database; the task polls it, asks the
+  child to stop (``SIGTERM``: the engine cancels cooperatively), and kills it after a grace
+  period. The owner also cancels the Dask future, so a run still waiting for a worker never
+  starts. A run past its pipeline-level ``timeout`` is stopped the same way and recorded
+  ``failed`` with the reason.
+* **An unreachable cluster.** Connecting waits at most ``connect_timeout`` seconds; each run
+  submitted meanwhile fails at once with the scheduler's address in the message, and
+  :meth:`DaskCluster.health` (the service's ``/health``) reports the executor ``down``.
+
+Accepted addresses: ``tcp://HOST:PORT``, ``tls://HOST:PORT`` (certificates from Dask's own
+configuration, e.g. ``DASK_DISTRIBUTED__COMM__TLS__...``) and ``scheduler-file:PATH`` (the JSON
+file ``dask scheduler --scheduler-file PATH`` writes). In Python, a ``distributed.Client`` can
+be given instead of an address.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from th2etl._extras import require_extra
+from th2etl.exceptions import ConfigurationError, ExecutorUnavailableError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "ACCEPTED_ADDRESSES",
+    "DaskCluster",
+    "ExecutorHealth",
+    "check_dask_address",
+    "is_dask_address",
+    "require_distributed",
+]
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED_ADDRESSES = (
+    "tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786), tls://HOST:PORT, or scheduler-file:PATH "
+    "(the file `dask scheduler --scheduler-file PATH` writes)"
+)
+SCHEDULER_FILE = "scheduler-file:"
+_SCHEMES = ("tcp", "tls")
+# HOST is a name, an IPv4 address or a bracketed IPv6 address; PORT is required.
+_ADDRESS = re.compile(
+    r"(?P<scheme>[a-z]+)://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(?P<port>\d+)"
+)
+
+
+def require_distributed(feature: str = "running th2etl on a Dask cluster") -> ModuleType:
+    """Import ``distributed``, or raise :class:`MissingExtraError` naming ``th2etl[dask]``."""
+    require_extra("dask", "dask", feature)
+    return require_extra("distributed", "dask", feature)
+
+
+def is_dask_address(value: str) -> bool:
+    """Whether ``value`` is meant as a Dask address (it has a scheme), valid or not."""
+    return "://" in value or value.startswith(SCHEDULER_FILE)
+
+
+def check_dask_address(value: str, where: str = "TH2ETL_EXECUTOR") -> str:
+    """``value`` stripped if it is a Dask scheduler address th2etl accepts, else a
+    :class:`ConfigurationError` naming ``where``, the value and the accepted forms."""
+    text = value.strip()
+    if text.startswith(SCHEDULER_FILE):
+        if not text[len(SCHEDULER_FILE) :].strip():
+            raise ConfigurationError(
+                f"{where} {value!r} names no file; write scheduler-file:PATH, e.g. "
+                "scheduler-file:/shared/scheduler.json"
+            )
+        return text
+    match = _ADDRESS.fullmatch(text)
+    problem = None
+    if match is None:
+        problem = "is not a Dask scheduler address"
+    elif match["scheme"] not in _SCHEMES:
+        problem = f"uses the scheme {match['scheme']!r}"
+    elif not 1 <= int(match["port"]) <= 65535:
+        problem = f"has the port {match['port']}, out of range 1-65535"
+    if problem is not None:
+        raise ConfigurationError(f"{where} {value!r} {problem}; use {ACCEPTED_ADDRESSES}")
+    return text
+
+
+@dataclass(frozen=True)
+class ExecutorHealth:
+    """One look at the cluster: ``up`` with its worker count, or ``down`` with the reason."""
+
+    up: bool
+    address: str
+    workers: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": "up" if self.up else "down", "address": self.address}
+        if self.up:
+            body["workers"] = self.workers
+        else:
+            body["error"] = self.error
+        return body
+
+
+class DaskCluster:
+    """The connection to one Dask scheduler, opened on first use and again after it is lost.
+
+    ``DaskCluster("tcp://10.0.0.5:8786")`` or ``DaskCluster(client)`` with a
+    ``distributed.Client`` you made (then its address is used, and it is not closed here).
+    :meth:`client` connects within ``connect_timeout`` seconds or raises
+    :class:`ExecutorUnavailableError` naming the address; one failed attempt is remembered for
+    ``retry_after`` seconds, so a flood of runs against a dead cluster fails each at once.
+    """
+
+    def __init__(
+        self,
+        target: str | Client,
+        *,
+        connect_timeout: float = 5.0,
+        retry_after: float = 1.0,
+    ) -> None:
+        distributed = require_distributed()
+        self._client: Any = None  # a distributed.Client (untyped: its close() is not annotated)
+        self._own_client = True
+        if isinstance(target, distributed.Client):
+            self._client = target
+            self._own_client = False
+            self.address: str = str(target.scheduler.address if target.scheduler else target)
+        elif isinstance(target, str):
+            self.address = check_dask_address(target)
+        else:
+            raise ConfigurationError(
+                f"a Dask executor needs a scheduler address or a distributed.Client, got "
+                f"{type(target).__name__}; use {ACCEPTED_ADDRESSES}"
+            )
+        self.connect_timeout = connect_timeout
+        self.retry_after = retry_after
+        self._lock = threading.Lock()
+        self._failed: tuple[float, str] | None = None  # (monotonic time, reason)
+
+    def __repr__(self) -> str:
+        return f"DaskCluster({self.address!r})"
+
+    def _unreachable(self, reason: str) -> ExecutorUnavailableError:
+        return ExecutorUnavailableError(
+            f"the Dask scheduler at {self.address} cannot be reached ({reason}); start it "
+            "(`dask scheduler`, then `dask worker ADDRESS` on each worker host) or fix "
+            "TH2ETL_EXECUTOR"
+        )
+
+    def client(self) -> Client:
+        """The connected client; connects (again) when there is none or it was closed."""
+        with self._lock:
+            client = self._client
+            if client is not None and client.status in ("running", "connecting"):
+                return client  # type: ignore[no-any-return]
+            if not self._own_client:
+                raise self._unreachable(f"its client is {client.status if client else 'gone'}")
+            failed = self._failed
+            if failed is not None and time.monotonic() - failed[0] < self.retry_after:
+                raise self._unreachable(failed[1])
+            if client is not None:
+                client.close()
+                self._client = None
+            try:
+                self._client = self._connect()
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                self._failed = (time.monotonic(), reason)
+                raise self._unreachable(reason) from exc
+            self._failed = None
+            logger.info("connected to the Dask scheduler at %s", self.address)
+            return self._client  # type: ignore[no-any-return]
+
+    def _connect(self) -> Client:
+        client_class = require_distributed().Client  # untyped: called through the module
+        if self.address.startswith(SCHEDULER_FILE):
+            path = Path(self.address[len(SCHEDULER_FILE) :]).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"no scheduler file at {path}")
+            return client_class(  # type: ignore[no-any-return]
+                scheduler_file=str(path), timeout=self.connect_timeout, set_as_default=False
+            )
+        return client_class(  # type: ignore[no-any-return]
+            self.address, timeout=self.connect_timeout, set_as_default=False
+        )
+
+    def health(self) -> ExecutorHealth:
+        """Up (with its worker count) when the scheduler answers, else down with the reason."""
+        try:
+            client = self.client()
+            workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        except ExecutorUnavailableError as exc:
+            return ExecutorHealth(False, self.address, error=str(exc))
+        except Exception as exc:  # the connection broke during the question
+            return ExecutorHealth(False, self.address, error=f"{type(exc).__name__}: {exc}")
+        return ExecutorHealth(True, self.address, workers=workers)
+
+    def close(self) -> None:
+        """Close the connection this object opened (never a client it was given)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and self._own_client:
+            client.close()
