@@ -26,14 +26,14 @@ def test_api_service_snippet_runs(
 def _command_lines(section: str) -> Iterator[list[str]]:
     for block in code_blocks(section, "bash"):
         for line in block.splitlines():
-            words = shlex.split(line)
+            words = shlex.split(line, comments=True)
             if words[:1] == ["th2etl"]:
                 yield words[1:]
             elif words[:3] == ["python", "-m", "th2etl.runner"]:
                 yield words[3:]
 
 
-@pytest.mark.parametrize("section", ["API Service", "Usage"])
+@pytest.mark.parametrize("section", ["API Service", "Usage", "Operations"])
 def test_every_documented_command_is_valid(section: str) -> None:
     commands = list(_command_lines(section))
     assert commands

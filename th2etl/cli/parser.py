@@ -14,6 +14,8 @@ COMMAND_MODULES = (
     "th2etl.cli.service",
     "th2etl.cli.run",
     "th2etl.cli.demo",
+    "th2etl.cli.history",
+    "th2etl.cli.definitions",
 )
 """Each defines ``EXAMPLES`` and ``register(commands)`` (see :mod:`th2etl.cli`); their
 order is the order of ``th2etl --help``."""

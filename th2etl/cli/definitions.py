@@ -1,0 +1,237 @@
+"""Stored definitions from a terminal: ``th2etl list blocs|pipelines|triggers|schedulers`` and
+``th2etl next SCHEDULER [-n 5]``, against the database or a service (``--api URL``), as a
+table or ``--json``.
+
+``next`` prints the scheduler's next fire times in its trigger's zone (and in UTC), each with
+a DST note where the zone's clocks change: a fixed time that does not exist that day runs at
+the first instant after the gap, a time that occurs twice runs once (interval jobs run in both
+occurrences), and a run after a change of UTC offset says so. The policy itself is stated once,
+in :mod:`th2etl.scheduler.triggers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from th2etl.cli._source import KINDS, add_source_options, print_json, print_table, with_source
+
+if TYPE_CHECKING:
+    from th2etl.cli._args import Commands
+    from th2etl.cli._source import Source
+    from th2etl.scheduler.triggers import CronTrigger
+    from th2etl.types import JSON
+
+__all__ = ["FireTime", "fire_times", "register"]
+
+EXAMPLES = """\
+  th2etl list pipelines                        the stored pipelines (also blocs, triggers,
+                                               schedulers), as a table (or --json)
+  th2etl next nightly_sales -n 5               a scheduler's next fire times, with DST notes
+"""
+
+_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "blocs": [("NAME", "name"), ("TYPE", "bloc_type"), ("DESCRIPTION", "description")],
+    "pipelines": [("NAME", "name"), ("STAGES", "stages"), ("DESCRIPTION", "description")],
+    "triggers": [
+        ("NAME", "name"),
+        ("PIPELINE", "pipeline_name"),
+        ("CRON", "cron_expression"),
+        ("TIMEZONE", "timezone"),
+        ("DESCRIPTION", "description"),
+    ],
+    "schedulers": [
+        ("NAME", "name"),
+        ("PIPELINE", "pipeline_name"),
+        ("TRIGGER", "trigger_name"),
+        ("ENABLED", "enabled"),
+        ("DESCRIPTION", "description"),
+    ],
+}
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 1000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of fire times; use a whole number from 1 to 1000, e.g. -n 5"
+        )
+    return number
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.utcoffset() is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date and time with a zone; use ISO 8601, e.g. "
+            "--after 2026-03-07T12:00Z or --after 2026-03-07T07:00-05:00"
+        )
+    return value
+
+
+def register(commands: Commands) -> None:
+    listing = commands.add_parser(
+        "list",
+        help="list stored definitions (example: th2etl list pipelines)",
+        description="List the stored blocs, pipelines, triggers or schedulers, by name.",
+    )
+    listing.add_argument("kind", choices=KINDS, metavar="|".join(KINDS), help="what to list")
+    add_source_options(listing)
+    listing.set_defaults(handler=_list)
+
+    following = commands.add_parser(
+        "next",
+        help="a scheduler's next fire times (example: th2etl next nightly_sales -n 5)",
+        description="Print a scheduler's next fire times in its trigger's time zone and in "
+        "UTC, with a note where daylight saving time moves or repeats one.",
+    )
+    following.add_argument("scheduler", metavar="SCHEDULER", help="the scheduler's name")
+    following.add_argument(
+        "-n", type=_count, default=5, metavar="N", help="how many fire times (default 5)"
+    )
+    following.add_argument(
+        "--after",
+        type=_instant,
+        metavar="WHEN",
+        help="start after this instant (ISO 8601 with a zone; default now)",
+    )
+    add_source_options(following)
+    following.set_defaults(handler=_next)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):  # a pipeline's stages
+        return " -> ".join(", ".join(stage) for stage in value)
+    return "" if value is None else str(value)
+
+
+@with_source
+def _list(args: argparse.Namespace, source: Source) -> int:
+    items = source.definitions(args.kind)
+    if args.json:
+        print_json(items)
+        return 0
+    if not items:
+        print(f"no {args.kind} in {source.where}")
+        return 0
+    columns = _COLUMNS[args.kind]
+    print_table(
+        [title for title, _ in columns],
+        [[_cell(item.get(key)) for _, key in columns] for item in items],
+    )
+    return 0
+
+
+@dataclass(frozen=True)
+class FireTime:
+    """One fire time, in the trigger's zone, with a DST note or ``None``."""
+
+    at: datetime
+    note: str | None
+
+    def to_dict(self) -> JSON:
+        return {
+            "local": self.at.isoformat(),
+            "utc": self.at.astimezone(UTC).isoformat(),
+            "note": self.note,
+        }
+
+
+def _offset(offset: timedelta | None) -> str:
+    minutes = int((offset or timedelta()).total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def fire_times(trigger: CronTrigger, after: datetime, n: int) -> list[FireTime]:
+    """The next ``n`` fire times of ``trigger`` after ``after``, each with its DST note."""
+    from th2etl.scheduler.triggers import CronTrigger
+
+    zone = trigger.timezone
+    wall_clock = CronTrigger(trigger.expression, "UTC")  # the same schedule without DST
+    previous = after.astimezone(zone).utcoffset()
+    result = []
+    for instant in trigger.next_fire_times(after, n):
+        local = instant.astimezone(zone)
+        wall = local.replace(tzinfo=None)
+        offset = local.utcoffset()
+        just_before = (instant - timedelta(seconds=1)).astimezone(zone).utcoffset()
+        as_utc = wall.replace(tzinfo=UTC)
+        on_schedule = wall_clock.next_fire_time(as_utc - timedelta(microseconds=1)) == as_utc
+        note = None
+        if not on_schedule and just_before != offset:
+            # Moved out of a gap: the wall-clock time it was due at did not exist.
+            gap_from = instant.astimezone(UTC).replace(tzinfo=None) + (just_before or timedelta())
+            note = (
+                f"DST: clocks go forward from {gap_from:%H:%M} to {wall:%H:%M} on "
+                f"{wall:%Y-%m-%d}; the time due in the skipped hour runs at {wall:%H:%M}, "
+                "the first instant after the gap"
+            )
+        elif local.replace(fold=1 - local.fold).utcoffset() != offset:
+            if trigger.interval:
+                which = "first" if local.fold == 0 else "second"
+                runs = f"interval jobs run in both, this is the {which}"
+            else:
+                runs = "runs once, at the first"
+            note = (
+                f"DST: {wall:%H:%M} occurs twice on {wall:%Y-%m-%d} (clocks go back); {runs} "
+                f"({_offset(offset)})"
+            )
+        elif offset != previous:
+            way = "forward" if (offset or timedelta()) > (previous or timedelta()) else "back"
+            note = (
+                f"DST: clocks went {way} since the previous fire time (UTC offset "
+                f"{_offset(previous)} -> {_offset(offset)})"
+            )
+        previous = offset
+        result.append(FireTime(instant, note))
+    return result
+
+
+@with_source
+def _next(args: argparse.Namespace, source: Source) -> int:
+    from th2etl.scheduler.triggers import CronTrigger
+
+    scheduler = source.definition("schedulers", args.scheduler)
+    record = source.definition("triggers", scheduler["trigger_name"])
+    trigger = CronTrigger(record["cron_expression"], record["timezone"])
+    after = args.after or datetime.now(UTC)
+    times = fire_times(trigger, after, args.n)
+    if args.json:
+        print_json(
+            {
+                "scheduler": scheduler["name"],
+                "pipeline": scheduler["pipeline_name"],
+                "trigger": record["name"],
+                "cron_expression": record["cron_expression"],
+                "timezone": record["timezone"],
+                "enabled": scheduler["enabled"],
+                "after": after.isoformat(),
+                "fire_times": [time.to_dict() for time in times],
+            }
+        )
+        return 0
+    disabled = "" if scheduler["enabled"] else " (disabled: it will not fire until enabled)"
+    print(
+        f"scheduler {scheduler['name']!r} runs pipeline {scheduler['pipeline_name']!r} at "
+        f"{record['cron_expression']!r} in {record['timezone']} (trigger {record['name']!r})"
+        f"{disabled}"
+    )
+    for time in times:
+        local = time.at.astimezone(trigger.timezone)
+        line = (
+            f"  {local:%Y-%m-%d %H:%M %Z} ({_offset(local.utcoffset())})   "
+            f"{time.at.astimezone(UTC):%Y-%m-%d %H:%M}Z"
+        )
+        print(f"{line}   {time.note}" if time.note else line)
+    return 0
