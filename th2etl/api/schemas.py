@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = [
     "BlocCreate",
@@ -89,4 +89,10 @@ class RunRequest(_Body):
         default_factory=dict,
         description="run variables, read by bloc configs as ${var:NAME}",
         examples=[{"day": "2026-11-25"}],
+    )
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="the moment the run is for, read by bloc configs as ${run:scheduled_time}, "
+        "${run:date}...; default: when it starts",
+        examples=["2026-11-25T00:00:00+00:00"],
     )

@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from th2etl.clock import Clock, SystemClock
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.engine import CancelToken, run_pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.storage.base import Storage
@@ -200,9 +202,12 @@ class RunExecutor:
         self._lock = threading.Lock()
         self._runs: dict[str, tuple[CancelToken, Future[RunResult]]] = {}
 
-    def submit(self, pipeline_name: str, variables: Mapping[str, Any]) -> str:
+    def submit(
+        self, pipeline_name: str, variables: Mapping[str, Any], *, at: datetime | None = None
+    ) -> str:
         """Build and record the run now (so it can be read at once), run it in the pool, and
-        return its id. Raises what building the pipeline raises (NotFound, Validation)."""
+        return its id; ``at`` is the moment it is for (``${run:...}``, default: its start).
+        Raises what building the pipeline raises (NotFound, Validation)."""
         pipeline = self.storage.build_pipeline(pipeline_name)
         run_id = uuid.uuid4().hex
         self.storage.start_run(
@@ -219,6 +224,7 @@ class RunExecutor:
                 cancel_token=token,
                 run_id=run_id,
                 clock=self.clock,
+                logical_time=None if at is None else LogicalTime.at(at),
             )
             self._runs[run_id] = (token, future)
         future.add_done_callback(lambda done: self._finished(run_id, done))

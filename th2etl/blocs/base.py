@@ -17,7 +17,8 @@ A bloc type is a subclass of :class:`LoaderBloc`, :class:`TransformerBloc` or
 
 ``run`` receives the run's :class:`~th2etl.pipelines.context.RunContext` and the bloc's input
 rows, and returns its output rows. Inside ``run``, ``self.config`` holds the validated config
-with defaults filled in and every ``${env:NAME}`` / ``${var:NAME}`` reference resolved.
+with defaults filled in and every ``${env:NAME}`` / ``${var:NAME}`` / ``${run:NAME}`` reference
+resolved (:mod:`th2etl.logical_time` lists the ``${run:}`` names).
 
 Every bloc type also accepts the common keys in :data:`COMMON_FIELDS` (``source_bloc``,
 ``retries``, ``retry_delay``, ``timeout``).
@@ -39,6 +40,7 @@ from th2etl.exceptions import ValidationError
 from th2etl.types import JSON, Rows
 
 if TYPE_CHECKING:
+    from th2etl.logical_time import LogicalTime
     from th2etl.pipelines.context import RunContext
 
 __all__ = [
@@ -277,13 +279,14 @@ class Bloc(ABC):
     def check_config(cls, config: dict[str, Any], where: str) -> None:
         """Hook for checks across keys; raise :class:`ValidationError` with ``where`` in it."""
 
-    def resolved(self, variables: Mapping[str, Any]) -> Bloc:
-        """A copy whose config has every reference replaced, for one run."""
+    def resolved(self, variables: Mapping[str, Any], run: LogicalTime | None = None) -> Bloc:
+        """A copy whose config has every reference replaced, for one run (``run`` gives the
+        ``${run:...}`` values)."""
         if not self._has_references:
             return self
         where = f"bloc {self.name!r} ({self.bloc_type})"
         clone = copy.copy(self)
-        resolved = resolve(self.config, variables, where)
+        resolved = resolve(self.config, variables, where, run)
         fields = {field.name: field for field in self.all_fields()}
         clone.config = {key: fields[key].check(value, where) for key, value in resolved.items()}
         type(self).check_config(clone.config, where)

@@ -43,6 +43,12 @@ def register(commands: Commands) -> None:
         metavar="KEY=VALUE",
         help="a run variable, read by configs as ${var:KEY} (repeatable)",
     )
+    run.add_argument(
+        "--at",
+        metavar="ISO",
+        help="the moment the run is for, read by configs as ${run:scheduled_time}, "
+        "${run:date}... (default: when it starts; no offset means UTC)",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -87,6 +93,7 @@ class ProgressPrinter(RunListener):
 def _run(args: argparse.Namespace) -> int:
     from th2etl.configs.logging import configure_logging
     from th2etl.configs.settings import get_settings
+    from th2etl.logical_time import LogicalTime, parse_instant
     from th2etl.pipelines.engine import run_pipeline
     from th2etl.storage import DatabaseStorage
 
@@ -103,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
                 message = unknown_pipeline(args.pipeline, names, storage.describe())
                 raise NotFoundError(message) from None
             variables = dict(args.var)
+            at = None if args.at is None else LogicalTime.at(parse_instant(args.at, "--at"))
             recorder = storage.recorder()
             token = CancelToken()
             outcome: list[RunResult] = []
@@ -114,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
                         variables=variables,
                         listeners=[recorder, ProgressPrinter()],
                         cancel_token=token,
+                        logical_time=at,
                     )
                 )
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from th2etl.exceptions import NotFoundError
+from th2etl.logical_time import LogicalTime
 from th2etl.types import Rows
 
 __all__ = ["RunContext"]
@@ -20,8 +21,10 @@ class RunContext:
     """The in-memory store of one pipeline run; safe to use from the stage's threads.
 
     Blocs read the run's identity (``run_id``, ``pipeline_name``, ``scheduler_name``,
-    ``trigger_name``, ``scheduled_time``), its ``variables``, the ``output_dir`` folder they may
-    write to (or None), a ``logger``, and the output rows of every bloc that has finished.
+    ``trigger_name``, ``scheduled_time``), its ``logical_time`` (the moment and data interval
+    it is for, see :mod:`th2etl.logical_time`; set by the engine when the run starts), its
+    ``variables``, the ``output_dir`` folder they may write to (or None), a ``logger``, and the
+    output rows of every bloc that has finished.
     Output rows are shared, not copied: a bloc must not modify the rows it receives.
     """
 
@@ -36,12 +39,14 @@ class RunContext:
         variables: Mapping[str, Any] | None = None,
         output_dir: str | Path | None = None,
         logger: logging.Logger | None = None,
+        logical_time: LogicalTime | None = None,
     ) -> None:
         self.run_id = run_id or uuid.uuid4().hex
         self.pipeline_name = pipeline_name
         self.scheduler_name = scheduler_name
         self.trigger_name = trigger_name
         self.scheduled_time = scheduled_time
+        self.logical_time = logical_time
         self.variables: dict[str, Any] = dict(variables or {})
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.logger = logger or logging.getLogger(f"th2etl.pipelines.run.{pipeline_name}")

@@ -34,6 +34,7 @@ from typing import Any
 from th2etl.blocs.base import Bloc
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import BlocError, BlocTimeoutError
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import BlocResult, BlocStatus, RunResult, RunStatus
@@ -172,6 +173,8 @@ class _Run:
 
     def execute(self) -> RunResult:
         started = self.clock.now()
+        if self.context.logical_time is None:  # a manual run is for the moment it starts
+            self.context.logical_time = LogicalTime.at(self.context.scheduled_time or started)
         self.notify("run_started", self.pipeline)
         status = RunStatus.SUCCEEDED
         error: str | None = None
@@ -236,7 +239,9 @@ class _Run:
             result = BlocResult(bloc.name, bloc.bloc_type, number, BlocStatus.RUNNING)
             result.started_at = self.clock.now()
             try:
-                slot = _Slot(bloc.resolved(self.context.variables), result, [])
+                slot = _Slot(
+                    bloc.resolved(self.context.variables, self.context.logical_time), result, []
+                )
                 slot.inputs = self._inputs(bloc, previous)
             except Exception as exc:  # a missing ${env:...} fails this bloc, not the engine
                 result.attempts = 1
@@ -382,13 +387,16 @@ def run_pipeline(
     output_dir: str | Path | None = None,
     context: RunContext | None = None,
     clock: Clock | None = None,
+    logical_time: LogicalTime | None = None,
 ) -> RunResult:
     """Run ``pipeline`` now, in this thread (its blocs on ``executor``), and return the result.
 
     A bloc that raises fails the run with its error recorded; this function itself raises only
     for programming errors. Pass ``listeners`` to observe progress (storage records runs that
     way), ``cancel_token`` to cancel from another thread, ``output_dir`` for a folder the blocs
-    may write into, or a ready ``context``.
+    may write into, or a ready ``context``. ``logical_time`` is the moment and data interval the
+    run is for (``${run:...}`` references); by default ``scheduled_time``, else the moment the
+    run starts (see :mod:`th2etl.logical_time`).
     """
     if context is None:
         context = RunContext(
@@ -399,6 +407,7 @@ def run_pipeline(
             scheduled_time=scheduled_time,
             variables=variables,
             output_dir=output_dir,
+            logical_time=logical_time,
         )
     run = _Run(
         pipeline,

@@ -482,6 +482,7 @@ class CronScheduler(Loop):
                 scheduled_time=scheduled,
                 output_dir=run_dir,
                 clock=self.clock,
+                logical_time=self.trigger.logical_time(scheduled),
             )
             if run_dir is not None:
                 if handler is not None:

@@ -33,8 +33,11 @@ never):
 
 Fire times are aware datetimes carrying the zone's UTC offset at that instant (a fixed-offset
 tzinfo, so comparing and subtracting them is exact even across a DST change).
-``next_fire_time(after)`` is strictly after ``after``; ``fire_times_between(start, end)`` gives
-``start < t <= end``.
+``next_fire_time(after)`` is strictly after ``after``, ``previous_fire_time(before)`` strictly
+before ``before``; ``fire_times_between(start, end)`` gives ``start < t <= end``. A run's data
+interval is from the previous fire time to its own (``logical_time(t)``, see
+:mod:`th2etl.logical_time`), so across a DST change a daily job's interval is the whole local day
+(23 or 25 hours).
 
 >>> from datetime import datetime, UTC
 >>> trigger = CronTrigger("30 2 * * *", "America/New_York")
@@ -55,6 +58,7 @@ from datetime import timezone as fixed_offset
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from th2etl.exceptions import CronError
+from th2etl.logical_time import LogicalTime
 
 __all__ = ["ALIASES", "CronTrigger"]
 
@@ -414,6 +418,36 @@ class CronTrigger:
     def iter_fire_times(self, after: datetime) -> Iterator[datetime]:
         """Every fire time strictly after ``after``, in order, lazily (an endless iterator)."""
         return self._iter_after(after)
+
+    def previous_fire_time(self, before: datetime) -> datetime:
+        """The last fire time strictly before ``before`` (aware), in the trigger's timezone."""
+        if before.tzinfo is None or before.utcoffset() is None:
+            raise CronError(
+                f"cron trigger {self.expression!r}: {before!r} is a naive datetime; pass a "
+                "timezone-aware one"
+            )
+        window = timedelta(hours=1)
+        while window <= _DAY * _SEARCH_DAYS:
+            found: datetime | None = None
+            for instant in self._iter_after(before - window):
+                if instant >= before:
+                    break
+                found = instant
+            if found is not None:
+                return found
+            window *= 4
+        raise CronError(  # unreachable for an accepted expression; kept as a clear failure
+            f"cron trigger {self.expression!r} has no fire time within {_SEARCH_DAYS} days "
+            f"before {before.isoformat()}"
+        )
+
+    def logical_time(self, fire_time: datetime, previous: datetime | None = None) -> LogicalTime:
+        """The logical time of the run for ``fire_time``: its data interval runs from the
+        previous fire time (``previous`` when the caller knows it) to ``fire_time``, shown in
+        the trigger's timezone (see :mod:`th2etl.logical_time`)."""
+        start = previous if previous is not None else self.previous_fire_time(fire_time)
+        zone = getattr(self.timezone, "key", None) or ("UTC" if self.timezone is UTC else None)
+        return LogicalTime(fire_time, start, fire_time, zone)
 
     def next_fire_times(self, after: datetime, n: int) -> list[datetime]:
         """The next ``n`` fire times strictly after ``after``, in order (a preview)."""

@@ -28,7 +28,8 @@ add_definition_routes(
 def run_pipeline(name: str, request: Request, body: RunRequest | None = None) -> Response:
     """Start a run and answer at once with its id; follow it with ``GET /runs/{run_id}``."""
     variables = body.variables if body is not None else {}
-    run_id = state_of(request).runs.submit(name, variables)
+    at = body.at if body is not None else None
+    run_id = state_of(request).runs.submit(name, variables, at=at)
     return json_response(
         {"run_id": run_id, "pipeline_name": name, "status": "running", "url": f"/runs/{run_id}"},
         202,
