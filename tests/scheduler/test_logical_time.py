@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +144,36 @@ def test_logical_time_refuses_a_reversed_interval() -> None:
         ValidationError, match=r"interval_start 2026-01-02T00:00:00\+00:00 is after"
     ):
         LogicalTime(end, end + timedelta(days=1), end)
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """``th2etl run`` in this process configures logging: put it back for the next tests."""
+    root, package = logging.getLogger(), logging.getLogger("th2etl")
+    saved = (root.level, list(root.handlers), package.level)
+    yield
+    root.setLevel(saved[0])
+    for handler in [h for h in root.handlers if h not in saved[1]]:
+        root.removeHandler(handler)
+        handler.close()
+    package.setLevel(saved[2])
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_th2etl_run_at_sets_the_logical_time(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from th2etl.cli import main
+
+    database = tmp_path / "th2etl.db"
+    clean_env.setenv("TH2ETL_SQLITE_PATH", str(database))
+    (tmp_path / "orders_2026-11-24.csv").write_text("id\n1\n2\n", encoding="utf-8")
+    with DatabaseStorage(database) as storage:
+        path = str(tmp_path / "orders_${run:date}.csv")
+        storage.create_bloc("load", "csv_loader", {"file_path": path})
+        storage.create_pipeline("daily", [["load"]])
+    # The date is read where the moment was given: the 24th in New York, the 25th in UTC.
+    assert main(["run", "daily", "--at", "2026-11-24T23:30:00-05:00"]) == 0
+    assert "rows in 0 out 2" in capsys.readouterr().out
+    assert main(["run", "daily", "--at", "2026-11-25"]) == 1
+    assert "orders_2026-11-25.csv" in capsys.readouterr().out
