@@ -144,7 +144,7 @@ def test_a_claim_committed_but_unanswered_is_adopted_by_its_retry(
         assert [(r.action, f"{r.scheduled_time:%H:%M}") for r in lost] == [
             (TickAction.DEFERRED, "10:10")
         ]
-        [claimed] = storage.running_runs("every5")  # the claim was made: committed
+        [claimed] = storage.active_runs("every5")  # the claim was made: committed
         assert claimed.instance_id == manager.instance_id
         retried = clock.advance(1)  # the retry, one second later (backoff)
         assert statuses(retried) == ["10:10 started"]
@@ -157,7 +157,7 @@ def test_a_claim_committed_but_unanswered_is_adopted_by_its_retry(
         ("10:10", "succeeded"),
         ("10:15", "succeeded"),
     ]
-    assert storage.running_runs() == []
+    assert storage.active_runs() == []
 
 
 def test_a_lost_claim_whose_tick_is_then_missed_is_recorded_skipped(
@@ -171,7 +171,7 @@ def test_a_lost_claim_whose_tick_is_then_missed_is_recorded_skipped(
     try:
         proxy.drop_reply_to(CLAIM)
         assert [r.action for r in clock.advance(until=at("10:05"))] == [TickAction.DEFERRED]
-        [claimed] = storage.running_runs("every5")
+        [claimed] = storage.active_runs("every5")
         retried = clock.advance(1)
         assert statuses(retried) == ["10:05 skipped(missed)"]
         assert retried[0].run_id == claimed.run_id
@@ -190,7 +190,7 @@ def test_a_lost_claim_left_by_a_stop_is_not_left_running(
     manager.start()
     proxy.drop_reply_to(CLAIM)
     assert [r.action for r in clock.advance(until=at("10:05"))] == [TickAction.DEFERRED]
-    [claimed] = storage.running_runs("every5")
+    [claimed] = storage.active_runs("every5")
     manager.stop()  # before the retry: this manager will never run that tick
     run = storage.get_run(claimed.run_id)
     assert run.status.value == "abandoned"
@@ -247,7 +247,7 @@ def test_a_lost_final_status_is_written_even_after_its_scheduler_is_deleted(
         assert storage.get_run(started.run_id or "").status.value == "succeeded"
     finally:
         manager.stop()
-    assert storage.running_runs() == []
+    assert storage.active_runs() == []
 
 
 def test_running_rows_of_this_instance_that_it_does_not_run_are_abandoned(

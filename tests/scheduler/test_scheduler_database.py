@@ -395,7 +395,7 @@ def test_three_processes_run_every_tick_exactly_once_and_a_killed_run_is_abandon
             instance.send(at("10:30"))
         runner_id = None
         for _ in range(3000):
-            running = storage.running_runs("slow_once")
+            running = storage.active_runs("slow_once")
             if running:
                 runner_id = running[0].instance_id
                 break

@@ -133,7 +133,7 @@ def test_list_runs_filters_newest_first(storage: DatabaseStorage) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"status": "done"}, r"unknown run status 'done'; use one of running, succeeded"),
+        ({"status": "done"}, r"unknown run status 'done'; use one of queued, running, succeeded"),
         ({"limit": 0}, r"limit must be a whole number from 1 to 10000, got 0"),
         ({"limit": "5"}, r"limit must be a whole number from 1 to 10000, got '5'"),
         ({"since": datetime(2026, 1, 1)}, r"list_runs: since 2026-01-01T00:00:00 has no timezone"),
@@ -167,9 +167,9 @@ def test_claim_run_gives_each_tick_once(storage: DatabaseStorage) -> None:
     assert _claim(storage, T0 + timedelta(hours=1)) is not None
     assert storage.latest_scheduled_time("s") == T0 + timedelta(hours=1)
     assert storage.latest_scheduled_time("other") is None
-    assert storage.running_runs("s")[0].run_id == claimed.run_id
-    assert len(storage.running_runs()) == 2
-    assert storage.running_runs("other") == []
+    assert storage.active_runs("s")[0].run_id == claimed.run_id
+    assert len(storage.active_runs()) == 2
+    assert storage.active_runs("other") == []
 
 
 def test_a_claim_retried_with_its_run_id_gets_its_row_back(storage: DatabaseStorage) -> None:
@@ -217,7 +217,7 @@ def test_skipped_tick_holds_the_tick(storage: DatabaseStorage) -> None:
     assert storage.record_skipped_run(
         "s", T0, "again", pipeline_name="p", trigger_name="t", instance_id="i2", now=T0
     ) is None  # fmt: skip
-    assert storage.running_runs("s") == []
+    assert storage.active_runs("s") == []
 
 
 def test_claims_from_many_connections_at_once(open_storage: OpenStorage) -> None:

@@ -26,13 +26,12 @@ from typing import Any
 
 from th2etl._urls import mask_url
 from th2etl.exceptions import Th2etlError
-from th2etl.pipelines.result import RunStatus
+from th2etl.pipelines.result import TERMINAL_STATUSES
 from th2etl.types import JSON
 
 __all__ = ["DEFAULT_API_URL", "Th2etlApiError", "Th2etlClient"]
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-_FINISHED = frozenset(status.value for status in RunStatus if status.finished)
 
 
 class Th2etlApiError(Th2etlError):
@@ -383,12 +382,12 @@ class Th2etlClient:
         return result
 
     def wait_for_run(self, run_id: str, timeout: float = 60.0, interval: float = 0.2) -> JSON:
-        """Poll :meth:`get_run` until the run has finished; raise TimeoutError after
-        ``timeout`` seconds."""
+        """Poll :meth:`get_run` until the run has finished (its status is terminal: a
+        ``queued`` or ``running`` run has not); raise TimeoutError after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             run = self.get_run(run_id)
-            if run.get("status") in _FINISHED:
+            if run.get("status") in TERMINAL_STATUSES:  # StrEnum members equal their text
                 return run
             if time.monotonic() >= deadline:
                 raise TimeoutError(

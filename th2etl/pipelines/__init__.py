@@ -6,10 +6,19 @@ from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
 from th2etl.pipelines.example import EXAMPLE_DATA, build_example_pipeline
 from th2etl.pipelines.pipeline import Pipeline, validate_stage_names
-from th2etl.pipelines.result import BlocResult, BlocStatus, RunResult, RunStatus
+from th2etl.pipelines.result import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    BlocResult,
+    BlocStatus,
+    RunResult,
+    RunStatus,
+)
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "EXAMPLE_DATA",
+    "TERMINAL_STATUSES",
     "BlocResult",
     "BlocStatus",
     "CancelToken",

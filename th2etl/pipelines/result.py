@@ -9,17 +9,29 @@ from typing import Any
 
 from th2etl.types import JSON, Rows
 
-__all__ = ["BlocResult", "BlocStatus", "RunResult", "RunStatus"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "BlocResult",
+    "BlocStatus",
+    "RunResult",
+    "RunStatus",
+]
 
 
 class RunStatus(StrEnum):
-    """The state of a pipeline run.
+    """The state of a pipeline run: a state machine, enforced by the storage.
 
-    The engine ends a run as ``succeeded``, ``failed`` or ``cancelled``; the scheduler also
-    records ``skipped`` ticks (missed or overlapping) and marks runs whose process died
-    ``abandoned``.
+    A recorded run starts ``queued`` (waiting for a slot) or ``running``. ``queued`` becomes
+    ``running``, ``cancelled``, ``abandoned`` or ``failed``; ``running`` ends ``succeeded``,
+    ``failed``, ``cancelled`` or ``abandoned`` (its owner died or lost its lease). A scheduler
+    records a tick it does not run (missed, overlapping) as ``skipped``, terminal from the
+    start. A terminal status never changes. "Has it finished?" is always
+    ``status in TERMINAL_STATUSES`` (:attr:`finished`); limits and overlap checks count the
+    ``ACTIVE_STATUSES``.
     """
 
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -29,7 +41,23 @@ class RunStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self is not RunStatus.RUNNING
+        """Whether the run has ended (its status is terminal and will never change)."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES: frozenset[RunStatus] = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.SKIPPED,
+        RunStatus.ABANDONED,
+    }
+)
+"""The statuses of a run that has ended: the one test of "has it finished?"."""
+
+ACTIVE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+"""The statuses of a run not finished yet: what limits and overlap checks count."""
 
 
 class BlocStatus(StrEnum):

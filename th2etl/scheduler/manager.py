@@ -13,7 +13,7 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
   insert guarded by a unique (scheduler, scheduled time)); whichever instance wins runs it, the
   others report :attr:`~th2etl.scheduler.TickAction.TAKEN`. Skipped ticks are recorded under the
   same uniqueness. A claim whose answer is lost (the connection drops after COMMIT) is retried
-  with the same run id and adopted (see ``Storage.claim_run``): the tick runs once, not never.
+  with the same run id and adopted (see ``Coordination.claim_run``): the tick runs once, not never.
 * **Heartbeats.** Every ``heartbeat_interval`` seconds (default 10) the manager records its
   heartbeat and marks ``abandoned`` the runs of instances silent for ``stale_after`` (default
   1.5 heartbeat intervals): a run left ``running`` by a dead process is abandoned at most
@@ -52,6 +52,8 @@ from th2etl.scheduler.triggers import CronTrigger
 
 if TYPE_CHECKING:
     from th2etl.storage.base import SchedulerRecord, Storage, TriggerRecord
+    from th2etl.storage.coordination import Coordination
+    from th2etl.storage.definition_store import DefinitionStore
 
 __all__ = ["SchedulerManager", "default_instance_id", "load_scheduler_manager"]
 
@@ -78,7 +80,7 @@ class SchedulerManager(Loop):
         schedulers: Iterable[CronScheduler] = (),
         *,
         clock: Clock | None = None,
-        storage: Storage | None = None,
+        storage: Coordination | None = None,
         instance_id: str | None = None,
         max_workers: int = 32,
         stop_grace: float = 30.0,
@@ -127,13 +129,14 @@ class SchedulerManager(Loop):
                 f"scheduler name {scheduler.name!r} is used twice in this manager; give each "
                 "CronScheduler its own name=..."
             )
-        scheduler.clock = self.clock
-        if not scheduler._inline_given:
-            scheduler.inline = self.inline
-        scheduler.storage = self.storage
-        scheduler.instance_id = self.instance_id
-        scheduler._executor = None if scheduler.inline else self._get_executor()
-        scheduler._own_executor = False
+        scheduler.managed_by(
+            clock=self.clock,
+            storage=self.storage,
+            instance_id=self.instance_id,
+            inline=self.inline,
+        )
+        if not scheduler.inline:
+            scheduler.use_executor(self._get_executor())
         self._schedulers[scheduler.name] = scheduler
         if self._started:
             scheduler.prime(self.clock.now())
@@ -143,7 +146,7 @@ class SchedulerManager(Loop):
         """Stop scheduling ``name``; its running pipelines finish (and are awaited on stop)."""
         scheduler = self[name]
         del self._schedulers[name]
-        if scheduler._owes():
+        if scheduler.owes_work():
             self._retired.append(scheduler)
         return scheduler
 
@@ -190,7 +193,7 @@ class SchedulerManager(Loop):
         for scheduler in list(self._schedulers.values()):
             results.extend(scheduler.tick(now))
         if self._retired:
-            self._retired = [s for s in self._retired if s._owes()]
+            self._retired = [s for s in self._retired if s.owes_work()]
         return results
 
     def next_due_time(self) -> datetime | None:
@@ -235,11 +238,11 @@ class SchedulerManager(Loop):
         assert self.storage is not None
         schedulers = [*self._schedulers.values(), *self._retired]
         for scheduler in schedulers:
-            scheduler._retry_lost_finishes()
+            scheduler.retry_lost_finishes()
         # Read what runs here before the database: a run that starts in between cannot exist
         # (ticks run in this thread), one that ends in between is still in ``known``.
-        known: set[str] = set().union(*(s._known_runs() for s in schedulers))
-        for run in self.storage.running_runs():
+        known: set[str] = set().union(*(s.known_runs() for s in schedulers))
+        for run in self.storage.active_runs():
             if run.instance_id != self.instance_id or run.run_id in known:
                 continue
             reason = (
@@ -262,21 +265,21 @@ class SchedulerManager(Loop):
 
     def _on_start(self, now: datetime) -> None:
         for scheduler in self._schedulers.values():
-            if not scheduler.inline and scheduler._executor is None:  # started again after stop
-                scheduler._executor = self._get_executor()
+            if not scheduler.inline:  # the pool is made again when started after stop
+                scheduler.use_executor(self._get_executor())
             scheduler.prime(now)
 
     def _on_stop(self, grace: float) -> None:
         for scheduler in [*self._schedulers.values(), *self._retired]:
-            scheduler._wait_for_runs(grace)
+            scheduler.wait_for_runs(grace)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
             for scheduler in self._schedulers.values():
-                scheduler._executor = None
+                scheduler.use_executor(None)
         if self.storage is not None and self.instance_id:
             for scheduler in [*self._schedulers.values(), *self._retired]:
-                scheduler._claims.clear()  # their ticks will not be retried by this manager
+                scheduler.forget_claims()  # their ticks will not be retried by this manager
             try:
                 self._settle_own_runs(self.clock.now())
             except StorageError as exc:
@@ -312,6 +315,7 @@ class _DatabaseManager(SchedulerManager):
         **options: Any,
     ) -> None:
         super().__init__((), storage=storage, **options)
+        self.definitions = storage
         self.reload_interval = check_seconds("reload_interval", reload_interval)
         self.scheduler_options = scheduler_options
         self._revision: int | None = None
@@ -333,14 +337,13 @@ class _DatabaseManager(SchedulerManager):
         """Re-read the stored schedulers if the database changed; True if anything changed.
         A database error is logged and retried with backoff."""
         now = now if now is not None else self.clock.now()
-        assert self.storage is not None
         try:
-            revision = self.storage.revision()
+            revision = self.definitions.revision()
             if revision == self._revision and not force:
                 self._next_reload = now + self.reload_interval
                 return False
-            records = self.storage.list_schedulers(enabled=True)
-            triggers = {t.name: t for t in self.storage.list_triggers()}
+            records = self.definitions.list_schedulers(enabled=True)
+            triggers = {t.name: t for t in self.definitions.list_triggers()}
         except StorageError as exc:
             delay = min(self.reload_interval.total_seconds(), BACKOFF_MAX)
             logger.warning("cannot read the stored schedulers (%s); retrying in %.0fs", exc, delay)
@@ -381,15 +384,17 @@ class _DatabaseManager(SchedulerManager):
                 continue
             existing = self._schedulers.get(record.name)
             if existing is not None:
-                existing.pipeline_name = record.pipeline_name
-                existing._build = _builder(self.storage, record.pipeline_name)
-                existing.trigger_name = record.trigger_name
+                existing.update_pipeline(
+                    record.pipeline_name,
+                    _builder(self.definitions, record.pipeline_name),
+                    record.trigger_name,
+                )
                 if existing.trigger != trigger:
                     existing.retarget(trigger, now)
                 logger.info("scheduler %r updated: %r from now on", record.name, trigger)
             else:
                 scheduler = CronScheduler(
-                    _builder(self.storage, record.pipeline_name),
+                    _builder(self.definitions, record.pipeline_name),
                     trigger,
                     record.name,
                     pipeline_name=record.pipeline_name,
@@ -410,9 +415,7 @@ class _DatabaseManager(SchedulerManager):
         return changed
 
 
-def _builder(storage: Storage | None, pipeline_name: str) -> Callable[[], Pipeline]:
-    assert storage is not None
-
+def _builder(storage: DefinitionStore, pipeline_name: str) -> Callable[[], Pipeline]:
     def build() -> Pipeline:
         return storage.build_pipeline(pipeline_name)
 

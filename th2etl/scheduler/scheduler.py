@@ -69,7 +69,8 @@ from th2etl.scheduler.policies import (
 from th2etl.scheduler.triggers import CronTrigger
 
 if TYPE_CHECKING:
-    from th2etl.storage.base import RunRecord, Storage
+    from th2etl.storage.coordination import Coordination
+    from th2etl.storage.records import RunRecord
 
 __all__ = [
     "CronScheduler",
@@ -165,8 +166,8 @@ class CronScheduler(Loop):
         self._inline_given = inline is not None
         self.max_workers = check_workers("CronScheduler", max_workers)
         self.stop_grace = stop_grace
-        # Set by a SchedulerManager that owns this scheduler.
-        self.storage: Storage | None = None
+        # Set by a SchedulerManager that owns this scheduler (see managed_by).
+        self.storage: Coordination | None = None
         self.instance_id: str | None = None
         self._executor: Executor | None = None
         self._own_executor = False
@@ -183,6 +184,45 @@ class CronScheduler(Loop):
         self.not_before: datetime | None = None
         """With a storage: downtime before this instant (e.g. while disabled) is not missed."""
 
+    # -- what a SchedulerManager uses --------------------------------------------------------------
+
+    def managed_by(
+        self,
+        *,
+        clock: Clock,
+        storage: Coordination | None,
+        instance_id: str | None,
+        inline: bool,
+    ) -> None:
+        """Take a manager's clock, storage and instance id; ``inline`` applies unless this
+        scheduler was given its own. The manager then lends its pool (:meth:`use_executor`)."""
+        self.clock = clock
+        if not self._inline_given:
+            self.inline = inline
+        self.storage = storage
+        self.instance_id = instance_id
+        self.use_executor(None)
+
+    def use_executor(self, executor: Executor | None) -> None:
+        """Run pipelines on ``executor``, which its giver owns and shuts down (``None``: this
+        scheduler makes a pool of its own when it needs one)."""
+        self._executor = executor
+        self._own_executor = False
+
+    def update_pipeline(
+        self, pipeline_name: str, build: Callable[[], Pipeline], trigger_name: str | None
+    ) -> None:
+        """Run ``build()``'s pipeline from the next tick on (a stored definition changed)."""
+        self.pipeline_name = check_name("pipeline", pipeline_name)
+        self._pipeline, self._build = None, build
+        self.trigger_name = trigger_name
+
+    def forget_claims(self) -> None:
+        """Give up retrying the claims whose answer was lost (their ticks will not be handled
+        by this scheduler again); a manager's sweep settles their rows."""
+        with self._lock:
+            self._claims.clear()
+
     # -- time keeping ---------------------------------------------------------------------------
 
     @property
@@ -195,7 +235,7 @@ class CronScheduler(Loop):
         self._cursor = after
         self._next = self.trigger.next_fire_time(after)
         self._retry_at = None
-        self._claims.clear()  # their ticks will not come again; the manager sweeps their rows
+        self.forget_claims()  # their ticks will not come again
 
     def retarget(self, trigger: CronTrigger, now: datetime) -> None:
         """Use a new trigger from ``now`` on: nothing fires at once and nothing is backfilled."""
@@ -258,7 +298,7 @@ class CronScheduler(Loop):
             return []
         if self._retry_at is not None and now < self._retry_at:
             return []
-        self._retry_lost_finishes()
+        self.retry_lost_finishes()
         due, dropped = self._due(now)
         if dropped:
             logger.warning(
@@ -395,7 +435,7 @@ class CronScheduler(Loop):
     def _fire(self, scheduled: datetime, now: datetime) -> TickResult:
         if self.overlap is OverlapPolicy.SKIP:
             busy = self.is_busy()
-            elsewhere = [] if busy or self.storage is None else self.storage.running_runs(self.name)
+            elsewhere = [] if busy or self.storage is None else self.storage.active_runs(self.name)
             # This tick's own claim, made before the database went away, is not a previous run.
             elsewhere = [r for r in elsewhere if r.run_id != self._claims.get(scheduled)]
             if busy or elsewhere:
@@ -559,7 +599,7 @@ class CronScheduler(Loop):
         with self._lock:
             self._lost_finishes.append(finish)
 
-    def _retry_lost_finishes(self) -> None:
+    def retry_lost_finishes(self) -> None:
         """Record final statuses the database missed while it was away (no run stays
         ``running`` forever because of an outage). The manager calls this at every heartbeat,
         the scheduler before its ticks."""
@@ -579,12 +619,12 @@ class CronScheduler(Loop):
                     self._lost_finishes.extend(pending[index:])
                 return
 
-    def _owes(self) -> bool:
+    def owes_work(self) -> bool:
         """Whether runs of this scheduler still need it: going, or their status unwritten."""
         with self._lock:
             return bool(self._running or self._lost_finishes)
 
-    def _known_runs(self) -> set[str]:
+    def known_runs(self) -> set[str]:
         """Ids of the runs this scheduler answers for: going, their final status not yet
         written, or claimed without an answer. Any other ``running`` row of this instance is
         one it lost track of."""
@@ -611,7 +651,7 @@ class CronScheduler(Loop):
         item[1].cancel()
         return True
 
-    def _wait_for_runs(self, grace: float) -> None:
+    def wait_for_runs(self, grace: float) -> None:
         with self._lock:
             futures = [f for _, _, f in self._running.values() if f is not None]
         if not futures:
@@ -631,7 +671,7 @@ class CronScheduler(Loop):
             wait(pending, timeout=max(grace, 1.0))
 
     def _on_stop(self, grace: float) -> None:
-        self._wait_for_runs(grace)
+        self.wait_for_runs(grace)
         if self._own_executor and self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -1,7 +1,8 @@
 """Storage: definitions and run history in PostgreSQL, or in SQLite by default.
 
 :class:`DatabaseStorage` opens the right backend; :class:`~th2etl.storage.base.Storage` is the
-documented contract both keep.
+documented contract both keep, made of roles (:class:`DefinitionStore`, :class:`RunHistory`,
+:class:`Coordination`) that callers ask for separately.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from th2etl.storage.base import Storage
+from th2etl.storage.connection import StorageConnection
+from th2etl.storage.coordination import Coordination
 from th2etl.storage.database import DatabaseStorage
+from th2etl.storage.definition_store import DefinitionStore
 from th2etl.storage.recorder import RunRecorder, build_pipeline
 from th2etl.storage.records import (
     BlocRecord,
@@ -20,6 +24,7 @@ from th2etl.storage.records import (
     SchedulerRecord,
     TriggerRecord,
 )
+from th2etl.storage.run_history import RunHistory
 from th2etl.storage.sqlite import SQLiteStorage
 
 if TYPE_CHECKING:
@@ -28,15 +33,19 @@ if TYPE_CHECKING:
 __all__ = [
     "BlocRecord",
     "BlocRunRecord",
+    "Coordination",
     "DatabaseStorage",
+    "DefinitionStore",
     "InstanceRecord",
     "PipelineRecord",
     "PostgresStorage",
+    "RunHistory",
     "RunRecord",
     "RunRecorder",
     "SQLiteStorage",
     "SchedulerRecord",
     "Storage",
+    "StorageConnection",
     "TriggerRecord",
     "build_pipeline",
 ]

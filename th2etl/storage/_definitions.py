@@ -54,7 +54,7 @@ def _missing(kind: str, name: str) -> NotFoundError:
 
 
 class Definitions(SqlCore):
-    """Definition methods of :class:`~th2etl.storage.base.Storage`, written once in SQL."""
+    """The definitions role (:mod:`th2etl.storage.definition_store`), written once in SQL."""
 
     def _bloc(self, row: Sequence[Any]) -> BlocRecord:
         return BlocRecord(

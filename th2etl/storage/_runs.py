@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from th2etl.exceptions import NotFoundError, ValidationError
-from th2etl.pipelines.result import BlocResult, BlocStatus, RunStatus
+from th2etl.pipelines.result import ACTIVE_STATUSES, BlocResult, BlocStatus, RunStatus
 from th2etl.storage._core import Conflict, Session, SqlCore, aware
 from th2etl.storage.records import BlocRunRecord, InstanceRecord, RunRecord
 
@@ -41,6 +41,8 @@ _TICK = (
     f"WHERE r.run_id = excluded.run_id AND r.status = 'running' RETURNING {_RUN}"
 )
 MAX_LIMIT = 10_000
+# A fixed fragment made of the enum's own values, never of input.
+_ACTIVE = ", ".join(f"'{status.value}'" for status in sorted(ACTIVE_STATUSES))
 
 
 def _variables(variables: Mapping[str, Any] | None) -> str:
@@ -61,7 +63,8 @@ def _run_missing(run_id: str) -> NotFoundError:
 
 
 class Runs(SqlCore):
-    """Run-history methods of :class:`~th2etl.storage.base.Storage`, written once in SQL."""
+    """Run history and coordination (:mod:`th2etl.storage.run_history`,
+    :mod:`th2etl.storage.coordination`), written once in SQL."""
 
     def _run_record(self, row: Sequence[Any], log: str | None = None) -> RunRecord:
         return RunRecord(
@@ -347,13 +350,13 @@ class Runs(SqlCore):
         )
         return self._time_out_opt(row[0])
 
-    def running_runs(self, scheduler_name: str | None = None) -> list[RunRecord]:
+    def active_runs(self, scheduler_name: str | None = None) -> list[RunRecord]:
         where, params = "", []
         if scheduler_name is not None:
             where, params = " AND scheduler_name = %s", [scheduler_name]
         with self._session(write=False) as db:
             rows = db.all(
-                f"SELECT {_RUN} FROM {{runs}} WHERE status = 'running'{where} "
+                f"SELECT {_RUN} FROM {{runs}} WHERE status IN ({_ACTIVE}){where} "
                 "ORDER BY started_at, run_id",
                 params,
             )

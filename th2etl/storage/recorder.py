@@ -10,12 +10,13 @@ from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.engine import RunListener
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import BlocResult, BlocStatus, RunResult
-from th2etl.storage.base import Storage
+from th2etl.storage.definition_store import DefinitionStore
+from th2etl.storage.run_history import RunHistory
 
 __all__ = ["RunRecorder", "build_pipeline"]
 
 
-def build_pipeline(storage: Storage, name: str) -> Pipeline:
+def build_pipeline(storage: DefinitionStore, name: str) -> Pipeline:
     """A runnable pipeline from the stored definition of ``name`` and its blocs.
 
     Raises NotFoundError for an unknown pipeline and ValidationError when a stored bloc no
@@ -34,12 +35,12 @@ def _stamp(moment: datetime) -> str:
 
 
 class RunRecorder(RunListener):
-    """Records one run into ``storage``; see :meth:`Storage.recorder`. The run's start and its
+    """Records one run into ``storage``; see :meth:`RunHistory.recorder`. The run's start and its
     log lines are stamped with ``clock`` (the scheduler's, so fake-clock runs keep fake times)."""
 
     def __init__(
         self,
-        storage: Storage,
+        storage: RunHistory,
         run_id: str | None = None,
         scheduler_name: str | None = None,
         trigger_name: str | None = None,

@@ -1,0 +1,190 @@
+"""The definitions role of storage: blocs, pipelines, triggers and schedulers.
+
+Definitions are validated before they are written (names, bloc types and configs through the
+bloc registry, stages, cron expressions, references); a refusal raises
+:class:`~th2etl.exceptions.ValidationError` naming the thing, the value and the fix. Every
+definition write bumps :meth:`DefinitionStore.revision` in its own transaction, so a reader
+(the scheduler, the API's listing cache) notices changes made by any process with one read.
+The guarantees shared by every role are in :mod:`th2etl.storage.base`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from th2etl.storage.connection import StorageConnection
+from th2etl.storage.records import BlocRecord, PipelineRecord, SchedulerRecord, TriggerRecord
+
+if TYPE_CHECKING:
+    from th2etl.pipelines.pipeline import Pipeline
+
+__all__ = ["DefinitionStore"]
+
+
+class DefinitionStore(StorageConnection):
+    """Blocs, pipelines, triggers and schedulers, stored verbatim and validated first."""
+
+    @abstractmethod
+    def revision(self) -> int:
+        """A counter bumped by every definition write, in the same transaction; one cheap read.
+
+        A scheduler remembers it and reloads definitions only when it changed.
+        """
+
+    @abstractmethod
+    def create_bloc(
+        self,
+        name: str,
+        bloc_type: str,
+        config: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> BlocRecord:
+        """Store a bloc. ``bloc_type`` must be registered and ``config`` valid for it and
+        JSON-serialisable; the config is stored as given, without defaults filled in."""
+
+    @abstractmethod
+    def get_bloc(self, name: str) -> BlocRecord:
+        """The bloc called ``name``."""
+
+    @abstractmethod
+    def list_blocs(self, *, bloc_type: str | None = None) -> list[BlocRecord]:
+        """Every bloc (of ``bloc_type`` when given), sorted by name."""
+
+    @abstractmethod
+    def update_bloc(
+        self,
+        name: str,
+        *,
+        bloc_type: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        description: str | None = None,
+    ) -> BlocRecord:
+        """Change what is given (``None`` keeps the stored value); ``config`` replaces the whole
+        config. The result is validated like a new bloc, and every pipeline using the bloc must
+        still be valid with it (its ``source_bloc`` order)."""
+
+    @abstractmethod
+    def delete_bloc(self, name: str) -> None:
+        """Delete a bloc; :class:`InUseError` while a pipeline names it."""
+
+    @abstractmethod
+    def create_pipeline(
+        self, name: str, stages: Sequence[Sequence[str]], description: str = ""
+    ) -> PipelineRecord:
+        """Store a pipeline. ``stages`` is a list of stages, each a list of bloc names; each
+        bloc must exist, appear once, and read ``source_bloc`` only from earlier stages."""
+
+    @abstractmethod
+    def get_pipeline(self, name: str) -> PipelineRecord:
+        """The pipeline called ``name``."""
+
+    @abstractmethod
+    def list_pipelines(self) -> list[PipelineRecord]:
+        """Every pipeline, sorted by name, in one query."""
+
+    @abstractmethod
+    def update_pipeline(
+        self,
+        name: str,
+        *,
+        stages: Sequence[Sequence[str]] | None = None,
+        description: str | None = None,
+    ) -> PipelineRecord:
+        """Change the stages and/or description, validated like a new pipeline."""
+
+    @abstractmethod
+    def delete_pipeline(self, name: str) -> None:
+        """Delete a pipeline (not its blocs, not its run history); :class:`InUseError` while a
+        scheduler runs it."""
+
+    @abstractmethod
+    def get_pipeline_definition(self, name: str) -> tuple[PipelineRecord, list[BlocRecord]]:
+        """The pipeline and the blocs it names (in stage order), read together: what
+        :meth:`build_pipeline` needs."""
+
+    def get_pipeline_blocs(self, name: str) -> list[BlocRecord]:
+        """The blocs the pipeline names, in stage order."""
+        return self.get_pipeline_definition(name)[1]
+
+    @abstractmethod
+    def create_trigger(
+        self,
+        name: str,
+        pipeline_name: str,
+        cron_expression: str,
+        timezone: str = "UTC",
+        description: str = "",
+    ) -> TriggerRecord:
+        """Store a cron trigger. The expression must parse (the parser's reason is in the
+        message) and ``timezone`` be an IANA name. ``pipeline_name`` must be a valid name but
+        need not exist yet (the seed's quickstart creates the trigger first); what runs is the
+        scheduler's pipeline."""
+
+    @abstractmethod
+    def get_trigger(self, name: str) -> TriggerRecord:
+        """The trigger called ``name``."""
+
+    @abstractmethod
+    def list_triggers(self, *, pipeline_name: str | None = None) -> list[TriggerRecord]:
+        """Every trigger (for ``pipeline_name`` when given), sorted by name."""
+
+    @abstractmethod
+    def update_trigger(
+        self,
+        name: str,
+        *,
+        pipeline_name: str | None = None,
+        cron_expression: str | None = None,
+        timezone: str | None = None,
+        description: str | None = None,
+    ) -> TriggerRecord:
+        """Change what is given, validated like a new trigger."""
+
+    @abstractmethod
+    def delete_trigger(self, name: str) -> None:
+        """Delete a trigger; :class:`InUseError` while a scheduler uses it."""
+
+    @abstractmethod
+    def create_scheduler(
+        self,
+        name: str,
+        pipeline_name: str,
+        trigger_name: str,
+        enabled: bool = True,
+        description: str = "",
+    ) -> SchedulerRecord:
+        """Store a scheduler; its pipeline and trigger must exist."""
+
+    @abstractmethod
+    def get_scheduler(self, name: str) -> SchedulerRecord:
+        """The scheduler called ``name``."""
+
+    @abstractmethod
+    def list_schedulers(
+        self, *, enabled: bool | None = None, pipeline_name: str | None = None
+    ) -> list[SchedulerRecord]:
+        """Every scheduler (filtered when asked), sorted by name."""
+
+    @abstractmethod
+    def update_scheduler(
+        self,
+        name: str,
+        *,
+        pipeline_name: str | None = None,
+        trigger_name: str | None = None,
+        enabled: bool | None = None,
+        description: str | None = None,
+    ) -> SchedulerRecord:
+        """Change what is given; a new pipeline or trigger must exist."""
+
+    @abstractmethod
+    def delete_scheduler(self, name: str) -> None:
+        """Delete a scheduler (its run history stays)."""
+
+    def build_pipeline(self, name: str) -> Pipeline:
+        """A runnable :class:`~th2etl.pipelines.Pipeline` from the stored definitions."""
+        from th2etl.storage.recorder import build_pipeline
+
+        return build_pipeline(self, name)
