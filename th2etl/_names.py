@@ -7,7 +7,9 @@ import re
 from th2etl.exceptions import ValidationError
 
 MAX_NAME_LENGTH = 128
-_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+"""The rule as a JSON Schema pattern (the API's OpenAPI document shows it)."""
+_NAME = re.compile(NAME_PATTERN[1:-1])
 
 
 def check_name(kind: str, name: object) -> str:

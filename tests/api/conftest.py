@@ -12,6 +12,10 @@ import pytest
 from tests.conftest import PostgresServer
 from th2etl.configs.settings import get_settings
 
+LOCAL = "http://127.0.0.1"
+"""The base URL for FastAPI's TestClient: its default Host 'testserver' is not a name the
+service answers (th2etl.api.security), as a real client on loopback would not send it."""
+
 
 def postgres_settings_env(
     postgres: PostgresServer, schema: str, port: int | None = None

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.conftest import LOCAL
 from th2etl.api import create_app
 from th2etl.clock import FakeClock
 
@@ -28,7 +29,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def client(storage: Any, clock: FakeClock) -> Iterator[TestClient]:
     app = create_app(storage, start_scheduler=False, api_key="", clock=clock, max_body_bytes=20_000)
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -374,7 +375,7 @@ def test_wrong_types_in_updates_and_runs_are_422(
 
 def test_api_key_is_required_everywhere_but_health(storage: Any) -> None:
     app = create_app(storage, start_scheduler=False, api_key="s3cret-key")
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/health").status_code == 200
         for method, path in (
             ("GET", "/blocs"),
@@ -409,7 +410,7 @@ def test_api_key_is_required_everywhere_but_health(storage: Any) -> None:
 
 def test_api_key_defaults_to_the_environment(storage: Any, clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("TH2ETL_API_KEY", "from-env")
-    with TestClient(create_app(storage, start_scheduler=False)) as client:
+    with TestClient(create_app(storage, start_scheduler=False), base_url=LOCAL) as client:
         assert client.get("/blocs").status_code == 401
         assert client.get("/blocs", headers={"Authorization": "Bearer from-env"}).status_code == 200
 
@@ -418,7 +419,7 @@ def test_api_key_defaults_to_the_environment(storage: Any, clean_env: pytest.Mon
 
 
 def test_health_reports_database_and_running_scheduler(storage: Any) -> None:
-    with TestClient(create_app(storage, api_key="")) as client:
+    with TestClient(create_app(storage, api_key=""), base_url=LOCAL) as client:
         from tests.api.servers import wait_until
 
         wait_until(
@@ -436,7 +437,7 @@ def test_health_is_503_naming_a_scheduler_that_keeps_failing(storage: Any) -> No
         raise RuntimeError("scheduler cannot start")
 
     app = create_app(storage, api_key="", scheduler_factory=broken)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         answer = client.get("/health")
         assert answer.status_code == 503
         body = answer.json()
@@ -477,7 +478,7 @@ def test_listing_shows_writes_from_elsewhere_after_its_ttl_and_api_writes_at_onc
     storage: Any,
 ) -> None:
     app = create_app(storage, start_scheduler=False, api_key="", listing_ttl=3600)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/blocs").json() == []
         # Written by "another process": this app's cached listing stands until its TTL ...
         storage.create_bloc("outside", "example_transformer")
@@ -487,7 +488,7 @@ def test_listing_shows_writes_from_elsewhere_after_its_ttl_and_api_writes_at_onc
         assert [b["name"] for b in client.get("/blocs").json()] == ["inside", "outside"]
 
     app = create_app(storage, start_scheduler=False, api_key="", listing_ttl=0)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert len(client.get("/pipelines").json()) == 0
         storage.create_pipeline("p", stages=[["outside"]])
         assert [p["name"] for p in client.get("/pipelines").json()] == ["p"]
@@ -580,7 +581,7 @@ def test_cancel_a_running_run_and_shutdown_ends_the_others(
     storage: Any, waiting_bloc_type: threading.Event
 ) -> None:
     app = create_app(storage, start_scheduler=False, api_key="", run_workers=1)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         client.post("/blocs", json={"name": "wait", "bloc_type": "test_wait_for_cancel"})
         client.post("/blocs", json={"name": "after", "bloc_type": "example_transformer"})
         client.post("/pipelines", json={"name": "slow", "stages": [["wait"], ["after"]]})
@@ -629,8 +630,11 @@ def test_a_body_that_is_not_a_json_object_says_what_to_send(client: TestClient) 
         content=b'{"name": "x", "bloc_type": "example_transformer"}',
         headers={"Content-Type": "text/plain"},
     )
-    assert answer.status_code == 422
-    assert "send a JSON object with Content-Type: application/json" in answer.json()["detail"]
+    assert answer.status_code == 415
+    assert answer.json()["detail"] == (
+        "this endpoint takes JSON, not 'text/plain'; send a JSON object with "
+        "Content-Type: application/json"
+    )
     assert client.post("/blocs").json()["detail"] == (
         "invalid request: body: Field required; send a JSON object with "
         "Content-Type: application/json"
@@ -639,7 +643,9 @@ def test_a_body_that_is_not_a_json_object_says_what_to_send(client: TestClient) 
 
 
 def test_docs_are_served_without_the_key(storage: Any) -> None:
-    with TestClient(create_app(storage, start_scheduler=False, api_key="k")) as client:
+    with TestClient(
+        create_app(storage, start_scheduler=False, api_key="k"), base_url=LOCAL
+    ) as client:
         assert client.get("/docs").status_code == 200
         schema = client.get("/openapi.json").json()
         assert {"/blocs", "/pipelines/{name}/run", "/runs/{run_id}/cancel", "/health"} <= set(

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from starlette.staticfiles import StaticFiles
 
+from th2etl.api.contract import install_contract
 from th2etl.api.deps import ApiState, ListingCache, require_api_key
 from th2etl.api.errors import BodySizeLimit, install_error_handlers
-from th2etl.api.routes import blocs, meta, pipelines, runs, schedulers, triggers
+from th2etl.api.routes import blocs, docs, meta, pipelines, runs, schedulers, triggers
+from th2etl.api.security import BrowserGuard, HostPolicy, allowed_hosts_from_env
 from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
 from th2etl.clock import Clock, SystemClock
 from th2etl.configs.settings import Settings, get_settings
@@ -22,6 +26,9 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 logger = logging.getLogger("th2etl.api")
 
+UI_STATIC = Path(__file__).parent / "ui" / "static"
+"""The assets of /docs, /redoc and /ui, shipped in the wheel."""
+
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 """Request bodies above this many bytes are refused with 413."""
 
@@ -30,6 +37,10 @@ Manage th2etl's blocs, pipelines, triggers and schedulers, run pipelines and rea
 
 When the service has an API key (`TH2ETL_API_KEY`), every endpoint except `/health` needs the
 header `Authorization: Bearer <key>` (use the *Authorize* button here).
+
+Every error answer is `{"detail": "<what, the value, the fix>"}` (request validation errors add
+`errors`). Requests that change state are refused (403) when they come from another web origin,
+and bodies must be JSON (415); the `Host` header must name this service (400).
 """
 
 
@@ -51,6 +62,8 @@ def create_app(
     scheduler_factory: Callable[[Storage], Any] | None = None,
     health_interval: float = 1.0,
     listing_ttl: float = 0.1,
+    bound_host: str = "127.0.0.1",
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """Build the API application.
 
@@ -62,7 +75,9 @@ def create_app(
     ``TH2ETL_API_KEY``, and an empty string means no key. ``health_interval``: seconds
     between two database checks of the health probe. ``listing_ttl``: how long a listing may
     serve its cached JSON before reading the storage revision again (writes through this API
-    refresh it at once).
+    refresh it at once). ``bound_host``: the address the server listens on, and
+    ``allowed_hosts`` (default ``TH2ETL_ALLOWED_HOSTS``): the names the ``Host`` header may
+    carry besides IP addresses and loopback names (see :mod:`th2etl.api.security`).
 
     Serve it with uvicorn, e.g. ``th2etl --serve-api`` or
     ``uvicorn --factory th2etl.api.app:create_app``.
@@ -114,11 +129,19 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the wheel's assets by routes/docs.py
+        redoc_url=None,
     )
     app.state.th2etl = state
     install_error_handlers(app)
+    install_contract(app)
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    # Added last, so it runs first: a refused request reaches nothing else.
+    hosts = allowed_hosts_from_env() if allowed_hosts is None else allowed_hosts
+    app.add_middleware(BrowserGuard, policy=HostPolicy(bound_host, hosts))
     app.include_router(meta.health_router)
+    app.include_router(docs.router)
+    app.mount(docs.STATIC_URL, StaticFiles(directory=UI_STATIC), name="static")
     secured = [Depends(require_api_key)]
     for module in (blocs, pipelines, triggers, schedulers, runs):
         app.include_router(module.router, dependencies=secured)

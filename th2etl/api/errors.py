@@ -7,6 +7,7 @@ ValidationError                422 (storage's message in ``detail``)
 malformed JSON                 400
 wrong types, unknown fields    422
 body over the size limit       413
+a method the path does not take 405 (``Allow`` lists every method the path takes)
 DatabaseUnavailableError       503
 any other error                500 (a short message; the traceback goes to the log only)
 =============================  ======
@@ -18,12 +19,14 @@ also carry ``errors``: one ``{"loc", "msg", "type"}`` per problem.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from th2etl.exceptions import (
@@ -115,7 +118,34 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    detail = exc.detail
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route matching the path only; a path served
+        # by several routes (GET and PUT /blocs/{name}) takes all of theirs, as documented.
+        methods = _documented_methods(request.app, request.url.path)
+        if methods:
+            allowed = ", ".join(sorted(methods))
+            headers["Allow"] = allowed
+            detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
+
+def _documented_methods(app: FastAPI, path: str) -> set[str]:
+    methods: set[str] = set()
+    for template, item in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {method.upper() for method in item}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Th2etlError, _th2etl_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(Exception, _unexpected)

@@ -11,9 +11,13 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from th2etl._names import MAX_NAME_LENGTH, NAME_PATTERN
+
 __all__ = [
     "BlocCreate",
     "BlocUpdate",
+    "Error",
+    "ErrorItem",
     "PipelineCreate",
     "PipelineUpdate",
     "RunRequest",
@@ -24,12 +28,37 @@ __all__ = [
 ]
 
 
+class ErrorItem(BaseModel):
+    """One problem of an invalid request."""
+
+    loc: list[str | int] = Field(description="where: e.g. ['body', 'name'] or ['query', 'limit']")
+    msg: str = Field(description="what is wrong")
+    type: str = Field(description="a machine-readable kind, e.g. 'missing'")
+
+
+class Error(BaseModel):
+    """Every error answer of the API."""
+
+    detail: str = Field(description="what went wrong, the offending value and the fix")
+    errors: list[ErrorItem] | None = Field(
+        default=None, description="request validation errors (422 only): one per problem"
+    )
+
+
+def _name(*examples: str) -> Any:
+    """A name field: the name rule is documented here and enforced by storage (its message)."""
+    return Field(
+        examples=list(examples),
+        json_schema_extra={"pattern": NAME_PATTERN, "minLength": 1, "maxLength": MAX_NAME_LENGTH},
+    )
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class BlocCreate(_Body):
-    name: str = Field(examples=["load_sales"])
+    name: str = _name("load_sales")
     bloc_type: str = Field(examples=["csv_loader"])
     config: dict[str, Any] = Field(default_factory=dict, examples=[{"file_path": "sales.csv"}])
     description: str = ""
@@ -44,7 +73,7 @@ class BlocUpdate(_Body):
 
 
 class PipelineCreate(_Body):
-    name: str = Field(examples=["daily_sales"])
+    name: str = _name("daily_sales")
     stages: list[list[str]] = Field(examples=[[["load_sales"], ["double", "triple"], ["export"]]])
     description: str = ""
 
@@ -55,8 +84,8 @@ class PipelineUpdate(_Body):
 
 
 class TriggerCreate(_Body):
-    name: str = Field(examples=["every_hour"])
-    pipeline_name: str = Field(examples=["daily_sales"])
+    name: str = _name("every_hour")
+    pipeline_name: str = _name("daily_sales")
     cron_expression: str = Field(examples=["0 * * * *"])
     timezone: str = Field(default="UTC", examples=["Europe/Paris"])
     description: str = ""
@@ -70,9 +99,9 @@ class TriggerUpdate(_Body):
 
 
 class SchedulerCreate(_Body):
-    name: str = Field(examples=["daily_sales_hourly"])
-    pipeline_name: str = Field(examples=["daily_sales"])
-    trigger_name: str = Field(examples=["every_hour"])
+    name: str = _name("daily_sales_hourly")
+    pipeline_name: str = _name("daily_sales")
+    trigger_name: str = _name("every_hour")
     enabled: bool = True
     description: str = ""
 

@@ -100,7 +100,7 @@ def serve(
     )
     sock = bind_socket(host, port)
     try:
-        app = create_app(**app_options)
+        app = create_app(bound_host=host, **app_options)
         # log_config=None: keep th2etl's logging (configure_logging); uvicorn's loggers go to
         # the console and to api.log under LOG_DIR.
         config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=30)

@@ -27,11 +27,13 @@ def add_definition_routes(
     create_doc: str = "",
     update_doc: str = "",
     delete_doc: str = "",
+    delete_conflict: str | None = None,
 ) -> None:
     """Add ``POST ""`` (201), ``GET ""``, ``GET /{name}``, ``PUT /{name}`` and ``DELETE /{name}``
     (204) for the definitions called ``noun``; a write makes the next listing read the storage
-    again. Each route is named as a hand-written one would be (``create_bloc``, summary "Create
-    a bloc"), which keeps the OpenAPI operation ids; the docs become the routes' descriptions.
+    again. ``delete_conflict`` documents when a delete is refused 409. Each route is named as
+    a hand-written one would be (``create_bloc``, summary "Create a bloc"), which keeps the
+    OpenAPI operation ids; the docs become the routes' descriptions.
     """
     plural = f"{noun}s"
 
@@ -75,6 +77,7 @@ def add_definition_routes(
         name=f"create_{noun}",
         summary=f"Create a {noun}",
         description=create_doc,
+        responses={409: {"description": f"A {noun} of that name exists"}},
     )
     add("", list_all, methods=["GET"], name=f"list_{plural}", summary=f"List {plural}")
     add("/{name}", read, methods=["GET"], name=f"get_{noun}", summary=f"Read a {noun}")
@@ -94,4 +97,5 @@ def add_definition_routes(
         name=f"delete_{noun}",
         summary=f"Delete a {noun}",
         description=delete_doc,
+        responses={409: {"description": delete_conflict}} if delete_conflict else None,
     )

@@ -19,5 +19,5 @@ add_definition_routes(
     create_doc="Store a bloc; its config is checked against its type's schema "
     "(see ``/bloc-types``).",
     update_doc="Change the fields given; ``config`` replaces the whole config.",
-    delete_doc="409 while a pipeline uses the bloc.",
+    delete_conflict="A pipeline uses the bloc",
 )

@@ -20,7 +20,8 @@ add_definition_routes(
     PipelineCreate,
     PipelineUpdate,
     create_doc="``stages`` is a list of stages, each a list of existing bloc names.",
-    delete_doc="409 while a scheduler runs the pipeline; its blocs and run history stay.",
+    delete_doc="Its blocs and run history stay.",
+    delete_conflict="A scheduler runs the pipeline",
 )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.responses import Response
@@ -17,13 +19,35 @@ __all__ = ["router"]
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.utcoffset() is None:
+# RFC 3339 (what OpenAPI's date-time means), the zone optional here so that its absence gets
+# its own message; pydantic's datetime would also take a number of seconds (since=0).
+_MOMENT = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
+def _moment(text: str | None, name: str) -> datetime | None:
+    """``text`` as an aware datetime, or a ValidationError naming ``name`` and the fix."""
+    if text is None:
+        return None
+    value = None
+    if _MOMENT.fullmatch(text):
+        with contextlib.suppress(ValueError):  # e.g. month 13
+            value = datetime.fromisoformat(text.upper())
+    if value is None:
         raise ValidationError(
-            f"{name}={value.isoformat()!r} has no timezone; add one, e.g. "
-            f"{value.isoformat()}Z or {value.isoformat()}+02:00"
+            f"{name}={text!r} is not an ISO 8601 date and time; use e.g. "
+            "2026-03-07T00:00:00Z or 2026-03-07T00:00:00+02:00"
+        )
+    if value.utcoffset() is None:
+        raise ValidationError(
+            f"{name}={text!r} has no timezone; add one, e.g. {text}Z or {text}+02:00"
         )
     return value
+
+
+def _time_query(description: str) -> Any:
+    return Query(description=description, json_schema_extra={"format": "date-time"})
 
 
 @router.get("", summary="List runs")
@@ -34,12 +58,8 @@ def list_runs(
         str | None, Query(description="only runs started by this scheduler")
     ] = None,
     status: Annotated[RunStatus | None, Query(description="only runs in this status")] = None,
-    since: Annotated[
-        datetime | None, Query(description="started at or after (ISO 8601, with a zone)")
-    ] = None,
-    until: Annotated[
-        datetime | None, Query(description="started before (ISO 8601, with a zone)")
-    ] = None,
+    since: Annotated[str | None, _time_query("started at or after (ISO 8601, with a zone)")] = None,
+    until: Annotated[str | None, _time_query("started before (ISO 8601, with a zone)")] = None,
     limit: Annotated[
         int, Query(ge=1, le=10000, description="at most this many, newest first")
     ] = 100,
@@ -48,8 +68,8 @@ def list_runs(
         pipeline_name=pipeline,
         scheduler_name=scheduler,
         status=status,
-        since=_aware(since, "since"),
-        until=_aware(until, "until"),
+        since=_moment(since, "since"),
+        until=_moment(until, "until"),
         limit=limit,
     )
     return json_response([run.to_dict() for run in runs])
@@ -66,7 +86,12 @@ def get_run_log(run_id: str, request: Request) -> Response:
     return json_response({"run_id": run.run_id, "status": run.status.value, "log": run.log or ""})
 
 
-@router.post("/{run_id}/cancel", status_code=202, summary="Cancel a running run")
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    summary="Cancel a running run",
+    responses={409: {"description": "The run already ended: there is nothing to cancel"}},
+)
 def cancel_run(run_id: str, request: Request) -> Response:
     """Blocs not yet started never start; running blocs are awaited; the run ends
     ``cancelled``. A run of another th2etl process stops when that process sees the request."""

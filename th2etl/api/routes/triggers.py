@@ -22,7 +22,7 @@ add_definition_routes(
     "trigger",
     TriggerCreate,
     TriggerUpdate,
-    delete_doc="409 while a scheduler uses the trigger.",
+    delete_conflict="A scheduler uses the trigger",
 )
 
 
