@@ -5,7 +5,8 @@ The tree::
     Th2etlError
     ├── ConfigurationError (ValueError)      settings, environment, logging configuration
     ├── ValidationError (ValueError)         a definition or input refused before it is used
-    │   └── CronError                        a cron expression or timezone that cannot be used
+    │   ├── CronError                        a cron expression or timezone that cannot be used
+    │   └── ProjectFileError                 a definitions file (th2etl apply) that cannot be used
     ├── NotFoundError (LookupError)          a named bloc, pipeline, trigger, ... is unknown
     ├── AlreadyExistsError                   a name is taken
     ├── InUseError                           something still referenced by others cannot be deleted
@@ -36,6 +37,7 @@ __all__ = [
     "InUseError",
     "MissingExtraError",
     "NotFoundError",
+    "ProjectFileError",
     "SchemaVersionError",
     "StorageError",
     "Th2etlError",
@@ -57,6 +59,17 @@ class ValidationError(Th2etlError, ValueError):
 
 class CronError(ValidationError):
     """A cron expression or timezone that cannot be used."""
+
+
+class ProjectFileError(ValidationError):
+    """A definitions file that cannot be applied: ``file``, ``line`` (when known) and ``key``
+    say where; nothing was applied."""
+
+    def __init__(self, message: str, *, file: str, line: int | None, key: str | None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+        self.key = key
 
 
 class NotFoundError(Th2etlError, LookupError):

@@ -33,7 +33,7 @@ def _command_lines(section: str) -> Iterator[list[str]]:
                 yield words[3:]
 
 
-@pytest.mark.parametrize("section", ["API Service", "Usage", "Operations"])
+@pytest.mark.parametrize("section", ["API Service", "Usage", "Pipelines as code", "Operations"])
 def test_every_documented_command_is_valid(section: str) -> None:
     commands = list(_command_lines(section))
     assert commands

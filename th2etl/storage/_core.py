@@ -117,6 +117,7 @@ class SqlCore(Storage):
         self._conn: Any = None
         self._compiled: dict[str, Any] = {}
         self._version: int | None = None
+        self._outer: Session | None = None  # the open transaction() (its thread holds _lock)
 
     # --- backend hooks ----------------------------------------------------------------------
 
@@ -189,12 +190,48 @@ class SqlCore(Storage):
         connects again.
         """
         with self._lock:
+            if self._outer is not None:  # inside transaction(): part of it
+                try:
+                    yield self._outer
+                except BaseException as exc:
+                    translated = self._translate(exc)
+                    if translated is exc:
+                        raise
+                    raise translated from exc
+                return
             conn = self._connection()
             try:
                 with self._batch(conn) as pipeline:
                     conn.execute(self._begin_write if write else self._begin_read)
                     yield Session(conn, self._compile, pipeline)
                     conn.execute("COMMIT")
+            except BaseException as exc:
+                translated = self._failed(conn, exc, in_transaction=True)
+                if translated is exc:
+                    raise
+                raise translated from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every storage call made inside (by this thread) is one transaction: committed when
+        the block ends, rolled back entirely when it raises. Other threads wait meanwhile.
+
+        Keep it short: on SQLite it holds the database's write lock, on PostgreSQL the rows
+        it wrote. On PostgreSQL a statement that failed inside it (even one whose error was
+        caught) aborts the whole transaction, so let the error end the block.
+        """
+        with self._lock:
+            if self._outer is not None:
+                raise StorageError("storage.transaction() is already open; they do not nest")
+            conn = self._connection()
+            try:
+                conn.execute(self._begin_write)
+                self._outer = Session(conn, self._compile)
+                try:
+                    yield
+                finally:
+                    self._outer = None
+                conn.execute("COMMIT")
             except BaseException as exc:
                 translated = self._failed(conn, exc, in_transaction=True)
                 if translated is exc:

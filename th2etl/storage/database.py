@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from th2etl.clock import Clock
 from th2etl.configs.settings import Settings, get_settings
 from th2etl.storage._definitions import Definitions
+from th2etl.storage._projects import Projects
 from th2etl.storage._runs import Runs
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def _is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://")) or bool(_CONNINFO.match(target))
 
 
-class DatabaseStorage(Definitions, Runs):
+class DatabaseStorage(Definitions, Runs, Projects):
     """th2etl's storage in PostgreSQL or SQLite; see :class:`~th2etl.storage.base.Storage`.
 
     ``DatabaseStorage("postgresql://user@host/db", schema="etl")`` opens PostgreSQL (a URL or
