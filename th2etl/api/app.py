@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,8 +14,9 @@ from starlette.staticfiles import StaticFiles
 from th2etl.api.contract import install_contract
 from th2etl.api.deps import ApiState, ListingCache, require_api_key
 from th2etl.api.errors import BodySizeLimit, install_error_handlers
-from th2etl.api.routes import blocs, docs, meta, pipelines, runs, schedulers, triggers
+from th2etl.api.routes import blocs, docs, legacy, meta, pipelines, runs, schedulers, triggers
 from th2etl.api.security import BrowserGuard, HostPolicy, allowed_hosts_from_env
+from th2etl.api.server import service_api_key
 from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
 from th2etl.clock import Clock, SystemClock
 from th2etl.configs.settings import Settings, get_settings
@@ -72,12 +72,13 @@ def create_app(
     shutdown). ``start_scheduler``: run the scheduler manager (``load_scheduler_manager``, or
     ``scheduler_factory(storage)``) in a background thread while the application runs.
     ``api_key``: the Bearer key required everywhere except ``/health``; ``None`` reads
-    ``TH2ETL_API_KEY``, and an empty string means no key. ``health_interval``: seconds
-    between two database checks of the health probe. ``listing_ttl``: how long a listing may
-    serve its cached JSON before reading the storage revision again (writes through this API
-    refresh it at once). ``bound_host``: the address the server listens on, and
-    ``allowed_hosts`` (default ``TH2ETL_ALLOWED_HOSTS``): the names the ``Host`` header may
-    carry besides IP addresses and loopback names (see :mod:`th2etl.api.security`).
+    ``TH2ETL_API_KEY`` (or th2etl 0.0.x's ``API_KEY``), and an empty string means no key.
+    ``health_interval``: seconds between two database checks of the health probe.
+    ``listing_ttl``: how long a listing may serve its cached JSON before reading the storage
+    revision again (writes through this API refresh it at once). ``bound_host``: the address
+    the server listens on, and ``allowed_hosts`` (default ``TH2ETL_ALLOWED_HOSTS``): the names
+    the ``Host`` header may carry besides IP addresses and loopback names (see
+    :mod:`th2etl.api.security`).
 
     Serve it with uvicorn, e.g. ``th2etl --serve-api`` or
     ``uvicorn --factory th2etl.api.app:create_app``.
@@ -87,7 +88,7 @@ def create_app(
         from th2etl.storage import DatabaseStorage
 
         storage = DatabaseStorage.from_settings(settings or get_settings(), connect=False)
-    key = os.environ.get("TH2ETL_API_KEY", "") if api_key is None else api_key
+    key = service_api_key() if api_key is None else api_key
     clock = clock or SystemClock()
     state = ApiState(
         storage=storage,
@@ -143,7 +144,7 @@ def create_app(
     app.include_router(docs.router)
     app.mount(docs.STATIC_URL, StaticFiles(directory=UI_STATIC), name="static")
     secured = [Depends(require_api_key)]
-    for module in (blocs, pipelines, triggers, schedulers, runs):
+    for module in (blocs, pipelines, triggers, schedulers, runs, legacy):
         app.include_router(module.router, dependencies=secured)
     app.include_router(meta.router, dependencies=secured)
     return app

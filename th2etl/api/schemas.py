@@ -3,19 +3,26 @@
 Only the shape is checked here (types, required fields); the meaning (names, bloc configs,
 stages, cron expressions) is checked by storage, whose message the API returns in ``detail``.
 Strict mode: ``"5"`` is not a number and ``1`` is not a string, so nothing is silently coerced.
+
+Clients of th2etl 0.0.x send ``null`` for every optional field they were not given: on create,
+``null`` means the field's default (``description: null`` -> ``""``); on update, ``null`` (or
+leaving the field out) keeps the stored value. They also send a bloc's ``dependencies``, which
+is accepted and not stored (:data:`NOT_STORED`): in th2etl, pipeline stages order blocs and
+``source_bloc`` names a bloc's inputs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from th2etl._names import MAX_NAME_LENGTH, NAME_PATTERN
 
 __all__ = [
     "BlocCreate",
     "BlocUpdate",
+    "Body",
     "Error",
     "ErrorItem",
     "PipelineCreate",
@@ -53,67 +60,102 @@ def _name(*examples: str) -> Any:
     )
 
 
-class _Body(BaseModel):
+class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    not_stored: ClassVar[frozenset[str]] = frozenset()
+    """Fields accepted for older clients that storage does not take."""
 
-class BlocCreate(_Body):
+    def storage_fields(self) -> dict[str, Any]:
+        """The body as the storage method's keyword arguments."""
+        return self.model_dump(exclude=set(self.not_stored))
+
+
+class _Create(Body):
+    """A create body: ``null`` for an optional field means its default."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_means_default(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields[info.field_name or ""]
+        if value is None and not field.is_required():
+            return field.get_default(call_default_factory=True)
+        return value
+
+
+_DEPENDENCIES = Field(
+    default=None,
+    description="accepted from th2etl 0.0.x clients and not stored: pipeline stages order "
+    "blocs, and a bloc's config names its inputs (source_bloc)",
+    json_schema_extra={"deprecated": True},
+)
+
+
+class BlocCreate(_Create):
+    not_stored = frozenset({"dependencies"})
+
     name: str = _name("load_sales")
     bloc_type: str = Field(examples=["csv_loader"])
-    config: dict[str, Any] = Field(default_factory=dict, examples=[{"file_path": "sales.csv"}])
-    description: str = ""
+    config: dict[str, Any] | None = Field(
+        default_factory=dict, examples=[{"file_path": "sales.csv"}]
+    )
+    description: str | None = ""
+    dependencies: list[str] | None = _DEPENDENCIES
 
 
-class BlocUpdate(_Body):
+class BlocUpdate(Body):
     """The fields to change; the others keep their value."""
+
+    not_stored = frozenset({"dependencies"})
 
     bloc_type: str | None = None
     config: dict[str, Any] | None = None
     description: str | None = None
+    dependencies: list[str] | None = _DEPENDENCIES
 
 
-class PipelineCreate(_Body):
+class PipelineCreate(_Create):
     name: str = _name("daily_sales")
     stages: list[list[str]] = Field(examples=[[["load_sales"], ["double", "triple"], ["export"]]])
-    description: str = ""
+    description: str | None = ""
 
 
-class PipelineUpdate(_Body):
+class PipelineUpdate(Body):
     stages: list[list[str]] | None = None
     description: str | None = None
 
 
-class TriggerCreate(_Body):
+class TriggerCreate(_Create):
     name: str = _name("every_hour")
     pipeline_name: str = _name("daily_sales")
     cron_expression: str = Field(examples=["0 * * * *"])
-    timezone: str = Field(default="UTC", examples=["Europe/Paris"])
-    description: str = ""
+    timezone: str | None = Field(default="UTC", examples=["Europe/Paris"])
+    description: str | None = ""
 
 
-class TriggerUpdate(_Body):
+class TriggerUpdate(Body):
     pipeline_name: str | None = None
     cron_expression: str | None = None
     timezone: str | None = None
     description: str | None = None
 
 
-class SchedulerCreate(_Body):
+class SchedulerCreate(_Create):
     name: str = _name("daily_sales_hourly")
     pipeline_name: str = _name("daily_sales")
     trigger_name: str = _name("every_hour")
-    enabled: bool = True
-    description: str = ""
+    enabled: bool | None = True
+    description: str | None = ""
 
 
-class SchedulerUpdate(_Body):
+class SchedulerUpdate(Body):
     pipeline_name: str | None = None
     trigger_name: str | None = None
     enabled: bool | None = None
     description: str | None = None
 
 
-class RunRequest(_Body):
+class RunRequest(Body):
     variables: dict[str, Any] = Field(
         default_factory=dict,
         description="run variables, read by bloc configs as ${var:NAME}",

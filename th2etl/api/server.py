@@ -6,15 +6,36 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from th2etl._extras import require_extra
 from th2etl.exceptions import ConfigurationError
 
-__all__ = ["api_url", "bind_socket", "check_bind", "is_loopback", "serve"]
+__all__ = ["api_url", "bind_socket", "check_bind", "is_loopback", "serve", "service_api_key"]
 
 logger = logging.getLogger("th2etl.api")
+_warned_old_name = False
+
+
+def service_api_key(environ: Mapping[str, str] | None = None) -> str | None:
+    """The service's API key: ``TH2ETL_API_KEY``, else ``API_KEY`` (th2etl 0.0.x's name, with a
+    warning logged once per process), else None (no key)."""
+    global _warned_old_name
+    env = os.environ if environ is None else environ
+    key = env.get("TH2ETL_API_KEY", "").strip()
+    if key:
+        return key
+    old = env.get("API_KEY", "").strip()
+    if not old:
+        return None
+    if not _warned_old_name:
+        _warned_old_name = True
+        logger.warning(
+            "the API key is read from API_KEY, th2etl 0.0.x's name for it; rename it to "
+            "TH2ETL_API_KEY (API_KEY is read only while TH2ETL_API_KEY is unset)"
+        )
+    return old
 
 
 def api_url(host: str, port: int) -> str:
@@ -95,9 +116,7 @@ def serve(
     uvicorn = require_extra("uvicorn", "api", "serving the th2etl REST API")
     from th2etl.api.app import create_app
 
-    check_bind(
-        host, app_options.get("api_key") or os.environ.get("TH2ETL_API_KEY"), insecure_no_auth
-    )
+    check_bind(host, app_options.get("api_key") or service_api_key(), insecure_no_auth)
     sock = bind_socket(host, port)
     try:
         app = create_app(bound_host=host, **app_options)

@@ -138,9 +138,9 @@ def _check_service_config(args: argparse.Namespace, environ: Mapping[str, str]) 
     parse_logging_config(environ)
     get_settings(environ)
     if args.serve_api:
-        from th2etl.api.server import bind_socket, check_bind
+        from th2etl.api.server import bind_socket, check_bind, service_api_key
 
-        check_bind(args.host, environ.get("TH2ETL_API_KEY"), args.insecure_no_auth)
+        check_bind(args.host, service_api_key(environ), args.insecure_no_auth)
         bind_socket(args.host, args.port).close()  # the port is free (a clear error if not)
 
 

@@ -10,10 +10,10 @@ passed on as keywords (tests/api/test_definition_routes.py holds them to that).
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 from starlette.responses import Response
 
 from th2etl.api.deps import json_response, state_of
+from th2etl.api.schemas import Body
 
 __all__ = ["add_definition_routes"]
 
@@ -21,8 +21,8 @@ __all__ = ["add_definition_routes"]
 def add_definition_routes(
     router: APIRouter,
     noun: str,
-    create_body: type[BaseModel],
-    update_body: type[BaseModel],
+    create_body: type[Body],
+    update_body: type[Body],
     *,
     create_doc: str = "",
     update_doc: str = "",
@@ -37,9 +37,9 @@ def add_definition_routes(
     """
     plural = f"{noun}s"
 
-    def create(body: BaseModel, request: Request) -> Response:
+    def create(body: Body, request: Request) -> Response:
         state = state_of(request)
-        record = getattr(state.storage, f"create_{noun}")(**body.model_dump())
+        record = getattr(state.storage, f"create_{noun}")(**body.storage_fields())
         state.definitions_changed()
         return json_response(record.to_dict(), 201)
 
@@ -51,10 +51,10 @@ def add_definition_routes(
         record = getattr(state_of(request).storage, f"get_{noun}")(name)
         return json_response(record.to_dict())
 
-    def update(name: str, body: BaseModel, request: Request) -> Response:
+    def update(name: str, body: Body, request: Request) -> Response:
         # The update bodies' fields default to None, which the storage reads as "keep it".
         state = state_of(request)
-        record = getattr(state.storage, f"update_{noun}")(name, **body.model_dump())
+        record = getattr(state.storage, f"update_{noun}")(name, **body.storage_fields())
         state.definitions_changed()
         return json_response(record.to_dict())
 
