@@ -24,6 +24,7 @@ from th2etl.exceptions import (
     StorageError,
 )
 from th2etl.storage import PostgresStorage, SQLiteStorage
+from th2etl.storage._core import TABLES
 from th2etl.storage.migrations import LATEST_VERSION, load_migrations, sqlite_statements
 
 from .conftest import OpenStorage
@@ -96,7 +97,7 @@ def test_tables_carry_the_prefix(fresh: Fresh) -> None:
         )
     else:
         names = _raw(storage, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    assert len(names) == 10
+    assert len(names) == len(TABLES)
     assert all(name.startswith("th2etl_") for (name,) in names), names
 
 

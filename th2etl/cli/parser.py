@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "th2etl.cli.history",
     "th2etl.cli.definitions",
     "th2etl.cli.project",
+    "th2etl.cli.prune",
 )
 """Each defines ``EXAMPLES`` and ``register(commands)`` (see :mod:`th2etl.cli`); their
 order is the order of ``th2etl --help``."""

@@ -15,6 +15,7 @@ from th2etl.exceptions import Th2etlError
 
 if TYPE_CHECKING:
     from th2etl.cli._args import Commands
+    from th2etl.retention import DailyRetention
 
 EXAMPLES = """\
   th2etl                                       run the scheduler in the foreground
@@ -158,6 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
     except Th2etlError as exc:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 2
+    retention = _start_retention()
     try:
         if args.serve_api:
             from th2etl.api.server import serve
@@ -174,8 +176,28 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 1
     finally:
+        if retention is not None:
+            retention.stop()
         remove_own_pid_file()
     return 0
+
+
+def _start_retention() -> DailyRetention | None:
+    """With ``TH2ETL_RUN_RETENTION_DAYS`` set, prune old runs now and once a day."""
+    from th2etl.configs.settings import get_settings
+    from th2etl.retention import DailyRetention
+    from th2etl.storage import DatabaseStorage
+
+    settings = get_settings()
+    if settings.run_retention_days is None:
+        return None
+    retention = DailyRetention(
+        lambda: DatabaseStorage.from_settings(settings),
+        settings.run_retention_days,
+        logs_dir=settings.pipelines_logs_dir,
+    )
+    retention.start()
+    return retention
 
 
 def _run_scheduler(on_ready: Callable[[], None]) -> None:

@@ -7,6 +7,11 @@
 * ``LOG_DIR``: a folder (created if needed) that gets one file per main module
   (``scheduler.log``, ``api.log``, ``storage.log``, ``pipelines.log``, ``blocs.log``,
   ``helpers.log``, ``runner.log``) plus ``th2etl.log`` with every record.
+* ``LOG_MAX_BYTES``: a file in ``LOG_DIR`` is rotated when it would grow past this size
+  (bytes, or with a unit: ``10MB``, ``512KB``, ``1GB``); default ``10MB``, ``0`` never rotates.
+* ``LOG_BACKUP_COUNT``: how many rotated files to keep (``scheduler.log.1`` is the newest);
+  default 5. Rotation is safe with several processes writing the same folder
+  (:mod:`th2etl.configs._rotation`).
 
 Records always go to the console (stderr) too. The configuration is checked entirely before
 anything changes, so a bad value is an error at start-up and leaves logging as it was.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +55,9 @@ MODULE_LOG_FILES: dict[str, tuple[str, ...]] = {
 """File name in ``LOG_DIR`` -> the logger names (and their children) it receives."""
 
 ALL_LOG_FILE = "th2etl.log"
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_BACKUP_COUNT = 5
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
 # Handlers and levels this module set, so a second call replaces them instead of adding more.
 _MARK = "_th2etl_handler"
@@ -63,6 +72,8 @@ class LoggingConfig:
     level: str = "INFO"
     levels: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    backup_count: int = DEFAULT_BACKUP_COUNT
 
 
 def _level(value: str, where: str, example: str) -> str:
@@ -96,7 +107,37 @@ def parse_logging_config(environ: Mapping[str, str] | None = None) -> LoggingCon
             value, f"LOG_LEVELS entry {entry.strip()!r}", f"{name.strip()}:DEBUG"
         )
     raw_dir = env.get("LOG_DIR", "").strip()
-    return LoggingConfig(level=level, levels=levels, log_dir=Path(raw_dir) if raw_dir else None)
+    return LoggingConfig(
+        level=level,
+        levels=levels,
+        log_dir=Path(raw_dir) if raw_dir else None,
+        max_bytes=_size(env.get("LOG_MAX_BYTES", "").strip()),
+        backup_count=_count(env.get("LOG_BACKUP_COUNT", "").strip()),
+    )
+
+
+def _size(text: str) -> int:
+    if not text:
+        return DEFAULT_MAX_BYTES
+    match = re.fullmatch(r"(\d+)\s*([KMG]?B?)", text.upper())
+    if match is None:
+        raise ConfigurationError(
+            f"LOG_MAX_BYTES {text!r} is not a size; use bytes or a number with KB, MB or GB, "
+            "e.g. LOG_MAX_BYTES=10MB (0 never rotates)"
+        )
+    unit = match[2] if match[2] in _SIZE_UNITS else match[2] + "B"
+    return int(match[1]) * _SIZE_UNITS[unit]
+
+
+def _count(text: str) -> int:
+    if not text:
+        return DEFAULT_BACKUP_COUNT
+    if not text.isdigit():
+        raise ConfigurationError(
+            f"LOG_BACKUP_COUNT {text!r} is not a number of files; use a whole number, e.g. "
+            "LOG_BACKUP_COUNT=5 (0 keeps no rotated file)"
+        )
+    return int(text)
 
 
 class _PrefixFilter(logging.Filter):
@@ -125,9 +166,13 @@ def reset_logging() -> None:
         root.setLevel(_root_level_before.pop())
 
 
-def _file_handler(path: Path, formatter: logging.Formatter) -> logging.FileHandler:
+def _file_handler(
+    path: Path, formatter: logging.Formatter, config: LoggingConfig
+) -> logging.FileHandler:
+    from th2etl.configs._rotation import RotatingLogFile
+
     try:
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = RotatingLogFile(path, config.max_bytes, config.backup_count)
     except OSError as exc:
         raise ConfigurationError(
             f"LOG_DIR: cannot write the log file {path}: {exc.strerror or exc}; point LOG_DIR "
@@ -154,9 +199,9 @@ def configure_logging(environ: Mapping[str, str] | None = None) -> LoggingConfig
                     f"LOG_DIR={str(config.log_dir)!r} cannot be created: {exc.strerror or exc}; "
                     "point LOG_DIR at a writable folder or unset it"
                 ) from exc
-            handlers.append(_file_handler(config.log_dir / ALL_LOG_FILE, formatter))
+            handlers.append(_file_handler(config.log_dir / ALL_LOG_FILE, formatter, config))
             for filename, prefixes in MODULE_LOG_FILES.items():
-                module_handler = _file_handler(config.log_dir / filename, formatter)
+                module_handler = _file_handler(config.log_dir / filename, formatter, config)
                 module_handler.addFilter(_PrefixFilter(prefixes))
                 handlers.append(module_handler)
     except ConfigurationError:

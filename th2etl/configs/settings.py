@@ -69,6 +69,9 @@ class Settings:
     pipelines_logs_dir: Path | None = None
     embedded_default: bool = False
     """True when no database variable was set and the SQLite default is used."""
+    run_retention_days: int | None = None
+    """``TH2ETL_RUN_RETENTION_DAYS``: the service deletes runs older than this once a day
+    (see :mod:`th2etl.retention`); ``None`` keeps every run."""
 
     @property
     def backend(self) -> Literal["postgresql", "sqlite"]:
@@ -119,7 +122,14 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url = _url_from_parts(get)
     else:
         database_url = None
+    retention = get("TH2ETL_RUN_RETENTION_DAYS")
+    if retention is not None and (not retention.isdigit() or int(retention) == 0):
+        raise ConfigurationError(
+            f"TH2ETL_RUN_RETENTION_DAYS {retention!r} is not a number of days; use a whole "
+            "number above 0, e.g. 30, or unset it to keep every run"
+        )
     return Settings(
+        run_retention_days=int(retention) if retention is not None else None,
         database_url=database_url,
         sqlite_path=sqlite_path,
         database_schema=schema,

@@ -40,6 +40,7 @@ TABLES = (
     "runs",
     "bloc_runs",
     "instances",
+    "ticks",
 )
 
 _MIGRATIONS_TABLE = """

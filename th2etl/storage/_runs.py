@@ -344,9 +344,12 @@ class Runs(SqlCore):
         )
 
     def latest_scheduled_time(self, scheduler_name: str) -> datetime | None:
+        # A tick whose run was pruned (th2etl_ticks) still counts.
         row = self._one(
-            "SELECT MAX(scheduled_time) FROM {runs} WHERE scheduler_name = %s",
-            (scheduler_name,),
+            "SELECT MAX(t) FROM (SELECT MAX(scheduled_time) AS t FROM {runs} "
+            "WHERE scheduler_name = %s UNION ALL SELECT MAX(scheduled_time) FROM {ticks} "
+            "WHERE scheduler_name = %s) AS latest",
+            (scheduler_name, scheduler_name),
         )
         return self._time_out_opt(row[0])
 
