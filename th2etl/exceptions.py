@@ -10,6 +10,9 @@ The tree::
     ├── NotFoundError (LookupError)          a named bloc, pipeline, trigger, ... is unknown
     ├── AlreadyExistsError                   a name is taken
     ├── InUseError                           something still referenced by others cannot be deleted
+    ├── RunStatusError                       a run's status does not allow the change asked for
+    │   └── RunFinishedError                 the run has already ended (its status is terminal)
+    ├── QueueFullError                       the database-wide queue of runs is at its limit
     ├── StorageError                         the storage backend failed
     │   ├── DatabaseUnavailableError         the database cannot be reached
     │   └── SchemaVersionError               the database schema is newer than this th2etl
@@ -38,6 +41,9 @@ __all__ = [
     "MissingExtraError",
     "NotFoundError",
     "ProjectFileError",
+    "QueueFullError",
+    "RunFinishedError",
+    "RunStatusError",
     "SchemaVersionError",
     "StorageError",
     "Th2etlError",
@@ -82,6 +88,26 @@ class AlreadyExistsError(Th2etlError):
 
 class InUseError(Th2etlError):
     """The object is still used by others and cannot be deleted."""
+
+
+class RunStatusError(Th2etlError):
+    """A run's status does not allow the change asked for (the run state machine refused it)."""
+
+
+class RunFinishedError(RunStatusError):
+    """The run has already ended; ``status`` is its final status."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class QueueFullError(Th2etlError):
+    """The database-wide queue of runs waiting for a slot holds ``limit`` runs already."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class StorageError(Th2etlError):

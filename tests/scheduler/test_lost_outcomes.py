@@ -215,7 +215,7 @@ def test_a_failure_that_could_not_be_recorded_is_recorded_at_the_next_heartbeat(
         proxy.drop_request_to(FINISH)  # and its failure cannot be written
         [failed] = clock.advance(until=at("10:05"))
         assert failed.action is TickAction.FAILED and proxy.dropped == 1
-        assert storage.get_run(failed.run_id or "").status.value == "running"
+        assert storage.get_run(failed.run_id or "").status.value == "queued"  # never started
         clock.advance(10)  # the next heartbeat writes it
         run = storage.get_run(failed.run_id or "")
         assert run.status.value == "failed"
@@ -283,7 +283,7 @@ def test_running_rows_of_this_instance_that_it_does_not_run_are_abandoned(
         [live] = clock.advance(until=at("10:05"))
         clock.advance(20)  # two heartbeats while the live run waits at its gate
         assert storage.get_run(live.run_id or "").status.value == "running"
-        assert storage.get_run(other.run_id).status.value == "running"  # not ours
+        assert storage.get_run(other.run_id).status.value == "queued"  # not ours
         abandoned = storage.get_run(left.run_id)
         assert abandoned.status.value == "abandoned"
         assert abandoned.error and abandoned.error.startswith(

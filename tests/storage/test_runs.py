@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from th2etl.clock import FakeClock
-from th2etl.exceptions import NotFoundError, ValidationError
+from th2etl.exceptions import NotFoundError, RunFinishedError, ValidationError
 from th2etl.pipelines import BlocStatus, RunContext, RunListener, RunStatus
 from th2etl.pipelines.example import example_definitions
 from th2etl.storage import DatabaseStorage, RunRecord
@@ -161,7 +161,7 @@ def test_unknown_runs_raise_not_found(storage: DatabaseStorage) -> None:
 def test_claim_run_gives_each_tick_once(storage: DatabaseStorage) -> None:
     claimed = _claim(storage, T0)
     assert claimed is not None
-    assert claimed.status is RunStatus.RUNNING and claimed.scheduled_time == T0
+    assert claimed.status is RunStatus.QUEUED and claimed.scheduled_time == T0
     assert (claimed.scheduler_name, claimed.trigger_name, claimed.instance_id) == ("s", "t", "i1")
     assert _claim(storage, T0, instance_id="i2") is None
     assert _claim(storage, T0 + timedelta(hours=1)) is not None
@@ -183,7 +183,9 @@ def test_a_claim_retried_with_its_run_id_gets_its_row_back(storage: DatabaseStor
     assert _claim(storage, T0, instance_id="i2") is None  # another instance
     assert _claim(storage, T0, instance_id="i2", run_id="claim-1") is not None  # same claim
     assert [r.run_id for r in storage.list_runs()] == ["claim-1"]
-    storage.finish_run("claim-1", RunStatus.SUCCEEDED, finished_at=T0, error=None)
+    assert storage.mark_running("claim-1", worker="h:1")
+    assert _claim(storage, T0, run_id="claim-1") is not None  # running: still its claim
+    assert storage.finish_run("claim-1", RunStatus.SUCCEEDED, finished_at=T0, error=None)
     assert _claim(storage, T0, run_id="claim-1") is None  # the tick is done
     assert storage.get_run("claim-1").status is RunStatus.SUCCEEDED
     skipped = storage.record_skipped_run(
@@ -301,7 +303,7 @@ def test_heartbeats_and_abandoned_runs(storage: DatabaseStorage) -> None:
     assert dead.error is not None and "sent no heartbeat for 120s" in dead.error
     assert dead.log is not None and "abandoned" in dead.log
     for name in ("alive", "vanished_new", "manual"):
-        assert storage.get_run(ids[name]).status is RunStatus.RUNNING
+        assert storage.get_run(ids[name]).status is RunStatus.QUEUED
     assert storage.mark_abandoned_runs(T0 + timedelta(minutes=1), timedelta(minutes=2)) == []
     storage.remove_instance("dead")
     storage.remove_instance("never-seen")
@@ -312,13 +314,26 @@ def test_heartbeats_and_abandoned_runs(storage: DatabaseStorage) -> None:
 
 def test_cancel_requests(storage: DatabaseStorage) -> None:
     running = _claim(storage, T0)
-    assert running is not None
+    assert running is not None and storage.mark_running(running.run_id)
     assert storage.cancel_requested(running.run_id) is False
-    assert storage.request_cancel(running.run_id) is True
+    assert storage.runs_to_cancel("i1") == []
+    asked = storage.request_cancel(running.run_id, by="api:ops")
+    assert asked.status is RunStatus.RUNNING and asked.cancelled_by == "api:ops"
+    assert asked.cancel_requested and asked.cancel_requested_at is not None
     assert storage.cancel_requested(running.run_id) is True
-    assert storage.get_run(running.run_id).cancel_requested is True
+    assert storage.runs_to_cancel("i1") == [running.run_id] and storage.runs_to_cancel("i2") == []
+    assert storage.request_cancel(running.run_id, by="cli").cancelled_by == "api:ops"  # first
     storage.finish_run(running.run_id, RunStatus.CANCELLED, finished_at=T0, error="cancelled")
-    assert storage.request_cancel(running.run_id) is False
+    assert storage.runs_to_cancel("i1") == []
+    with pytest.raises(
+        RunFinishedError, match=rf"run {running.run_id} already finished \(cancelled\)"
+    ):
+        storage.request_cancel(running.run_id)
+    queued = storage.create_run(None, "p", owner_id="i1", started_by="api")
+    cancelled = storage.request_cancel(queued.run_id, by="cli")
+    assert cancelled.status is RunStatus.CANCELLED and cancelled.finished_at is not None
+    assert cancelled.error == "cancelled by cli before it started"
+    assert not storage.mark_running(queued.run_id)  # its claimer must not start it
 
 
 def test_naive_times_are_refused(storage: DatabaseStorage) -> None:

@@ -81,8 +81,9 @@ def _raw(storage: DatabaseStorage, statement: str, params: tuple[Any, ...] = ())
 def test_migrations_record_their_version(fresh: Fresh) -> None:
     storage = fresh()
     assert storage.schema_version() == LATEST_VERSION
-    rows = _raw(storage, "SELECT version, name FROM th2etl_migrations")
+    rows = _raw(storage, "SELECT version, name FROM th2etl_migrations ORDER BY version")
     assert rows == [(m.version, m.name) for m in load_migrations(storage.backend)]
+    assert rows[0] == (1, "initial") and ("run_lifecycle" in dict(rows).values())
     storage.close()
     assert fresh().schema_version() == LATEST_VERSION  # a second open applies nothing
 

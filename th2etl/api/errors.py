@@ -3,6 +3,8 @@
 =============================  ======
 NotFoundError                  404
 AlreadyExistsError, InUseError 409
+RunStatusError                 409 (e.g. cancelling a run that has ended: its status named)
+QueueFullError                 429 (the queue's limit named)
 ValidationError                422 (storage's message in ``detail``)
 malformed JSON                 400
 wrong types, unknown fields    422
@@ -34,6 +36,8 @@ from th2etl.exceptions import (
     DatabaseUnavailableError,
     InUseError,
     NotFoundError,
+    QueueFullError,
+    RunStatusError,
     Th2etlError,
     ValidationError,
 )
@@ -46,6 +50,8 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFoundError, 404),
     (AlreadyExistsError, 409),
     (InUseError, 409),
+    (RunStatusError, 409),
+    (QueueFullError, 429),
     (ValidationError, 422),
     (DatabaseUnavailableError, 503),
 )

@@ -76,13 +76,8 @@ class DatabaseSource:
             ) from None
 
     def cancel(self, run_id: str) -> JSON:
-        run = self.run(run_id)
-        if not self.storage.request_cancel(run_id):
-            raise Th2etlError(
-                f"run {run_id} already finished ({self.run(run_id)['status']}); there is "
-                "nothing to cancel"
-            )
-        return {**run, "cancel_requested": True}
+        self.run(run_id)  # NotFoundError naming the database
+        return {**self.storage.request_cancel(run_id, by="cli").to_dict(), "cancel_requested": True}
 
     def definitions(self, kind: str) -> list[JSON]:
         return [record.to_dict() for record in getattr(self.storage, f"list_{kind}")()]

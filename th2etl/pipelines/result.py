@@ -12,6 +12,7 @@ from th2etl.types import JSON, Rows
 __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
+    "TRANSITIONS",
     "BlocResult",
     "BlocStatus",
     "RunResult",
@@ -23,7 +24,8 @@ class RunStatus(StrEnum):
     """The state of a pipeline run: a state machine, enforced by the storage.
 
     A recorded run starts ``queued`` (waiting for a slot) or ``running``. ``queued`` becomes
-    ``running``, ``cancelled``, ``abandoned`` or ``failed``; ``running`` ends ``succeeded``,
+    ``running``, ``cancelled``, ``abandoned`` or ``failed`` (or ``skipped``: a claimed
+    scheduler tick that is then skipped); ``running`` ends ``succeeded``,
     ``failed``, ``cancelled`` or ``abandoned`` (its owner died or lost its lease). A scheduler
     records a tick it does not run (missed, overlapping) as ``skipped``, terminal from the
     start. A terminal status never changes. "Has it finished?" is always
@@ -58,6 +60,23 @@ TERMINAL_STATUSES: frozenset[RunStatus] = frozenset(
 
 ACTIVE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 """The statuses of a run not finished yet: what limits and overlap checks count."""
+
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset(
+        {
+            RunStatus.RUNNING,
+            RunStatus.CANCELLED,
+            RunStatus.ABANDONED,
+            RunStatus.FAILED,
+            RunStatus.SKIPPED,  # a claimed scheduler tick that is then skipped
+        }
+    ),
+    RunStatus.RUNNING: frozenset(
+        {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.ABANDONED}
+    ),
+    **{status: frozenset() for status in TERMINAL_STATUSES},
+}
+"""Each status and the statuses it may become (the storage's SQL trigger enforces the same)."""
 
 
 class BlocStatus(StrEnum):

@@ -1,12 +1,41 @@
-"""The coordination role of storage: claims of scheduler ticks, instances, liveness, cancels.
+"""The coordination role of storage: owners, the queue, tick claims, liveness and cancels.
 
-Several th2etl processes (API services, schedulers, ``th2etl run``) may share one database.
-They coordinate only through these methods: a tick is claimed by exactly one instance, each
-instance says it is alive with :meth:`Coordination.heartbeat`, the runs of an instance that
-stopped sending heartbeats are marked ``abandoned`` by any live one, and a cancel requested
-anywhere is seen by the process running the run. A run counts as *active* while its status
-is in :data:`~th2etl.pipelines.result.ACTIVE_STATUSES` (queued or running): overlap checks
-count active runs. The guarantees shared by every role are in :mod:`th2etl.storage.base`.
+Several th2etl processes (API services, schedulers, ``th2etl run``, Python scripts) may share
+one database. They coordinate only through these methods.
+
+**Owners.** Every run has an owner from the moment it is recorded: the instance
+(``owner_id``) that heartbeats for it and answers for its outcome. ``started_by`` says what
+started it (``scheduler:NAME``, ``backfill:NAME``, ``dependency:PIPELINE``, ``api:KEYLABEL``
+or ``api``, ``cli``, ``python``); ``definition`` keeps the pipeline and bloc definitions it
+executes, with ``${env:}`` references unresolved, so later edits never rewrite history.
+
+**Status.** A run's status follows :data:`~th2etl.pipelines.result.TRANSITIONS`, enforced by
+a trigger in the database whoever writes the row (and refused in Python first, with a
+:class:`~th2etl.exceptions.RunStatusError` naming the run and both statuses): a run is
+created ``queued`` or ``running``; a terminal status never changes. A run is *active* while
+its status is in :data:`~th2etl.pipelines.result.ACTIVE_STATUSES` (queued or running):
+limits and overlap checks count active runs.
+
+**Queue.** A run created ``queued`` waits in one database-wide queue; any process takes the
+oldest with :meth:`Coordination.claim_queued_run` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+so processes claiming at once take different runs; a write transaction on SQLite) and starts
+it with :meth:`Coordination.mark_running`. ``create_run(max_queued=N)`` refuses a run when N
+are queued already (:class:`~th2etl.exceptions.QueueFullError`, counted under a lock so that
+the bound holds across processes).
+
+**Liveness, by one clock: the database's.** :meth:`Coordination.heartbeat` writes
+``last_seen`` with the database server's ``now()`` (the host clock on SQLite, where every
+process shares one host), and :meth:`Coordination.mark_abandoned_runs` compares with the same
+clock, in SQL: hosts whose clocks differ change nothing. Any live th2etl process calls it, so
+the active runs of an owner silent for ``stale_after`` end ``abandoned``. Both take an explicit
+``now`` instead for a fake clock (tests); then every caller must use that clock.
+
+**Cancel.** :meth:`Coordination.request_cancel` records who asked; a queued run is cancelled
+at once (it never started), a running one is flagged, and its owner, which polls
+:meth:`Coordination.runs_to_cancel` at each heartbeat, stops it. A run that has ended raises
+:class:`~th2etl.exceptions.RunFinishedError` naming its status.
+
+The guarantees shared by every role are in :mod:`th2etl.storage.base`.
 """
 
 from __future__ import annotations
@@ -16,6 +45,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from th2etl.pipelines.result import RunStatus
 from th2etl.storage.records import InstanceRecord, RunRecord
 from th2etl.storage.run_history import RunHistory
 
@@ -23,7 +53,47 @@ __all__ = ["Coordination"]
 
 
 class Coordination(RunHistory):
-    """Claims, heartbeats, abandoned runs and cancel requests, across processes."""
+    """Owners, the queue, tick claims, heartbeats, abandoned runs and cancel requests."""
+
+    @abstractmethod
+    def create_run(
+        self,
+        run_id: str | None,
+        pipeline_name: str,
+        *,
+        owner_id: str,
+        started_by: str,
+        status: RunStatus | str = RunStatus.QUEUED,
+        variables: Mapping[str, Any] | None = None,
+        scheduler_name: str | None = None,
+        trigger_name: str | None = None,
+        scheduled_time: datetime | None = None,
+        definition: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        executor: str | None = None,
+        max_queued: int | None = None,
+    ) -> RunRecord:
+        """Record a new run owned by ``owner_id`` (a new id when ``run_id`` is None), either
+        ``queued`` in the shared queue (not claimed yet) or already ``running`` (its owner
+        starts it now). ``definition`` is the snapshot it executes (see
+        :meth:`~th2etl.storage.definition_store.DefinitionStore.definition_snapshot`),
+        ``timeout`` its pipeline-level limit in seconds, ``executor`` where it executes.
+        With ``max_queued``, a queued run is refused with :class:`QueueFullError` when that
+        many runs are queued already. A taken ``run_id`` raises :class:`ValidationError`."""
+
+    @abstractmethod
+    def claim_queued_run(self, owner_id: str) -> RunRecord | None:
+        """Take the oldest queued run nobody has claimed: it becomes ``owner_id``'s (still
+        ``queued``, with ``claimed_at`` set); ``None`` when the queue is empty. Two processes
+        claiming at once never get the same run. Start it with :meth:`mark_running`."""
+
+    @abstractmethod
+    def mark_running(self, run_id: str, *, worker: str | None = None) -> bool:
+        """``queued`` -> ``running`` (``started_at`` becomes now), recording ``worker`` (where
+        it executes: ``host:pid`` or a Dask worker address) when given; a run already
+        running only gets its worker. False when the run has ended meanwhile (cancelled or
+        abandoned while queued): do not execute it. :class:`NotFoundError` for an unknown
+        run."""
 
     @abstractmethod
     def claim_run(
@@ -39,18 +109,19 @@ class Coordination(RunHistory):
         run_id: str | None = None,
     ) -> RunRecord | None:
         """Atomically take the tick (``scheduler_name``, ``scheduled_time``): insert a
-        ``running`` run for it and return it, or return ``None`` when any instance already holds
-        that tick (run or skipped). One insert guarded by a unique constraint, so of N
-        instances claiming at once exactly one wins. Run the pipeline with the record's
-        ``run_id`` and :meth:`recorder` adopts the row.
+        ``queued`` run for it, owned by ``instance_id`` and started by ``scheduler:NAME``
+        (claimed at once, so not in the shared queue), and return it; or return ``None``
+        when any instance already holds that tick (run or skipped). One insert guarded by a
+        unique constraint, so of N instances claiming at once exactly one wins. Run the
+        pipeline with the record's ``run_id`` and :meth:`recorder` adopts the row.
 
         **Idempotent per claim.** ``run_id`` names the claim (a new id when ``None``). Calling
-        again with the same ``run_id`` while that run is still ``running`` returns the same
-        row instead of ``None``: when the connection drops after COMMIT (the claim is made
-        but its answer lost), retrying with the same id adopts the claim, so the tick runs
-        exactly once and its row is not left ``running``. Any other claim of the tick -- a
-        new id, even from the same instance -- gets ``None``, and so does a retry once the
-        run has finished or been abandoned. A ``run_id`` that is another run's raises
+        again with the same ``run_id`` while that run is still active returns the same row
+        instead of ``None``: when the connection drops after COMMIT (the claim is made but
+        its answer lost), retrying with the same id adopts the claim, so the tick runs
+        exactly once and its row is not left active. Any other claim of the tick -- a new
+        id, even from the same instance -- gets ``None``, and so does a retry once the run
+        has finished or been abandoned. A ``run_id`` that is another run's raises
         :class:`ValidationError`."""
 
     @abstractmethod
@@ -78,16 +149,29 @@ class Coordination(RunHistory):
         scheduler when given, oldest first: what an overlap check counts."""
 
     @abstractmethod
+    def count_active_runs(
+        self, *, pipeline_name: str | None = None, status: RunStatus | str | None = None
+    ) -> int:
+        """How many runs are active (of ``pipeline_name`` when given; only ``queued`` or only
+        ``running`` when ``status`` says so): one query, for limits and the queue depth."""
+
+    @abstractmethod
+    def database_now(self) -> datetime:
+        """The database's clock now (the server's ``now()`` on PostgreSQL): the one clock of
+        liveness."""
+
+    @abstractmethod
     def heartbeat(
         self,
         instance_id: str,
-        now: datetime,
+        now: datetime | None = None,
         *,
         hostname: str | None = None,
         pid: int | None = None,
         info: Mapping[str, Any] | None = None,
     ) -> None:
-        """Say that instance ``instance_id`` is alive at ``now`` (insert or update)."""
+        """Say that instance ``instance_id`` is alive (insert or update), at the database's
+        clock (or at ``now`` when given: a fake clock)."""
 
     @abstractmethod
     def list_instances(self, *, seen_since: datetime | None = None) -> list[InstanceRecord]:
@@ -98,16 +182,25 @@ class Coordination(RunHistory):
         """Forget an instance (on clean shutdown); unknown ids are ignored."""
 
     @abstractmethod
-    def mark_abandoned_runs(self, now: datetime, stale_after: timedelta) -> list[str]:
-        """Mark ``abandoned`` every running run whose instance's last heartbeat is older than
-        ``now - stale_after`` (or that has no heartbeat row and started before then); return
-        their run ids. Runs without an instance (manual runs) are left alone."""
+    def mark_abandoned_runs(self, now: datetime | None, stale_after: timedelta) -> list[str]:
+        """Mark ``abandoned`` every active run whose owner's last heartbeat is older than
+        ``stale_after`` by the database's clock (or than ``now - stale_after`` when ``now``
+        is given), or whose owner has no heartbeat row and that was queued or started before
+        then; return their run ids, sorted. Runs without an owner (recorded before schema
+        version 4) are left alone."""
 
     @abstractmethod
-    def request_cancel(self, run_id: str) -> bool:
-        """Ask a running run to stop; return True if it is running (the flag is set), False if
-        it already finished. :class:`NotFoundError` for an unknown run."""
+    def request_cancel(self, run_id: str, *, by: str | None = None) -> RunRecord:
+        """Ask a run to stop, recording ``by`` (in ``started_by``'s words) as ``cancelled_by``:
+        a queued run is ``cancelled`` at once; a running one is flagged for its owner
+        (:meth:`runs_to_cancel`). Returns the run. :class:`RunFinishedError` naming the
+        status when it has ended; :class:`NotFoundError` for an unknown run."""
 
     @abstractmethod
     def cancel_requested(self, run_id: str) -> bool:
         """Whether :meth:`request_cancel` was called for the run."""
+
+    @abstractmethod
+    def runs_to_cancel(self, owner_id: str) -> list[str]:
+        """Ids of the active runs of ``owner_id`` asked to stop: what an owner polls at each
+        heartbeat."""

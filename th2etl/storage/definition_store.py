@@ -183,6 +183,29 @@ class DefinitionStore(StorageConnection):
     def delete_scheduler(self, name: str) -> None:
         """Delete a scheduler (its run history stays)."""
 
+    def definition_snapshot(self, name: str) -> dict[str, Any]:
+        """What a run of pipeline ``name`` executes, as stored now, JSON-ready:
+        ``{"pipeline": {name, stages, description}, "blocs": [{name, bloc_type, config,
+        description}, ...]}`` with configs verbatim (``${env:}`` references unresolved), for
+        the run's record."""
+        pipeline, blocs = self.get_pipeline_definition(name)
+        return {
+            "pipeline": {
+                "name": pipeline.name,
+                "stages": pipeline.stages,
+                "description": pipeline.description,
+            },
+            "blocs": [
+                {
+                    "name": bloc.name,
+                    "bloc_type": bloc.bloc_type,
+                    "config": bloc.config,
+                    "description": bloc.description,
+                }
+                for bloc in blocs
+            ],
+        }
+
     def build_pipeline(self, name: str) -> Pipeline:
         """A runnable :class:`~th2etl.pipelines.Pipeline` from the stored definitions."""
         from th2etl.storage.recorder import build_pipeline

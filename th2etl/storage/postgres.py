@@ -13,7 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from th2etl.clock import Clock
 from th2etl.configs.settings import check_schema
-from th2etl.exceptions import DatabaseUnavailableError, StorageError
+from th2etl.exceptions import DatabaseUnavailableError, RunStatusError, StorageError
 from th2etl.storage._core import TABLES, Conflict, Session
 from th2etl.storage.database import DatabaseStorage
 
@@ -21,6 +21,8 @@ __all__ = ["PostgresStorage"]
 
 # pg_advisory_lock(class, hashtext(schema)): one lock per schema, shared by every th2etl.
 _LOCK_CLASS = 0x7432_6574
+# pg_advisory_xact_lock(class, hashtext(schema)) while a run is queued: the queue bound holds.
+_QUEUE_LOCK_CLASS = 0x7432_7175
 
 
 class PostgresStorage(DatabaseStorage):
@@ -99,9 +101,21 @@ class PostgresStorage(DatabaseStorage):
         names = {table: sql.Identifier(self.schema, f"th2etl_{table}") for table in TABLES}
         return (
             sql.SQL(template)
-            .format(**names, for_update=sql.SQL(" FOR UPDATE"), for_share=sql.SQL(" FOR KEY SHARE"))
+            .format(
+                **names,
+                for_update=sql.SQL(" FOR UPDATE"),
+                for_share=sql.SQL(" FOR KEY SHARE"),
+                # Processes that claim queued runs at once each take a different one.
+                skip_locked=sql.SQL(" FOR UPDATE SKIP LOCKED"),
+                # Liveness is judged by the server's clock, whatever the hosts' clocks say.
+                db_now=sql.SQL("now()"),
+                db_ago=sql.SQL("(now() - %s * interval '1 second')"),
+            )
             .as_string(conn)
         )
+
+    def _lock_queue(self, db: Session) -> None:
+        db.one("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_QUEUE_LOCK_CLASS, self.schema))
 
     def _batch(self, conn: Any) -> contextlib.AbstractContextManager[Any]:
         # Pipeline mode sends BEGIN with the first query and the writes with COMMIT: a
@@ -118,6 +132,10 @@ class PostgresStorage(DatabaseStorage):
             return Conflict("unique", str(exc))
         if isinstance(exc, psycopg.errors.ForeignKeyViolation):
             return Conflict("foreign_key", str(exc))
+        if isinstance(exc, psycopg.errors.CheckViolation) and "th2etl run status" in str(exc):
+            return RunStatusError(
+                f"{self._where}: the run state machine refused the change: {self._scrub(exc)}"
+            )
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and (
             self._conn is None or self._conn.broken
         ):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from th2etl.blocs.registry import create_bloc
 from th2etl.clock import Clock, SystemClock
@@ -46,6 +48,9 @@ class RunRecorder(RunListener):
         trigger_name: str | None = None,
         instance_id: str | None = None,
         clock: Clock | None = None,
+        *,
+        started_by: str | None = None,
+        definition: Mapping[str, Any] | None = None,
     ) -> None:
         self.storage = storage
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -53,6 +58,8 @@ class RunRecorder(RunListener):
         self.scheduler_name = scheduler_name
         self.trigger_name = trigger_name
         self.instance_id = instance_id
+        self.started_by = started_by
+        self.definition = definition
         self._positions: dict[str, int] = {}
 
     def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
@@ -72,6 +79,8 @@ class RunRecorder(RunListener):
             scheduled_time=context.scheduled_time,
             variables=context.variables,
             instance_id=self.instance_id,
+            started_by=self.started_by,
+            definition=self.definition,
         )
         by = f" by scheduler {scheduler!r}" if scheduler else ""
         tick = f" for {context.scheduled_time.isoformat()}" if context.scheduled_time else ""

@@ -129,8 +129,15 @@ class BlocRunRecord(Record):
 class RunRecord(Record):
     """A stored pipeline run (or a skipped scheduler tick), with its blocs in stage order.
 
-    ``log`` is the run's readable log; :meth:`~th2etl.storage.base.Storage.get_run` fills it,
-    listings leave it ``None`` to stay light.
+    ``owner_id`` is the instance that owns the run (it heartbeats for it; see
+    :mod:`th2etl.storage.coordination`); ``started_by`` says what started it
+    (``scheduler:NAME``, ``backfill:NAME``, ``dependency:PIPELINE``, ``api:KEYLABEL`` or
+    ``api``, ``cli``, ``python``) and ``cancelled_by`` who asked it to stop, in the same words.
+    ``definition`` is the snapshot of the pipeline and bloc definitions it executed, with
+    ``${env:}`` references unresolved. ``started_at`` is when it started running (for a run
+    still ``queued``: when it was queued). ``log`` is the run's readable log;
+    :meth:`~th2etl.storage.run_history.RunHistory.get_run` fills it, listings leave it
+    ``None`` (and ``definition`` ``None``) to stay light.
     """
 
     run_id: str
@@ -143,10 +150,24 @@ class RunRecord(Record):
     scheduled_time: datetime | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-    instance_id: str | None = None
+    owner_id: str | None = None
     cancel_requested: bool = False
+    started_by: str | None = None
+    cancelled_by: str | None = None
+    cancel_requested_at: datetime | None = None
+    queued_at: datetime | None = None
+    claimed_at: datetime | None = None
+    timeout: float | None = None
+    executor: str | None = None
+    worker: str | None = None
+    definition: dict[str, Any] | None = None
     blocs: list[BlocRunRecord] = field(default_factory=list)
     log: str | None = None
+
+    @property
+    def instance_id(self) -> str | None:
+        """The owner's id (the name of ``owner_id`` before th2etl's schema version 4)."""
+        return self.owner_id
 
     @property
     def duration(self) -> float | None:
@@ -156,7 +177,8 @@ class RunRecord(Record):
         return (self.finished_at - self.started_at).total_seconds()
 
     def to_dict(self) -> JSON:
-        return {**Record.to_dict(self), "duration": self.duration}
+        # instance_id: what clients written for schema version 1 read.
+        return {**Record.to_dict(self), "instance_id": self.owner_id, "duration": self.duration}
 
 
 @dataclass(frozen=True, slots=True)

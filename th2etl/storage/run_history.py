@@ -41,10 +41,14 @@ class RunHistory(StorageConnection):
         scheduled_time: datetime | None = None,
         variables: Mapping[str, Any] | None = None,
         instance_id: str | None = None,
+        started_by: str | None = None,
+        definition: Mapping[str, Any] | None = None,
     ) -> RunRecord:
-        """Record that run ``run_id`` is running. A row with that ``run_id`` already there (a
-        claimed tick, see :meth:`claim_run`) is adopted: its start, variables and status are
-        updated. Variables that are not JSON are stored as their ``str()``."""
+        """Record that run ``run_id`` is running, owned by ``instance_id``. A queued or
+        running row with that ``run_id`` already there (a claimed tick, a created run) is
+        adopted: its start, variables and status are updated (its ``started_by`` is kept).
+        A run that has ended raises :class:`RunFinishedError`. Variables that are not JSON
+        are stored as their ``str()``."""
 
     @abstractmethod
     def record_bloc_run(self, run_id: str, result: BlocResult, position: int = 0) -> None:
@@ -59,9 +63,12 @@ class RunHistory(StorageConnection):
         finished_at: datetime,
         error: str | None,
         started_at: datetime | None = None,
-    ) -> None:
-        """Set a run's final status, end time and error (and its start, when given: the
-        engine's clock may be a fake one)."""
+    ) -> bool:
+        """Set a run's final (terminal) status, end time and error (and its start, when
+        given: the engine's clock may be a fake one); True when recorded. A run that has
+        ended already keeps its status (e.g. it was marked ``abandoned``): nothing is
+        written, a warning is logged, and the answer is False. A transition the state
+        machine refuses (``queued`` -> ``succeeded``) raises :class:`RunStatusError`."""
 
     @abstractmethod
     def append_run_log(self, run_id: str, text: str) -> None:
@@ -92,12 +99,26 @@ class RunHistory(StorageConnection):
         trigger_name: str | None = None,
         instance_id: str | None = None,
         clock: Clock | None = None,
+        *,
+        started_by: str | None = None,
+        definition: Mapping[str, Any] | None = None,
     ) -> RunListener:
         """A :class:`~th2etl.pipelines.RunListener` that records a run into this storage:
         the run row on start (adopting a claimed row with the same run id), each bloc when it
         finishes, readable log lines, and the final status. ``run_id``/``scheduler_name``/
         ``trigger_name`` fill in what the run's context does not say. The start and the log
-        lines are stamped with ``clock`` (default: the system clock); pass the engine's."""
+        lines are stamped with ``clock`` (default: the system clock); pass the engine's.
+        ``instance_id`` (the owner), ``started_by`` and ``definition`` go to
+        :meth:`start_run`."""
         from th2etl.storage.recorder import RunRecorder
 
-        return RunRecorder(self, run_id, scheduler_name, trigger_name, instance_id, clock)
+        return RunRecorder(
+            self,
+            run_id,
+            scheduler_name,
+            trigger_name,
+            instance_id,
+            clock,
+            started_by=started_by,
+            definition=definition,
+        )

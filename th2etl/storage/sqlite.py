@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from th2etl.clock import Clock
-from th2etl.exceptions import DatabaseUnavailableError, StorageError
+from th2etl.exceptions import DatabaseUnavailableError, RunStatusError, StorageError
 from th2etl.storage._core import TABLES, Conflict, Session
 from th2etl.storage.database import DatabaseStorage
 from th2etl.storage.migrations import sqlite_statements
@@ -23,6 +23,9 @@ __all__ = ["SQLiteStorage"]
 
 MIN_SQLITE = (3, 38)
 _decode_json = json.JSONDecoder().decode  # json.loads without its per-call checks
+# The host's UTC time in the stored text form (isoformat with microseconds), so that it
+# compares as text with stored timestamps. {} takes extra strftime modifiers.
+_SQLITE_NOW = "strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'{})"
 
 
 class SQLiteStorage(DatabaseStorage):
@@ -114,7 +117,15 @@ class SQLiteStorage(DatabaseStorage):
     def _compile_template(self, conn: Any, template: str) -> Any:
         names = {table: f'"th2etl_{table}"' for table in TABLES}
         # SQLite locks the whole database for a write transaction: no row locks to ask for.
-        return template.format(**names, for_update="", for_share="").replace("%s", "?")
+        # The database's clock is this host's: one host shares a SQLite file.
+        return template.format(
+            **names,
+            for_update="",
+            for_share="",
+            skip_locked="",
+            db_now=_SQLITE_NOW.format(""),
+            db_ago=_SQLITE_NOW.format(", '-' || %s || ' seconds'"),
+        ).replace("%s", "?")
 
     def _connection_lost(self, conn: Any) -> bool:
         try:
@@ -130,6 +141,10 @@ class SQLiteStorage(DatabaseStorage):
                 return Conflict("unique", str(exc))
             if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
                 return Conflict("foreign_key", str(exc))
+            if "th2etl run status" in str(exc):
+                return RunStatusError(
+                    f"{self.describe()}: the run state machine refused the change: {exc}"
+                )
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             return StorageError(
                 f"{self.describe()} stayed locked by another writer for more than "

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from th2etl.api.deps import json_response, state_of
@@ -96,13 +96,6 @@ def cancel_run(run_id: str, request: Request) -> Response:
     """Blocs not yet started never start; running blocs are awaited; the run ends
     ``cancelled``. A run of another th2etl process stops when that process sees the request."""
     state = state_of(request)
-    if not state.storage.request_cancel(run_id):
-        run = state.storage.get_run(run_id)
-        raise HTTPException(
-            status_code=409,
-            detail=f"run {run_id} already finished ({run.status.value}); there is nothing to "
-            "cancel",
-        )
+    run = state.storage.request_cancel(run_id, by="api")  # 409 naming the status if it ended
     local = state.runs.cancel(run_id)
-    run = state.storage.get_run(run_id)
     return json_response({**run.to_dict(), "cancel_requested": True, "cancelled_here": local}, 202)
