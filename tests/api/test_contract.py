@@ -185,4 +185,6 @@ def test_the_wheel_ships_the_docs_assets_and_their_licences(tmp_path: Path) -> N
         f"{vendor}redoc/redoc.standalone.js",
         f"{vendor}redoc/LICENSE",
         "th2etl/api/ui/static/favicon.svg",
+        "th2etl/api/ui/static/ui.css",
+        "th2etl/api/ui/static/ui.js",
     } <= names

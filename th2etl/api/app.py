@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
 from th2etl.api.contract import install_contract
@@ -18,6 +19,7 @@ from th2etl.api.routes import blocs, docs, legacy, meta, pipelines, runs, schedu
 from th2etl.api.security import BrowserGuard, HostPolicy, allowed_hosts_from_env
 from th2etl.api.server import service_api_key
 from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
+from th2etl.api.ui import pages as ui_pages
 from th2etl.clock import Clock, SystemClock
 from th2etl.configs.settings import Settings, get_settings
 from th2etl.storage.base import Storage
@@ -42,6 +44,10 @@ Every error answer is `{"detail": "<what, the value, the fix>"}` (request valida
 `errors`). Requests that change state are refused (403) when they come from another web origin,
 and bodies must be JSON (415); the `Host` header must name this service (400).
 """
+
+
+def _to_dashboard() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=307)
 
 
 def _default_scheduler(storage: Storage) -> Any:
@@ -135,13 +141,15 @@ def create_app(
     )
     app.state.th2etl = state
     install_error_handlers(app)
-    install_contract(app)
+    install_contract(app, skip_prefixes=("/ui",))
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
     # Added last, so it runs first: a refused request reaches nothing else.
     hosts = allowed_hosts_from_env() if allowed_hosts is None else allowed_hosts
     app.add_middleware(BrowserGuard, policy=HostPolicy(bound_host, hosts))
     app.include_router(meta.health_router)
     app.include_router(docs.router)
+    app.include_router(ui_pages.router)
+    app.add_api_route("/", _to_dashboard, include_in_schema=False)
     app.mount(docs.STATIC_URL, StaticFiles(directory=UI_STATIC), name="static")
     secured = [Depends(require_api_key)]
     for module in (blocs, pipelines, triggers, schedulers, runs, legacy):

@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
 from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
+from th2etl.api.ui.session import has_session
 from th2etl.clock import Clock
 from th2etl.storage.base import Storage
 
@@ -110,9 +111,12 @@ async def require_api_key(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008
 ) -> None:
-    """When the service has an API key, the request must carry it as a Bearer token."""
+    """When the service has an API key, the request must carry it as a Bearer token, or the
+    dashboard's session cookie (th2etl/api/ui/session.py)."""
     key = state_of(request).api_key
     if key is None:
+        return
+    if credentials is None and has_session(request, key):
         return
     given = credentials.credentials if credentials is not None else ""
     if not hmac.compare_digest(given.encode(), key.encode()):
