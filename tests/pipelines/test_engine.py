@@ -46,6 +46,7 @@ class Probe(TransformerBloc):
         ConfigField("emit", "list", default=[], help="rows to return"),
         ConfigField("fail_times", "int", default=0, help="attempts that raise before success"),
         ConfigField("label", "str", help="any text (checks reference resolution)"),
+        ConfigField("cooperative", "bool", default=False, help="a gate gives way to a cancel"),
     )
     journal: ClassVar[Journal]
     gates: ClassVar[dict[str, threading.Event]] = {}
@@ -60,7 +61,7 @@ class Probe(TransformerBloc):
             barrier.wait(timeout=10)  # raises BrokenBarrierError unless all arrive together
         gate = self.gates.get(self.name)
         if gate is not None:
-            gate.wait(timeout=10)
+            self.wait(gate, context)
         if count <= self.config["fail_times"]:
             self.journal.add(f"fail {self.name}")
             raise RuntimeError(f"{self.name} attempt {count} broke")
@@ -69,6 +70,14 @@ class Probe(TransformerBloc):
         if "label" in self.config:
             out.append({"label": self.config["label"]})
         return out or [{"seen": len(rows), "from": self.name}]
+
+    def wait(self, gate: threading.Event, context: RunContext) -> None:
+        for _ in range(1000):
+            if gate.wait(timeout=0.01):
+                return
+            if self.config["cooperative"] and context.cancel_requested:
+                self.journal.add(f"stopped {self.name}")
+                raise RuntimeError(f"{self.name} was told to stop")
 
 
 @pytest.fixture(autouse=True)
@@ -175,14 +184,10 @@ def test_retries_exhausted_fail_with_the_last_error() -> None:
     assert result.blocs["flaky"].error_message == "flaky attempt 2 broke"
 
 
-def test_a_slow_attempt_times_out_and_is_retried() -> None:
-    gate = threading.Event()
-    Probe.gates["stuck"] = gate
-    pipeline = Pipeline("timeouts", [[bloc("stuck", timeout=0.05, retries=1)]])
-    try:
-        result = pipeline.run()
-    finally:
-        gate.set()
+def test_a_slow_attempt_is_told_to_stop_and_retried_only_once_it_ended() -> None:
+    Probe.gates["stuck"] = threading.Event()  # never opens: only the timeout ends an attempt
+    pipeline = Pipeline("timeouts", [[bloc("stuck", timeout=0.05, retries=1, cooperative=True)]])
+    result = pipeline.run()
     assert result.status is RunStatus.FAILED
     stuck = result.blocs["stuck"]
     assert stuck.attempts == 2
@@ -190,6 +195,26 @@ def test_a_slow_attempt_times_out_and_is_retried() -> None:
     assert stuck.error_message == (
         "bloc 'stuck' (test_probe) attempt 2 ran longer than its timeout of 0.05s"
     )
+    # The retry started only after the first attempt had stopped.
+    assert Probe.journal.events == ["start stuck", "stopped stuck"] * 2
+
+
+def test_an_attempt_that_does_not_stop_within_the_grace_fails_the_run_naming_it() -> None:
+    gate = threading.Event()
+    Probe.gates["deaf"] = gate
+    pipeline = Pipeline("deaf", [[bloc("deaf", timeout=0.05, retries=3)], [bloc("after")]])
+    try:
+        result = pipeline.run(stop_grace=0.1)
+    finally:
+        gate.set()
+    assert result.status is RunStatus.FAILED
+    deaf = result.blocs["deaf"]
+    assert deaf.attempts == 1  # no retry beside an attempt still running
+    assert deaf.error_message == (
+        "bloc 'deaf' (test_probe) did not stop within 0.1s after bloc 'deaf' (test_probe) ran "
+        "past its timeout; its thread is left running, and the run ends without waiting for it"
+    )
+    assert result.blocs["after"].status is BlocStatus.SKIPPED
 
 
 def test_cancel_from_another_thread_stops_blocs_not_yet_started() -> None:

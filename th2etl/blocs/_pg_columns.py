@@ -31,7 +31,18 @@ from th2etl._postgres import check_identifier
 from th2etl.exceptions import BlocError, ValidationError
 from th2etl.types import Row, Rows
 
-__all__ = ["Column", "full_columns", "quick_columns", "quick_names", "row_names", "row_values"]
+__all__ = [
+    "Column",
+    "bases_of",
+    "decide",
+    "full_columns",
+    "quick_columns",
+    "quick_names",
+    "row_names",
+    "row_values",
+    "unknown_column",
+    "zones_error",
+]
 
 
 @dataclass(frozen=True)
@@ -178,30 +189,49 @@ def _values_slow(
 # --- types ---------------------------------------------------------------------------------
 
 
-def quick_columns(rows: Rows, names: list[str], uniform: bool, where: str) -> list[Column]:
-    """Types guessed from first values where a wrong guess cannot pass (see the docstring)."""
+def quick_columns(
+    rows: Rows, names: list[str], uniform: bool, where: str, offset: int = 0
+) -> list[Column]:
+    """Types guessed from first values where a wrong guess cannot pass (see the docstring).
+
+    ``offset``: the rows before ``rows`` in the stream, for the row numbers of messages.
+    """
     columns = []
     for name in names:
         get = _getter(name, uniform)
         first = next(filter(_not_none, map(get, rows)), None)
         base = _base_type(type(first))
         if first is None:
-            columns.append(Column(name, "text", "text", (str,)))
+            columns.append(unknown_column(name))
         elif base is dt.datetime:
             columns.append(_datetime_type(name, first.tzinfo is None))
         elif base in _STRICT:
             columns.append(_simple(name, base))
         else:
-            columns.append(_full_column(rows, name, get, where))
+            columns.append(_full_column(rows, name, get, where, offset))
     return columns
 
 
-def full_columns(rows: Rows, names: list[str], uniform: bool, where: str) -> list[Column]:
+def full_columns(
+    rows: Rows, names: list[str], uniform: bool, where: str, offset: int = 0
+) -> list[Column]:
     """Types from every value of every column."""
-    return [_full_column(rows, name, _getter(name, uniform), where) for name in names]
+    return [_full_column(rows, name, _getter(name, uniform), where, offset) for name in names]
 
 
-def _full_column(rows: Rows, name: str, get: Callable[[Row], Any], where: str) -> Column:
+def unknown_column(name: str) -> Column:
+    """A column with no value but None so far: ``text`` until a value says otherwise."""
+    return Column(name, "text", "text", ())
+
+
+def bases_of(column: Column) -> set[type]:
+    """The Python base types a column was typed from."""
+    return {bytes if kind is bytearray else kind for kind in column.accepts}
+
+
+def _full_column(
+    rows: Rows, name: str, get: Callable[[Row], Any], where: str, offset: int
+) -> Column:
     kinds = set(map(type, map(get, rows)))
     kinds.discard(type(None))
     bases: set[type] = set()
@@ -210,19 +240,32 @@ def _full_column(rows: Rows, name: str, get: Callable[[Row], Any], where: str) -
         if base is None:
             number, value = _first(rows, get, partial(_is_type, kind))
             raise BlocError(
-                f"{where}: row {number}, column {name!r} holds {value!r:.80}, a "
+                f"{where}: row {offset + number}, column {name!r} holds {value!r:.80}, a "
                 f"{kind.__name__}, which postgres_exporter cannot store; convert it to "
                 f"{SUPPORTED} first"
             )
         bases.add(base)
     if not bases:
-        return Column(name, "text", "text", (str,))
+        return unknown_column(name)
     if bases <= {bool, int} and int in bases:
         return _int_column(rows, name, get)
     if bases == {dt.datetime}:
-        return _datetime_column(rows, name, get, where)
+        return _datetime_column(rows, name, get, where, offset)
+
+    def example(kind: type) -> str:
+        number, value = _first(rows, get, partial(_has_base, kind))
+        return f"row {offset + number}: {value!r:.40}"
+
+    return decide(name, bases, where, example)
+
+
+def decide(name: str, bases: set[type], where: str, example: Callable[[type], str]) -> Column:
+    """The column for values of the ``bases`` types (more than one, or one simple type);
+    ``example(kind)`` shows a value of that kind for the message refusing a mix."""
     if len(bases) == 1:
-        return _simple(name, bases.pop())
+        return _simple(name, next(iter(bases)))
+    if bases <= {bool, int}:
+        return Column(name, "bigint", "int8", (int,))
     if bases <= {bool, int, float}:
         return Column(name, "double precision", "float8", (int, float))
     if bases <= {int, Decimal}:
@@ -230,10 +273,7 @@ def _full_column(rows: Rows, name: str, get: Callable[[Row], Any], where: str) -
     if bases & {dict, list} and bases <= {dict, list, str, int, float, bool}:
         return Column(name, "jsonb", "jsonb", (dict, list, str, int, float))
     shown = sorted(bases, key=lambda kind: kind.__name__)
-    examples = []
-    for kind in shown[:2]:
-        number, value = _first(rows, get, partial(_has_base, kind))
-        examples.append(f"row {number}: {value!r:.40}")
+    examples = [example(kind) for kind in shown[:2]]
     raise BlocError(
         f"{where}: column {name!r} mixes {' and '.join(kind.__name__ for kind in shown)} values "
         f"({'; '.join(examples)}); give the column one type (e.g. csv_loader's types, or a "
@@ -279,14 +319,24 @@ def _datetime_type(name: str, naive: bool) -> Column:
     return Column(name, "timestamp with time zone", "timestamptz", (dt.datetime,))
 
 
-def _datetime_column(rows: Rows, name: str, get: Callable[[Row], Any], where: str) -> Column:
+def _datetime_column(
+    rows: Rows, name: str, get: Callable[[Row], Any], where: str, offset: int
+) -> Column:
     zones = set(map(attrgetter("tzinfo"), filter(_not_none, map(get, rows))))
     if None in zones and len(zones) > 1:
         naive = _first(rows, get, _is_naive)
         aware = _first(rows, get, _is_aware)
-        raise BlocError(
-            f"{where}: column {name!r} mixes datetimes with a time zone (row {aware[0]}: "
-            f"{aware[1]!r}) and without one (row {naive[0]}: {naive[1]!r}); make them all aware "
-            "(timestamptz) or all naive (timestamp)"
+        raise zones_error(
+            where,
+            name,
+            f"row {offset + aware[0]}: {aware[1]!r}",
+            f"row {offset + naive[0]}: {naive[1]!r}",
         )
     return _datetime_type(name, None in zones)
+
+
+def zones_error(where: str, name: str, aware: str, naive: str) -> BlocError:
+    return BlocError(
+        f"{where}: column {name!r} mixes datetimes with a time zone ({aware}) and without one "
+        f"({naive}); make them all aware (timestamptz) or all naive (timestamp)"
+    )

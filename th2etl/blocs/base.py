@@ -20,8 +20,24 @@ rows, and returns its output rows. Inside ``run``, ``self.config`` holds the val
 with defaults filled in and every ``${env:NAME}`` / ``${var:NAME}`` / ``${run:NAME}`` reference
 resolved (:mod:`th2etl.logical_time` lists the ``${run:}`` names).
 
+Batches. Rows travel between blocs as batches (plain lists of at most ``batch_size`` rows; see
+:mod:`th2etl.pipelines.engine`). Two class attributes say how a type takes part:
+
+* ``per_batch = True``: ``run`` works on any slice of its input on its own (row by row, as
+  ``Uppercase`` above), so the engine calls it once per batch and memory stays bounded. Left
+  False, ``run`` receives all of its input rows as one list, as in th2etl's first releases: the
+  right choice for sorting, deduplicating or aggregating, and the one place where a run's
+  memory grows with its data.
+* ``streams_safely = True``: the bloc may start before the earlier stages have finished,
+  because it has no effect outside the run (a pure transformer), or makes its effect visible
+  only once its whole input arrived without error (a file renamed, a transaction committed at
+  the end). Left False, the bloc starts only when every earlier stage has finished.
+
+A type may also override :meth:`Bloc.stream` to produce or consume batches itself (the
+built-in loaders yield batches as they read; the exporters write batches as they arrive).
+
 Every bloc type also accepts the common keys in :data:`COMMON_FIELDS` (``source_bloc``,
-``retries``, ``retry_delay``, ``timeout``).
+``retries``, ``retry_delay``, ``timeout``, ``batch_size``).
 """
 
 from __future__ import annotations
@@ -29,7 +45,7 @@ from __future__ import annotations
 import copy
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -51,6 +67,7 @@ __all__ = [
     "ExporterBloc",
     "LoaderBloc",
     "TransformerBloc",
+    "collect",
 ]
 
 
@@ -197,6 +214,12 @@ COMMON_FIELDS: tuple[ConfigField, ...] = (
         exclusive_minimum=0,
         unit="seconds",
     ),
+    ConfigField(
+        "batch_size",
+        "int",
+        help="Rows per batch this bloc passes on; default: the run's batch_size",
+        minimum=1,
+    ),
 )
 
 
@@ -218,6 +241,10 @@ class Bloc(ABC):
     """One line saying what the type does (shown by ``GET /bloc-types``)."""
     config_fields: ClassVar[tuple[ConfigField, ...]] = ()
     """The type's own config keys; :data:`COMMON_FIELDS` are added to them."""
+    per_batch: ClassVar[bool] = False
+    """``run`` may be called once per batch (see the module docstring)."""
+    streams_safely: ClassVar[bool] = False
+    """The bloc may start before earlier stages finish (see the module docstring)."""
 
     def __init__(
         self, name: str, config: Mapping[str, Any] | None = None, *, description: str = ""
@@ -230,6 +257,25 @@ class Bloc(ABC):
     @abstractmethod
     def run(self, context: RunContext, rows: Rows) -> Rows:
         """Do the bloc's work on ``rows`` and return the output rows."""
+
+    def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
+        """Turn the input batches into output batches; what the engine calls.
+
+        By default: ``run`` once per batch when the type is ``per_batch`` (once with ``[]`` when
+        no batch came), else once on all the input rows. An override may yield batches of any
+        size (the engine cuts them to ``batch_size``) and must let exceptions raised by
+        ``batches`` propagate: that is how a bloc learns that its run was cancelled or that an
+        earlier bloc failed.
+        """
+        if self.per_batch:
+            empty = True
+            for batch in batches:
+                empty = False
+                yield self.run(context, batch)
+            if empty:
+                yield self.run(context, [])
+        else:
+            yield self.run(context, collect(batches))
 
     # --- config -------------------------------------------------------------------------
 
@@ -322,8 +368,21 @@ class Bloc(ABC):
         timeout = self.config.get("timeout")
         return None if timeout is None else float(timeout)
 
+    @property
+    def batch_size(self) -> int | None:
+        size = self.config.get("batch_size")
+        return None if size is None else int(size)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, bloc_type={self.bloc_type!r})"
+
+
+def collect(batches: Iterable[Rows]) -> Rows:
+    """Every row of ``batches`` in one list (for a ``run`` written on top of ``stream``)."""
+    rows: Rows = []
+    for batch in batches:
+        rows.extend(batch)
+    return rows
 
 
 class LoaderBloc(Bloc):

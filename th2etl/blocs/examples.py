@@ -42,6 +42,8 @@ class ExampleTransformerBloc(TransformerBloc):
     config_fields = (
         ConfigField("factor", "number", default=1, help="What numeric fields are multiplied by"),
     )
+    per_batch = True  # row by row
+    streams_safely = True  # no effect outside the run
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
         factor = self.config["factor"]

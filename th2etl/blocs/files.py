@@ -8,12 +8,13 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc
+from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc, collect
 from th2etl.blocs.registry import register_bloc
 from th2etl.exceptions import BlocError, ValidationError
 from th2etl.types import Rows
@@ -102,6 +103,9 @@ class CsvLoaderBloc(LoaderBloc):
                 )
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
+        return collect(self.stream(context, [rows]))
+
+    def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         path = Path(self.config["file_path"])
         encoding = self.config["encoding"]
         try:
@@ -112,39 +116,46 @@ class CsvLoaderBloc(LoaderBloc):
                 f"(working directory: {os.getcwd()}); check file_path"
             ) from None
         with handle:
-            return self._read(handle, path)
+            yield from self._read(handle, path, context.batch_size)
 
-    def _read(self, handle: Any, path: Path) -> Rows:
+    def _read(self, handle: Any, path: Path, size: int) -> Iterator[Rows]:
         where = f"bloc {self.name!r} (csv_loader), file {str(path)!r}"
         reader = csv.reader(handle, delimiter=self.config["delimiter"])
-        out: Rows = []
         try:
             header = next(reader, None)
             if header is None:
-                return out
+                return
             width = len(header)
             types: dict[str, str] = self.config.get("types") or {}
             typed = _typed_columns(header, types, where)
-            append = out.append
+            done = 0  # rows of earlier batches
             rows = cast("Iterator[list[Any]]", reader)  # cells become typed values in place
-            for row in rows:
-                if len(row) != width:
-                    if not row:
-                        continue  # a blank line, as csv.DictReader skips it
-                    raise BlocError(
-                        f"{where}, line {reader.line_num}: {len(row)} fields where the header has "
-                        f"{width}; check the delimiter (now {self.config['delimiter']!r}) and "
-                        "the quoting of that line"
-                    )
-                # Converting the list before building the dict: one pass, no second lookup.
-                for index, parse in typed:
-                    text = row[index]
-                    try:
-                        row[index] = parse(text) if text else None
-                    except (ValueError, KeyError):
-                        column = header[index]
-                        row[index] = _parse_slowly(text, types[column], column, len(out) + 1, where)
-                append(dict(zip(header, row)))  # noqa: B905 (the width was checked above)
+            while True:
+                out: Rows = []
+                append = out.append
+                for row in islice(rows, size):
+                    if len(row) != width:
+                        if not row:
+                            continue  # a blank line, as csv.DictReader skips it
+                        raise BlocError(
+                            f"{where}, line {reader.line_num}: {len(row)} fields where the header "
+                            f"has {width}; check the delimiter (now "
+                            f"{self.config['delimiter']!r}) and the quoting of that line"
+                        )
+                    # Converting the list before building the dict: one pass, no second lookup.
+                    for index, parse in typed:
+                        text = row[index]
+                        try:
+                            row[index] = parse(text) if text else None
+                        except (ValueError, KeyError):
+                            column = header[index]
+                            number = done + len(out) + 1
+                            row[index] = _parse_slowly(text, types[column], column, number, where)
+                    append(dict(zip(header, row)))  # noqa: B905 (the width was checked above)
+                if not out:
+                    return
+                done += len(out)
+                yield out
         except UnicodeDecodeError as exc:
             raise BlocError(
                 f"{where}, line {reader.line_num + 1}: cannot decode the bytes with encoding "
@@ -152,7 +163,6 @@ class CsvLoaderBloc(LoaderBloc):
             ) from None
         except csv.Error as exc:
             raise BlocError(f"{where}, line {reader.line_num}: {exc}") from None
-        return out
 
 
 def _typed_columns(
@@ -185,6 +195,7 @@ def _parse_slowly(text: str, name: str, column: str, number: int, where: str) ->
 class CsvExporterBloc(ExporterBloc):
     bloc_type = "csv_exporter"
     summary = "Writes its input rows to a CSV file, atomically (temporary file, then rename)."
+    streams_safely = True  # the file appears (renamed) only once the input ended without error
     config_fields = (
         ConfigField(
             "file_path",
@@ -208,23 +219,64 @@ class CsvExporterBloc(ExporterBloc):
         return path
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
+        return collect(self.stream(context, [rows]))
+
+    def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         path = self.target(context)
         path.parent.mkdir(parents=True, exist_ok=True)
-        columns: dict[str, None] = {}
-        for row in rows:
-            if row.keys() != columns.keys():
-                columns.update(dict.fromkeys(row))
-        # Write next to the target and rename: a failed run never leaves a half-written file.
+        # Write next to the target and rename once the input ended without error: a failed or
+        # cancelled run never leaves a half-written file, and the old file stays until then.
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        options = {"delimiter": self.config["delimiter"]}
+        columns: dict[str, None] = {}
+        written: list[str] = []  # the columns of the header line as written
+        count = 0
         try:
             with os.fdopen(fd, "w", newline="", encoding=self.config["encoding"]) as handle:
-                writer = csv.DictWriter(
-                    handle, fieldnames=list(columns), delimiter=self.config["delimiter"]
-                )
-                writer.writeheader()
-                writer.writerows(rows)
+                writer: csv.DictWriter[str] | None = None
+                for batch in batches:
+                    for row in batch:
+                        if row.keys() != columns.keys():
+                            columns.update(dict.fromkeys(row))
+                    if writer is None:
+                        written = list(columns)
+                        writer = csv.DictWriter(handle, fieldnames=written, **options)
+                        writer.writeheader()
+                    elif len(columns) != len(writer.fieldnames):
+                        writer = csv.DictWriter(handle, fieldnames=list(columns), **options)
+                    writer.writerows(batch)
+                    count += len(batch)
+                if writer is None:
+                    csv.DictWriter(handle, fieldnames=[], **options).writeheader()
+            if len(written) != len(columns):
+                _widen(temporary, written, list(columns), self.config["encoding"], options)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        return [{"file_path": str(path), "rows": len(rows)}]
+        yield [{"file_path": str(path), "rows": count}]
+
+
+def _widen(
+    temporary: str, written: list[str], columns: list[str], encoding: str, options: Any
+) -> None:
+    """Rewrite the file with the full header: columns first seen after the header was written
+    were added at the end, so the earlier lines only lack their last (empty) fields."""
+    folder = Path(temporary).parent
+    fd, wider = tempfile.mkstemp(prefix=".th2etl-widen.", suffix=".tmp", dir=folder)
+    try:
+        with (
+            open(temporary, newline="", encoding=encoding) as source,
+            os.fdopen(fd, "w", newline="", encoding=encoding) as target,
+        ):
+            reader = csv.reader(source, **options)
+            writer = csv.writer(target, **options)
+            next(reader, None)
+            writer.writerow(columns)
+            width = len(columns)
+            for row in reader:
+                writer.writerow(row + [""] * (width - len(row)) if len(row) < width else row)
+        os.replace(wider, temporary)
+    except BaseException:
+        Path(wider).unlink(missing_ok=True)
+        raise

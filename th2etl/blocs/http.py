@@ -338,6 +338,9 @@ class RunAdkAgentsBloc(_HttpBloc, TransformerBloc):
 
     bloc_type = "run_adk_agents"
     summary = "Sends a message to a Google ADK agent (adk api_server), or one per input row."
+    # One message per row: batches can go one at a time. An agent's calls may act on the world,
+    # so it starts only after the earlier stages finished (streams_safely stays False).
+    per_batch = True
     config_fields = (
         ConfigField("base_url", "str", required=True, help="The base URL of the agent API"),
         ConfigField("agent_id", "str", required=True, help="The ID (app name) of the agent"),

@@ -13,38 +13,32 @@ Connection: the bloc's ``dsn`` config when given (a URL or key=value string, usu
   ``append`` on a table you manage yourself.
 * ``append`` COPYs in one transaction: every row or none.
 * ``fail`` refuses when the table exists and writes nothing.
+
+Both stream: the loader yields batches as the server sends rows; the exporter COPYs each batch
+as it arrives (:mod:`th2etl.blocs._pg_writer`) and commits only once its input ended, which the
+engine allows only after every earlier stage succeeded. A cancelled run, or an attempt past its
+``timeout``, cancels the statement in flight on the server and rolls back.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
 from psycopg import sql
-from psycopg.adapt import PyFormat
 from psycopg.pq import Format
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb, JsonbDumper
 
 from th2etl._postgres import check_conninfo, check_identifier, connect, describe_conninfo
-from th2etl.blocs._pg_columns import (
-    Column,
-    full_columns,
-    quick_columns,
-    quick_names,
-    row_names,
-    row_values,
-)
-from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc
+from th2etl.blocs._pg_columns import quick_names, row_names
+from th2etl.blocs._pg_writer import AppendWriter, NewTableWriter, one_line
+from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc, collect
 from th2etl.blocs.registry import register_bloc
 from th2etl.exceptions import (
     BlocError,
@@ -122,22 +116,40 @@ class _PostgresBloc:
         return settings.postgres_conninfo()
 
     @contextmanager
-    def _session(self) -> Iterator[tuple[_Connection, str]]:
-        """A connection and its description; any PostgreSQL error becomes a th2etl one."""
+    def _session(self, context: RunContext) -> Iterator[tuple[_Connection, str]]:
+        """A connection and its description; any PostgreSQL error becomes a th2etl one.
+
+        While it is open, a cancel of the bloc's attempt (its timeout, the run's cancel) also
+        cancels the statement in flight on the server, so a blocked COPY or query ends now.
+        """
         conn, database = self._connect()
+        unhook = context.on_cancel(conn.cancel_safe)
         try:
             with conn:
                 yield conn, database
+        except psycopg.errors.QueryCanceled as exc:
+            if not context.cancel_requested:
+                raise BlocError(
+                    f"{self.where}: PostgreSQL ({database}) cancelled the statement: "
+                    f"{one_line(str(exc))}; anything written was rolled back"
+                ) from None
+            raise BlocError(
+                f"{self.where}: stopped (the run was cancelled, or the bloc ran past its "
+                "timeout); its statement was cancelled on the server and anything written was "
+                "rolled back"
+            ) from None
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailableError(
                 f"{self.where}: the connection to PostgreSQL ({database}) failed: "
-                f"{_one_line(str(exc))}; anything written was rolled back"
+                f"{one_line(str(exc))}; anything written was rolled back"
             ) from None
         except psycopg.Error as exc:
             raise BlocError(
-                f"{self.where}: PostgreSQL ({database}) refused: {_one_line(str(exc))}; "
+                f"{self.where}: PostgreSQL ({database}) refused: {one_line(str(exc))}; "
                 "anything written was rolled back"
             ) from None
+        finally:
+            unhook()
 
     def _connect(self) -> tuple[_Connection, str]:
         conninfo = self._conninfo()
@@ -243,7 +255,10 @@ class PostgresLoaderBloc(_PostgresBloc, LoaderBloc):
             )
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
-        with self._session() as (conn, database):
+        return collect(self.stream(context, [rows]))
+
+    def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
+        with self._session(context) as (conn, database):
             schema, table = self._table_config(conn)
             found = _find_table(conn, schema, table)
             if found is None:
@@ -273,32 +288,34 @@ class PostgresLoaderBloc(_PostgresBloc, LoaderBloc):
                 conn.adapters.get_loader(found.columns[name][1], Format.BINARY) is not None
                 for name in names
             )
-            return _fetch_rows(conn, query, params, binary)
+            yield from _fetch_batches(conn, query, params, binary, context.batch_size)
 
 
-def _fetch_rows(conn: _Connection, query: sql.Composed, params: Any, binary: bool) -> Rows:
-    """Every row of ``query`` as dicts.
+def _fetch_batches(
+    conn: _Connection, query: sql.Composed, params: Any, binary: bool, size: int
+) -> Iterator[Rows]:
+    """The rows of ``query`` as dicts, in batches of ``size``.
 
     Measured on 1,000,000 rows x 8 columns (scripts/bench_postgres.py, PostgreSQL 15, psycopg
-    3.3): a chunked stream of binary rows into dict_row 1.06 s (640 MB peak); the same in text
-    1.15 s; fetchall of binary rows 1.2-1.4 s (930 MB peak: libpq holds the whole result while
-    Python builds the rows); a server-side cursor 1.6 s; COPY TO STDOUT (FORMAT BINARY) with
-    set_types and Copy.rows() 1.7 s as tuples and 2.4 s as dicts (rows are parsed one call at a
-    time). The chunked stream is the fastest and holds one chunk besides the rows.
+    3.3): a chunked stream of binary rows into dict_row 1.06 s; the same in text 1.15 s;
+    fetchall of binary rows 1.2-1.4 s; a server-side cursor 1.6 s; COPY TO STDOUT (FORMAT
+    BINARY) with set_types and Copy.rows() 1.7 s as tuples and 2.4 s as dicts (rows are parsed
+    one call at a time). The chunked stream is the fastest and holds one chunk besides a batch.
     """
     with conn.cursor(binary=binary, row_factory=dict_row) as cur:
         if psycopg.capabilities.has_stream_chunked():
-            return list(cur.stream(query, params, size=_STREAM_CHUNK))
+            rows = cur.stream(query, params, size=_STREAM_CHUNK)
+            while batch := list(islice(rows, size)):
+                yield batch
+            return
     # libpq older than 17: a server-side cursor keeps memory bounded the same way.
-    out: Rows = []
     with (
         conn.transaction(),
         conn.cursor("th2etl_loader", binary=binary, row_factory=dict_row) as named,
     ):
         named.execute(query, params)
-        while batch := named.fetchmany(_STREAM_CHUNK):
-            out.extend(batch)
-    return out
+        while batch := named.fetchmany(size):
+            yield batch
 
 
 def _list_tables(conn: _Connection, schema: str, limit: int = 20) -> str:
@@ -318,14 +335,6 @@ def _list_tables(conn: _Connection, schema: str, limit: int = 20) -> str:
 
 
 # --- postgres_exporter ---------------------------------------------------------------------
-
-# "COPY t, line 3, column amount: "abc"" (text) or "COPY t, line 3, column amount" (binary).
-_COPY_CONTEXT = re.compile(r", line (\d+), column (.*)$", re.DOTALL)
-_CHUNK = 65536  # rows written between two looks at context.cancel_requested
-
-
-class _Retry(Exception):
-    """psycopg refused a value while the column types were guessed: type every value."""
 
 
 @register_bloc
@@ -347,6 +356,7 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
         ),
         _DSN_FIELD,
     )
+    streams_safely = True  # COPYs batches as they come; commits only once its input ended
 
     @classmethod
     def check_config(cls, config: dict[str, Any], where: str) -> None:
@@ -358,15 +368,20 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
         cls._check_common(config, where)
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
+        return collect(self.stream(context, [rows]))
+
+    def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         mode = IfExists(self.config["if_exists"])
-        guess = quick_names(rows, self.where)
-        names, uniform = guess or row_names(rows, self.where)
-        if rows and not names:
-            raise BlocError(
-                f"{self.where}: the {len(rows)} rows have no columns (every row is {{}}); "
-                "nothing can be written"
-            )
-        with self._session() as (conn, database):
+        pending = iter(batches)
+        first = next((batch for batch in pending if batch), None)  # waits for the first rows
+        if first is not None:  # bad keys are refused before connecting
+            names, _ = quick_names(first, self.where) or row_names(first, self.where)
+            if not names:
+                raise BlocError(
+                    f"{self.where}: the {len(first)} rows have no columns (every row is {{}}); "
+                    "nothing can be written"
+                )
+        with self._session(context) as (conn, database):
             schema, table = self._table_config(conn)
             label = _label(schema, table)
             _require_schema(conn, schema, self.where, database)
@@ -378,27 +393,28 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
                     f"{self.where}: {label!r} is not a table (relkind {found.kind!r}, e.g. a "
                     "view); point table_name at a table or a new name"
                 )
-            if found is None and not rows:
+            if found is None and first is None:
                 raise BlocError(
                     f"{self.where}: no rows to export and table {label!r} does not exist, so its "
                     "columns are unknown; create the table first, or check the source bloc"
                 )
+            rows = chain([first], pending) if first is not None else pending
             if found is not None and mode is IfExists.APPEND:
-                names, uniform = row_names(rows, self.where)
-                self._append(context, conn, rows, names, uniform, schema, table, found)
-            elif found is not None and not rows:
+                columns = {name: type_ for name, (type_, _) in found.columns.items()}
+                appender = AppendWriter(self.where, context, conn, schema, table, columns)
+                with conn.transaction():
+                    for batch in rows:
+                        appender.write(batch)
+                written = appender.rows
+            elif found is not None and first is None:
                 with conn.transaction():  # replace with no rows: empty it, keep its columns
+                    for _ in rows:
+                        pass  # the end of the input: every earlier stage succeeded
                     conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table)))
+                written = 0
             else:
-                target = (schema, table, found is not None)
-                try:
-                    columns = quick_columns(rows, names, uniform, self.where)
-                    self._create_and_copy(context, conn, rows, columns, uniform, target, True)
-                except _Retry:
-                    names, uniform = row_names(rows, self.where)
-                    columns = full_columns(rows, names, uniform, self.where)
-                    self._create_and_copy(context, conn, rows, columns, uniform, target, False)
-        return [{"table": label, "rows": len(rows), "if_exists": mode.value}]
+                written = self._create(context, conn, rows, schema, table, found is not None)
+        yield [{"table": label, "rows": written, "if_exists": mode.value}]
 
     def _exists_error(self, label: str) -> BlocError:
         return BlocError(
@@ -406,50 +422,27 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
             "written. Use if_exists 'replace' or 'append', or another table_name"
         )
 
-    def _create_and_copy(
+    def _create(
         self,
         context: RunContext,
         conn: _Connection,
-        rows: Rows,
-        columns: list[Column],
-        uniform: bool,
-        target: tuple[str, str, bool],
-        guessed: bool,
-    ) -> None:
-        schema, table, replace = target
+        rows: Iterator[Rows],
+        schema: str,
+        table: str,
+        replace: bool,
+    ) -> int:
+        """Create the table (under a temporary name when an old one is replaced), COPY every
+        batch, then swap: all in ONE transaction, so a failure, a cancel or a killed process
+        (the server rolls back) leaves no half-filled table and no temporary one. Binary COPY
+        with the column types set measured fastest (1,000,000 rows x 8 columns: 0.73 s,
+        against 1.2 s for text COPY with the types set, 1.55 s typed by each Python value)."""
         label = _label(schema, table)
-        # The new table gets a temporary name only when an old one must stay readable until the
-        # swap. Either way everything happens in one transaction, so a failure, or a killed
-        # process (the server rolls back), leaves no half-filled table and no temporary one.
-        # Binary COPY with the column types set, because it measured fastest on 1,000,000 rows
-        # x 8 columns: 0.73 s, against 1.2 s for text COPY with the types set and 1.55 s for
-        # text COPY typed by each Python value (psql's \copy of the same rows as CSV: 1.2 s).
         new = f"_th2etl_new_{uuid.uuid4().hex[:16]}" if replace else table
-        names = [column.name for column in columns]
-        definition = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(column.name), sql.SQL(column.sql_type))
-            for column in columns
-        )
+        writer = NewTableWriter(self.where, context, conn, schema, new, label)
         try:
             with conn.transaction():
-                conn.execute(
-                    sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, new), definition)
-                )
-                self._copy(
-                    context,
-                    conn,
-                    sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                        sql.Identifier(schema, new), sql.SQL(", ").join(map(sql.Identifier, names))
-                    ),
-                    row_values(rows, names, uniform),
-                    rows,
-                    label,
-                    names=names,
-                    copy_types=[column.copy_type for column in columns],
-                    checks=[column.check for column in columns],
-                    types={column.name: column.sql_type for column in columns},
-                    guessed=guessed,
-                )
+                for batch in rows:
+                    writer.write(batch)
                 if replace:
                     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
                     conn.execute(
@@ -465,190 +458,7 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
         except psycopg.errors.DependentObjectsStillExist as exc:
             raise BlocError(
                 f"{self.where}: table {label!r} cannot be replaced because other objects depend "
-                f"on it ({_one_line(exc.diag.message_detail)}); the table is unchanged. Drop "
+                f"on it ({one_line(exc.diag.message_detail)}); the table is unchanged. Drop "
                 "those objects first, or use if_exists 'append'"
             ) from None
-
-    def _append(
-        self,
-        context: RunContext,
-        conn: _Connection,
-        rows: Rows,
-        names: list[str],
-        uniform: bool,
-        schema: str,
-        table: str,
-        found: _Table,
-    ) -> None:
-        label = _label(schema, table)
-        unknown = [name for name in names if name not in found.columns]
-        if unknown:
-            raise BlocError(
-                f"{self.where}: the rows have a column {unknown[0]!r}, which table {label!r} "
-                f"does not have (its columns: {', '.join(found.columns)}); nothing was written. "
-                "Rename or drop that key with a transformer, or add the column to the table"
-            )
-        if not rows:
-            return
-        # Text COPY: the server parses each value into the column's own type, so a str goes
-        # into a date or numeric(10, 2) column as psql would take it, and a value that does not
-        # fit is reported by the server with its line and column. (Binary COPY would need the
-        # Python value to match the column's type exactly, and psycopg's binary dumper for
-        # integer wraps an out-of-range int around instead of refusing it.) dict values, and
-        # lists bound for json columns, are sent as JSON.
-        json_positions = [
-            position
-            for position, name in enumerate(names)
-            if found.columns[name][0] in ("json", "jsonb")
-        ]
-        values: Iterator[Sequence[Any]] = row_values(rows, names, uniform)
-        if json_positions:
-            values = _with_json(values, json_positions)
-        conn.adapters.register_dumper(dict, JsonbDumper)
-        with conn.transaction():
-            self._copy(
-                context,
-                conn,
-                sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, names))
-                ),
-                values,
-                rows,
-                label,
-                names=names,
-                copy_types=None,
-                checks=[partial(_text_check, conn)] * len(names),
-                types={name: found.columns[name][0] for name in names},
-                guessed=False,
-            )
-
-    def _copy(
-        self,
-        context: RunContext,
-        conn: _Connection,
-        statement: sql.Composed,
-        values: Iterator[Sequence[Any]],
-        rows: Rows,
-        label: str,
-        *,
-        names: list[str],
-        copy_types: list[str] | None,
-        checks: list[Callable[[Any], None]],
-        types: dict[str, str],
-        guessed: bool,
-    ) -> None:
-        """COPY ``values`` (one tuple per row of ``rows``); map any failure to row and column."""
-        done = 0
-        try:
-            with conn.cursor() as cur, cur.copy(statement) as copy:
-                if copy_types is not None:
-                    copy.set_types(copy_types)
-                write = copy.write_row
-                # A plain loop over a C iterator: enumerate() or a check per row cost 15-20 %.
-                while done < len(rows):
-                    for record in islice(values, _CHUNK):
-                        write(record)
-                    done += _CHUNK
-                    if context.cancel_requested:
-                        raise BlocError(
-                            f"{self.where}: the run was cancelled while writing table "
-                            f"{label!r}; nothing was written, the table is unchanged"
-                        )
-        except psycopg.Error as exc:
-            if conn.broken:
-                raise  # the connection is gone: _session says so
-            if exc.diag.sqlstate is not None:
-                raise self._server_error(exc, rows, names, types, label) from None
-            if guessed:
-                raise _Retry from None
-            raise self._client_error(exc, rows, done, names, checks, label) from None
-        except (TypeError, ValueError, OverflowError, KeyError) as exc:
-            if guessed:
-                raise _Retry from None
-            raise self._client_error(exc, rows, done, names, checks, label) from None
-
-    def _server_error(
-        self,
-        exc: psycopg.Error,
-        rows: Rows,
-        names: list[str],
-        types: dict[str, str],
-        label: str,
-    ) -> BlocError:
-        found = _COPY_CONTEXT.search(exc.diag.context or "")
-        if found is None:
-            return BlocError(
-                f"{self.where}: writing to table {label!r} failed: {_one_line(str(exc))}; "
-                "nothing was written, the table is unchanged"
-            )
-        line = int(found.group(1))
-        column = _match_column(found.group(2), names)
-        if column is None or not 0 < line <= len(rows):
-            return BlocError(
-                f"{self.where}: row {line} could not be written to table {label!r}: "
-                f"{_one_line(exc.diag.message_primary)} ({_one_line(exc.diag.context)}); "
-                "nothing was written, the table is unchanged"
-            )
-        value = rows[line - 1].get(column)
-        return BlocError(
-            f"{self.where}: row {line}, column {column!r}: value {value!r:.80} does not fit the "
-            f"column ({types[column]}) of table {label!r}: "
-            f"{_one_line(exc.diag.message_primary)}; nothing was written, the table is unchanged"
-        )
-
-    def _client_error(
-        self,
-        exc: Exception,
-        rows: Rows,
-        done: int,
-        names: list[str],
-        checks: list[Callable[[Any], None]],
-        label: str,
-    ) -> BlocError:
-        """psycopg refused a value of the chunk starting at ``done``: find it."""
-        for number in range(done, min(done + _CHUNK, len(rows))):
-            row = rows[number]
-            for name, check in zip(names, checks, strict=True):
-                value = row.get(name)
-                try:
-                    check(value)
-                except Exception as detail:
-                    return BlocError(
-                        f"{self.where}: row {number + 1}, column {name!r}: value {value!r:.80} "
-                        f"cannot be written to table {label!r} ({_one_line(str(detail))}); "
-                        "nothing was written, the table is unchanged"
-                    )
-        return BlocError(
-            f"{self.where}: a row between {done + 1} and {min(done + _CHUNK, len(rows))} cannot "
-            f"be written to table {label!r} ({type(exc).__name__}: {_one_line(str(exc))}); "
-            "nothing was written, the table is unchanged"
-        )
-
-
-def _text_check(conn: _Connection, value: Any) -> None:
-    if value is not None:
-        conn.adapters.get_dumper(type(value), PyFormat.TEXT)
-        if isinstance(value, dict | list):
-            json.dumps(value)
-
-
-def _with_json(values: Iterator[Sequence[Any]], positions: list[int]) -> Iterator[Sequence[Any]]:
-    for record in values:
-        if any(isinstance(record[p], dict | list) for p in positions):
-            items = list(record)
-            for p in positions:
-                if isinstance(items[p], dict | list):
-                    items[p] = Jsonb(items[p])
-            yield items
-        else:
-            yield record
-
-
-def _match_column(text: str, names: list[str]) -> str | None:
-    """The column named at the start of a COPY context's tail (names may hold ':' or ',')."""
-    matches = [name for name in names if text == name or text.startswith(f"{name}:")]
-    return max(matches, key=len) if matches else None
-
-
-def _one_line(text: str | None) -> str:
-    return " ".join((text or "").split())
+        return writer.rows

@@ -1,20 +1,56 @@
-"""The engine: runs a pipeline's stages in order and the blocs of a stage in parallel.
+"""The engine: runs a pipeline's blocs, stage after stage, with their rows streaming in batches.
 
 Semantics, in one place:
 
-* The blocs of a stage are submitted together to a :class:`concurrent.futures.Executor` (a
-  thread pool sized to the widest stage unless one is given). The next stage starts only when
-  every bloc of the current one succeeded.
-* When a bloc fails for good, the other blocs of its stage still finish (with their retries),
-  no later stage starts (their blocs are ``skipped``) and the run is ``failed``.
-* ``retries``: a failed attempt is tried again after ``retry_delay`` seconds, doubling each time.
-* ``timeout``: an attempt running longer fails with :class:`BlocTimeoutError`. Python cannot
-  kill a thread: the attempt's thread is abandoned (its result ignored) and finishes on its own.
-* Cancellation (:meth:`CancelToken.cancel`, from any thread): blocs and retries not yet started
-  never start; running blocs see ``context.cancel_requested`` and are awaited; the run ends
+* **Batches.** Rows travel between blocs as batches: plain lists of at most ``batch_size``
+  dicts (the bloc's ``batch_size`` config, else the run's ``batch_size=``, else
+  :data:`~th2etl.pipelines.context.DEFAULT_BATCH_SIZE`). Loaders yield batches as they read.
+  A ``per_batch`` transformer runs once per batch; any other bloc type receives all of its
+  input rows as one list, as in th2etl's first releases (the one place where memory grows with
+  the data: aggregates, sorts and dedupes stay correct). Exporters consume the batches as they
+  come (see :mod:`th2etl.blocs.base` for the two class attributes).
+* **A bloc's input**: the rows of its ``source_bloc`` (several in the order given), or else of
+  every bloc of the previous stage, in stage order.
+* **Stages.** A bloc starts when every bloc of the earlier stages has finished and succeeded,
+  unless its type ``streams_safely`` and it reads exactly one bloc: it then starts together
+  with that bloc and takes its batches through a bounded queue (two batches deep) as they are
+  produced, so the producer waits when the consumer lags (back-pressure). Such a chain of blocs
+  is a *stream*; a run's memory is then about ``batch_size`` x its blocs, whatever the rows.
+  A bloc that starts later (it does not stream safely, or reads several blocs, as the ``agg`` of
+  ``[[load], [a, b], [agg]]`` does) reads its input from the batches its sources spilled to a
+  temporary file (small outputs stay in memory), so no queue can deadlock.
+* **Nothing becomes visible early.** The input of every bloc ends only once every earlier
+  stage has finished; if one failed, or the run was cancelled, the input raises instead, so an
+  exporter that commits at the end (``postgres_exporter``, ``csv_exporter``) rolls back and its
+  target stays as it was. A bloc that ``streams_safely`` therefore changes nothing outside the
+  run before its earlier stages succeeded, and a bloc that does not waits for them.
+* **Failure.** When a bloc fails for good, the run is ``failed``: the blocs of its stage and of
+  earlier stages still finish (with their retries), the blocs of its stream stop
+  (``cancelled``, naming it), later blocs that already stream stop before committing and, like
+  those that never started, are ``skipped``.
+* **Retries.** A failed attempt is tried again after ``retry_delay`` seconds, doubling each
+  time. In a stream, the retry restarts the stream from its first bloc (charged to the bloc
+  that failed; blocs of the stream that already finished run again only to feed it, their
+  results and spilled outputs unchanged), and its exporters start their staging again, so rows
+  are never written twice.
+* **Attempts never overlap.** An attempt that runs past its bloc's ``timeout`` (seconds, for
+  the whole bloc, reading included) fails with :class:`BlocTimeoutError`, and every attempt of
+  its stream is told to stop: its context's ``cancel_requested`` turns true, its cancel hooks
+  run (the PostgreSQL blocs cancel their statement on the server), and its queues raise. The
+  retry starts only once they all ended. An attempt that has not ended ``stop_grace`` seconds
+  later fails the run with a message naming the bloc (Python cannot kill a thread).
+* **Cancellation** (:meth:`CancelToken.cancel`, from any thread): blocs and retries not yet
+  started never start; running blocs are told to stop as above and awaited (up to
+  ``stop_grace``); nothing is committed by a bloc whose input had not ended; the run ends
   ``cancelled``.
-* A bloc's input: the rows of its ``source_bloc`` (several concatenated in the order given), or
-  else the rows of every bloc of the previous stage, concatenated in stage order.
+* **Outputs.** ``RunResult.outputs`` keeps each bloc's rows while they number at most
+  :data:`KEEP_OUTPUT_ROWS` (``keep_outputs=True``: all of them; ``False``: none, as scheduled,
+  API and CLI runs do). ``RunResult`` reports rows and batches in and out per bloc, and
+  listeners receive ``bloc_progress`` about once a second while rows flow.
+
+A run given an ``executor=`` (any :class:`concurrent.futures.Executor`) does not stream between
+blocs, since the engine cannot know how many blocs that executor runs at once: every bloc
+starts with its stage and reads spilled input; rows still travel in batches.
 """
 
 from __future__ import annotations
@@ -25,25 +61,34 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from th2etl.blocs.base import Bloc
 from th2etl.clock import Clock, SystemClock
-from th2etl.exceptions import BlocError, BlocTimeoutError
+from th2etl.exceptions import BlocError, BlocTimeoutError, ValidationError
 from th2etl.logical_time import LogicalTime
-from th2etl.pipelines.context import RunContext
+from th2etl.pipelines.context import DEFAULT_BATCH_SIZE, RunContext
 from th2etl.pipelines.pipeline import Pipeline
-from th2etl.pipelines.result import BlocResult, BlocStatus, RunResult, RunStatus
+from th2etl.pipelines.result import BlocResult, BlocStatus, Outputs, RunResult, RunStatus
+from th2etl.pipelines.streams import Input, Output, Pipe, Spill, SpillFolder, Stopped
 from th2etl.types import Rows
 
-__all__ = ["CancelToken", "RunListener", "run_pipeline"]
+__all__ = ["KEEP_OUTPUT_ROWS", "STOP_GRACE", "CancelToken", "RunListener", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 _SYSTEM_CLOCK = SystemClock()
+
+KEEP_OUTPUT_ROWS = 10_000
+"""Rows of each bloc a run keeps for ``RunResult.outputs`` unless told otherwise."""
+STOP_GRACE = 30.0
+"""Seconds an attempt told to stop may take to end before the run fails naming it."""
+_PIPE_DEPTH = 2
+_PROGRESS_EVERY = 1.0
 
 
 class CancelToken:
@@ -89,6 +134,10 @@ class RunListener:
     def bloc_started(self, context: RunContext, bloc: Bloc, attempt: int) -> None:
         """An attempt of ``bloc`` was submitted."""
 
+    def bloc_progress(self, context: RunContext, result: BlocResult) -> None:
+        """Rows flowed through a running bloc: ``result`` (still ``running``) has its counts so
+        far. Sent about once a second per bloc while its counts change."""
+
     def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
         """A bloc reached its final status."""
 
@@ -96,43 +145,81 @@ class RunListener:
         """The run ended; ``result`` is final."""
 
 
-class _Slot:
-    """One bloc's progress within its stage."""
+class _State(Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    RETRY = "retry"
+    DONE = "done"
 
-    __slots__ = ("bloc", "deadline", "future", "inputs", "result", "retry_at", "t0")
 
-    def __init__(self, bloc: Bloc, result: BlocResult, inputs: Rows) -> None:
+class _Node:
+    """One bloc of the run: where it reads from, who reads it, its current attempt."""
+
+    def __init__(self, bloc: Bloc, stage: int, sources: list[str]) -> None:
         self.bloc = bloc
-        self.result = result
-        self.inputs = inputs
-        self.future: Future[Rows] | None = None
+        self.stage = stage
+        self.sources = sources
+        self.result = BlocResult(bloc.name, bloc.bloc_type, stage, BlocStatus.RUNNING)
+        self.parent: _Node | None = None  # the bloc it streams from, when it streams
+        self.children: list[_Node] = []  # the blocs that stream from it
+        self.spill: Spill | None = None
+        self.group: _Group
+        self.resolved: Bloc | None = None
+        self.resolve_error: Exception | None = None
+        self.batch_size = DEFAULT_BATCH_SIZE
+        self.final = False
+        # The current attempt:
+        self.future: Future[None] | None = None
+        self.context: RunContext | None = None
+        self.input: Input | None = None
+        self.output: Output | None = None
+        self.in_pipe: Pipe | None = None
         self.deadline: float | None = None
-        self.retry_at: float | None = None
-        self.t0 = time.perf_counter()
+        self.feeding = False  # runs again only to feed its stream (already final)
+        self.stop_reason: tuple[BlocStatus, str] | None = None
+        self.t0 = 0.0
+        self.shown = (0, 0)
+
+    @property
+    def where(self) -> str:
+        return f"bloc {self.bloc.name!r} ({self.bloc.bloc_type})"
+
+    def descendants(self) -> Iterator[_Node]:
+        for child in self.children:
+            yield child
+            yield from child.descendants()
 
 
-def _call_bloc(bloc: Bloc, context: RunContext, rows: Rows) -> Rows:
-    output = bloc.run(context, rows)
-    if not isinstance(output, list):
-        raise BlocError(
-            f"bloc {bloc.name!r} ({bloc.bloc_type}) returned {type(output).__name__}; "
-            "run() must return a list of dicts (return [] for no rows)"
-        )
-    if output and not isinstance(output[0], dict):
-        raise BlocError(
-            f"bloc {bloc.name!r} ({bloc.bloc_type}) returned a list of "
-            f"{type(output[0]).__name__}; run() must return a list of dicts"
-        )
-    return output
+class _Group:
+    """A stream: a bloc that starts on its own and the blocs streaming from it, attempted
+    together."""
+
+    def __init__(self, root: _Node) -> None:
+        self.root = root
+        self.nodes = [root, *root.descendants()]
+        self.state = _State.WAITING
+        self.charged: _Node | None = None
+        self.error: BaseException | None = None
+        self.retry_at = 0.0
+        self.stop_deadline = 0.0
+        self.running: list[_Node] = []
 
 
-def _concat(parts: Sequence[Rows]) -> Rows:
-    if len(parts) == 1:
-        return parts[0]  # shared, not copied: blocs must not modify their input rows
-    rows: Rows = []
-    for part in parts:
-        rows.extend(part)
-    return rows
+def _attempt(bloc: Bloc, context: RunContext, rows: Input, output: Output) -> None:
+    """One attempt of one bloc, in an executor's thread."""
+    stream = bloc.stream(context, rows)
+    try:
+        for batch in stream:
+            output.emit(batch)
+    except BaseException:
+        output.close(failed=True)
+        raise
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # a generator left at a yield: its `with` blocks roll back now
+    output.close(failed=False)
 
 
 class _Run:
@@ -144,25 +231,72 @@ class _Run:
         listeners: Sequence[RunListener],
         cancel_token: CancelToken,
         clock: Clock,
+        keep_outputs: bool | None,
+        stop_grace: float,
     ) -> None:
         self.pipeline = pipeline
         self.context = context
         self.listeners = listeners
         self.cancel = cancel_token
         self.clock = clock
+        self.stop_grace = stop_grace
+        self.keep: int | None = {True: None, False: 0, None: KEEP_OUTPUT_ROWS}[keep_outputs]
+        self.streaming = executor is None
         self.own_executor = executor is None
-        self.executor = executor or self._make_executor()
-        self.results: dict[str, BlocResult] = {}
-        self.wakeup: queue.SimpleQueue[object] = queue.SimpleQueue()
-
-    def _make_executor(self) -> ThreadPoolExecutor:
-        widest = max(len(stage) for stage in self.pipeline.stages)
-        # Room for retries of timed-out attempts, whose threads may still be busy.
-        spare = sum(b.retries for b in self.pipeline.blocs.values() if b.timeout is not None)
-        return ThreadPoolExecutor(
-            max_workers=min(widest + spare, 64),
-            thread_name_prefix=f"th2etl-{self.pipeline.name}",
+        self.executor = executor or ThreadPoolExecutor(
+            max_workers=min(len(pipeline.blocs), 256),
+            thread_name_prefix=f"th2etl-{pipeline.name}",
         )
+        self.wakeup: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.folder = SpillFolder()
+        self.cancel_seen = False
+        self.failed_stage: int | None = None
+        self.dropped: dict[str, int] = {}
+        self.finals = threading.Condition()
+        if context.logical_time is None:  # a manual run is for the moment it starts
+            context.logical_time = LogicalTime.at(context.scheduled_time or clock.now())
+        self.nodes = self._plan()
+        self.groups = [node.group for node in self.nodes.values() if node.group.root is node]
+
+    # --- plan -----------------------------------------------------------------------------
+
+    def _plan(self) -> dict[str, _Node]:
+        nodes: dict[str, _Node] = {}
+        previous: list[str] = []
+        for number, stage in enumerate(self.pipeline.stages, start=1):
+            for bloc in stage:
+                nodes[bloc.name] = _Node(bloc, number, list(bloc.source_blocs or previous))
+            previous = [bloc.name for bloc in stage]
+        for node in nodes.values():
+            try:
+                node.resolved = node.bloc.resolved(
+                    self.context.variables, self.context.logical_time
+                )
+                node.batch_size = node.resolved.batch_size or self.context.batch_size
+            except Exception as exc:  # a missing ${env:...} fails this bloc, not the engine
+                node.resolve_error = exc
+            live = (
+                self.streaming
+                and node.resolved is not None
+                and type(node.bloc).streams_safely
+                and len(node.sources) == 1
+            )
+            if live:
+                node.parent = nodes[node.sources[0]]
+                node.parent.children.append(node)
+            else:
+                for source in node.sources:
+                    found = nodes[source]
+                    if found.spill is None:
+                        found.spill = Spill(source, self.folder, DEFAULT_BATCH_SIZE)
+        for node in nodes.values():
+            if node.parent is None:
+                group = _Group(node)
+                for member in group.nodes:
+                    member.group = group
+        return nodes
+
+    # --- the coordinating loop ------------------------------------------------------------
 
     def notify(self, event: str, *args: Any) -> None:
         for listener in self.listeners:
@@ -173,49 +307,35 @@ class _Run:
 
     def execute(self) -> RunResult:
         started = self.clock.now()
-        if self.context.logical_time is None:  # a manual run is for the moment it starts
-            self.context.logical_time = LogicalTime.at(self.context.scheduled_time or started)
         self.notify("run_started", self.pipeline)
-        status = RunStatus.SUCCEEDED
-        error: str | None = None
         self.cancel._subscribe(self.wakeup)
         try:
-            previous: list[str] = []
-            for number, stage in enumerate(self.pipeline.stages, start=1):
-                if status is not RunStatus.SUCCEEDED or self.cancel.cancelled:
-                    if status is RunStatus.SUCCEEDED:
-                        status, error = RunStatus.CANCELLED, "the run was cancelled"
-                    final = (
-                        BlocStatus.SKIPPED if status is RunStatus.FAILED else BlocStatus.CANCELLED
-                    )
-                    for bloc in stage:
-                        self._finish(BlocResult(bloc.name, bloc.bloc_type, number, final))
-                    continue
-                failed = self._run_stage(number, stage, previous)
-                if failed is not None:
-                    status = RunStatus.FAILED
-                    error = (
-                        f"bloc {failed.name!r} failed: {failed.error_type}: {failed.error_message}"
-                    )
-                elif self.cancel.cancelled:
-                    status, error = RunStatus.CANCELLED, "the run was cancelled"
-                previous = [bloc.name for bloc in stage]
+            self._loop()
         finally:
             self.cancel._unsubscribe(self.wakeup)
             if self.own_executor:
                 self.executor.shutdown(wait=False, cancel_futures=True)
+            self.folder.cleanup()
+        failed = [n.result for n in self.nodes.values() if n.result.status is BlocStatus.FAILED]
+        status, error = RunStatus.SUCCEEDED, None
+        if failed:
+            first = failed[0]
+            status = RunStatus.FAILED
+            error = f"bloc {first.name!r} failed: {first.error_type}: {first.error_message}"
+        elif self.cancel.cancelled:
+            status, error = RunStatus.CANCELLED, "the run was cancelled"
         result = RunResult(
             run_id=self.context.run_id,
             pipeline_name=self.pipeline.name,
             status=status,
             started_at=started,
             finished_at=self.clock.now(),
-            blocs=self.results,
+            blocs={name: node.result for name, node in self.nodes.items()},
             error=error,
             scheduler_name=self.context.scheduler_name,
             scheduled_time=self.context.scheduled_time,
             variables=self.context.variables,
-            outputs=self.context.outputs,
+            outputs=Outputs(self.context.outputs, self.dropped, KEEP_OUTPUT_ROWS),
         )
         level = logging.INFO if result.succeeded else logging.WARNING
         logger.log(
@@ -229,125 +349,330 @@ class _Run:
         self.notify("run_finished", result)
         return result
 
-    def _inputs(self, bloc: Bloc, previous: list[str]) -> Rows:
-        names = bloc.source_blocs or previous
-        return _concat([self.context.get_output(name) for name in names])
-
-    def _run_stage(self, number: int, stage: list[Bloc], previous: list[str]) -> BlocResult | None:
-        active: list[_Slot] = []
-        for bloc in stage:
-            result = BlocResult(bloc.name, bloc.bloc_type, number, BlocStatus.RUNNING)
-            result.started_at = self.clock.now()
-            try:
-                slot = _Slot(
-                    bloc.resolved(self.context.variables, self.context.logical_time), result, []
-                )
-                slot.inputs = self._inputs(bloc, previous)
-            except Exception as exc:  # a missing ${env:...} fails this bloc, not the engine
-                result.attempts = 1
-                self._fail(_Slot(bloc, result, []), exc)
-                continue
-            result.rows_in = len(slot.inputs)
-            self._submit(slot)
-            active.append(slot)
-
-        cancel_seen = False
-        while active:
-            wake = [s.deadline for s in active if s.deadline is not None and s.future]
-            wake += [s.retry_at for s in active if s.retry_at is not None]
-            timeout = max(0.0, min(wake) - time.perf_counter()) if wake else None
+    def _loop(self) -> None:
+        next_progress = time.perf_counter() + _PROGRESS_EVERY
+        while True:
+            if self.cancel.cancelled and not self.cancel_seen:
+                self.cancel_seen = True
+                self.context._request_cancel()
+                for group in self.groups:
+                    if group.state is _State.RUNNING:
+                        self._stop(group, None, None)
+            self._start_ready()
+            if all(group.state is _State.DONE for group in self.groups):
+                return
+            now = time.perf_counter()
+            wake = [next_progress]
+            for group in self.groups:
+                if group.state is _State.RETRY:
+                    wake.append(group.retry_at)
+                elif group.state is _State.STOPPING:
+                    wake.append(group.stop_deadline)
+                elif group.state is _State.RUNNING:
+                    wake += [n.deadline for n in group.running if n.deadline is not None]
             # Attempts and the cancel token post to this queue when they are done.
             with contextlib.suppress(queue.Empty):
-                self.wakeup.get(timeout=timeout)
-            if not cancel_seen and self.cancel.cancelled:
-                cancel_seen = True
-                self.context._request_cancel()
+                self.wakeup.get(timeout=max(0.0, min(wake) - now))
             now = time.perf_counter()
-            active = [slot for slot in active if self._advance(slot, now, cancel_seen)]
-        failures = [
-            self.results[b.name] for b in stage if self.results[b.name].status is BlocStatus.FAILED
-        ]
-        return failures[0] if failures else None
+            for group in self.groups:
+                self._advance(group, now)
+            if now >= next_progress:
+                next_progress = now + _PROGRESS_EVERY
+                self._progress()
 
-    def _advance(self, slot: _Slot, now: float, cancelled: bool) -> bool:
-        """Move one slot forward; return True while it is not final."""
-        future = slot.future
-        if future is not None:
+    def _start_ready(self) -> None:
+        for group in self.groups:
+            if group.state is not _State.WAITING:
+                continue
+            earlier = [n for n in self.nodes.values() if n.stage < group.root.stage]
+            if not all(n.final for n in earlier):
+                continue
+            if self.cancel.cancelled:
+                self._close_group(group, BlocStatus.CANCELLED, None)
+            elif all(n.result.status is BlocStatus.SUCCEEDED for n in earlier):
+                self._launch(group)
+            else:
+                self._close_group(group, BlocStatus.SKIPPED, None)
+
+    # --- attempts -------------------------------------------------------------------------
+
+    def _launch(self, group: _Group) -> None:
+        if self.failed_stage is not None:
+            for node in group.nodes:
+                if not node.final and node.stage > self.failed_stage:
+                    self._finish(node, BlocStatus.SKIPPED)
+        active = {n.bloc.name for n in group.nodes if not n.final}
+        for node in reversed(group.nodes):  # a finished bloc runs again to feed its stream
+            if any(child.bloc.name in active for child in node.children):
+                active.add(node.bloc.name)
+        nodes = [n for n in group.nodes if n.bloc.name in active]
+        if not nodes:
+            group.state = _State.DONE
+            return
+        broken = next((n for n in nodes if n.resolve_error is not None), None)
+        if broken is not None:
+            broken.result.attempts = 1
+            broken.result.started_at = self.clock.now()
+            assert broken.resolve_error is not None
+            group.charged, group.error = broken, broken.resolve_error
+            group.running = []
+            self._end_group(group)
+            return
+        group.state = _State.RUNNING
+        group.running = nodes
+        for node in nodes:
+            node.feeding = node.final
+            node.stop_reason = None
+            node.context = self.context._attempt(node.batch_size)
+            for child in node.children:
+                if child.bloc.name in active:
+                    child.in_pipe = Pipe(_PIPE_DEPTH)
+            pipes = [c.in_pipe for c in node.children if c.bloc.name in active and c.in_pipe]
+            node.output = Output(
+                node.where,
+                node.batch_size,
+                pipes,
+                node.spill,
+                0 if node.feeding else self.keep,
+                type(node.bloc).per_batch,
+            )
+        for node in nodes:
+            node.input = Input(self._sources(node), self._at_end(node))
+            if not node.feeding and node.result.attempts == 0:
+                node.result.attempts = 1
+                node.result.started_at = self.clock.now()
+                node.t0 = time.perf_counter()
+            assert node.resolved is not None and node.context is not None
+            assert node.output is not None
+            node.future = self.executor.submit(
+                _attempt, node.resolved, node.context, node.input, node.output
+            )
+            node.future.add_done_callback(self.wakeup.put)
+            timeout = node.bloc.timeout
+            node.deadline = time.perf_counter() + timeout if timeout is not None else None
+            if not node.feeding:
+                self.notify("bloc_started", node.bloc, node.result.attempts)
+
+    def _sources(self, node: _Node) -> list[Any]:
+        if node.parent is not None:
+            pipe = node.in_pipe
+            assert pipe is not None
+            return [lambda: iter(pipe)]
+        context = node.context
+        assert context is not None
+
+        def checked(spill: Spill) -> Iterator[Rows]:
+            for batch in spill.read():
+                if context.cancel_requested:
+                    raise Stopped
+                yield batch
+
+        spills = [self.nodes[name].spill for name in node.sources]
+        return [lambda spill=spill: checked(spill) for spill in spills if spill is not None]
+
+    def _at_end(self, node: _Node) -> Any:
+        earlier = [n for n in self.nodes.values() if n.stage < node.stage]
+        context = node.context
+        assert context is not None
+
+        def wait() -> None:
+            if not earlier:
+                return
+            with self.finals:
+                while not all(n.final for n in earlier):
+                    if context.cancel_requested:
+                        raise Stopped
+                    self.finals.wait(0.1)
+            if context.cancel_requested:
+                raise Stopped
+            if any(n.result.status is not BlocStatus.SUCCEEDED for n in earlier):
+                raise Stopped
+
+        return wait
+
+    def _advance(self, group: _Group, now: float) -> None:
+        if group.state is _State.RETRY:
+            if self.cancel.cancelled:
+                if group.charged is not None and group.error is not None:
+                    # The retry it would have had never starts.
+                    self._record_error(group.charged.result, group.error)
+                self._close_group(group, BlocStatus.CANCELLED, None)
+            elif now >= group.retry_at:
+                self._launch(group)
+            return
+        if group.state not in (_State.RUNNING, _State.STOPPING):
+            return
+        for node in list(group.running):
+            future = node.future
+            assert future is not None
             if future.done():
-                slot.future = None
-                exc = future.exception() if not future.cancelled() else None
-                if future.cancelled():
-                    self._cancelled(slot)
-                    return False
-                if exc is None:
-                    self._succeed(slot, future.result())
-                    return False
-                return self._failed_attempt(slot, exc, now, cancelled)
-            if slot.deadline is not None and now >= slot.deadline:
-                future.cancel()
-                slot.future = None
-                timeout = BlocTimeoutError(
-                    f"bloc {slot.bloc.name!r} ({slot.bloc.bloc_type}) attempt "
-                    f"{slot.result.attempts} ran longer than its timeout of {slot.bloc.timeout}s"
+                self._ended(group, node, future)
+            elif (
+                group.state is _State.RUNNING
+                and node.deadline is not None
+                and now >= node.deadline
+                and node.stop_reason is None
+            ):
+                self._stop(
+                    group,
+                    node,
+                    BlocTimeoutError(
+                        f"{node.where} attempt {node.result.attempts} ran longer than its "
+                        f"timeout of {node.bloc.timeout:g}s"
+                    ),
                 )
-                return self._failed_attempt(slot, timeout, now, cancelled)
-            if cancelled and future.cancel():
-                slot.future = None
-                self._cancelled(slot)
-                return False
-            return True
-        if slot.retry_at is not None:
-            if cancelled:
-                self._cancelled(slot)
-                return False
-            if now >= slot.retry_at:
-                slot.retry_at = None
-                self._submit(slot)
-            return True
-        return False
+        if group.running and group.state is _State.STOPPING and now >= group.stop_deadline:
+            self._give_up(group)
+        elif not group.running:
+            if group.state is _State.STOPPING:
+                self._end_group(group)
+            else:
+                group.state = _State.DONE
 
-    def _submit(self, slot: _Slot) -> None:
-        slot.result.attempts += 1
-        slot.future = self.executor.submit(_call_bloc, slot.bloc, self.context, slot.inputs)
-        slot.future.add_done_callback(self.wakeup.put)
-        timeout = slot.bloc.timeout
-        slot.deadline = time.perf_counter() + timeout if timeout is not None else None
-        self.notify("bloc_started", slot.bloc, slot.result.attempts)
+    def _ended(self, group: _Group, node: _Node, future: Future[None]) -> None:
+        group.running.remove(node)
+        node.future = None
+        exc = future.exception() if not future.cancelled() else Stopped()
+        if node.feeding:
+            if exc is not None and not isinstance(exc, Stopped) and group.state is _State.RUNNING:
+                self._stop(group, node, exc)
+            return
+        if exc is None and group.charged is node:
+            pass  # it ended after its timeout: the attempt still failed with it
+        elif exc is None:
+            # Finished, even if asked to stop (too late: what it did, it did).
+            self._succeed(node)
+        elif node.stop_reason is not None:
+            status, message = node.stop_reason
+            self._finish(node, status, message=message)
+        elif group.state is _State.RUNNING:
+            if not isinstance(exc, Stopped):
+                self._stop(group, node, exc)
+            elif not any(not member.feeding for member in group.running):
+                self._stop(group, None, None)  # nothing left to say why: settle as stopped
+        # Otherwise its stream is stopping: what becomes of it is decided when all ended.
 
-    def _failed_attempt(self, slot: _Slot, exc: BaseException, now: float, cancelled: bool) -> bool:
-        bloc = slot.bloc
-        if slot.result.attempts <= bloc.retries and cancelled:
-            self._record_error(slot.result, exc)  # the retry it would have had never starts
-            self._cancelled(slot)
-            return False
-        if slot.result.attempts <= bloc.retries:
-            delay = bloc.retry_delay * 2 ** (slot.result.attempts - 1)
+    def _stop(self, group: _Group, node: _Node | None, exc: BaseException | None) -> None:
+        """Tell every running attempt of ``group`` to stop; ``node`` failed with ``exc``."""
+        if node is not None and node.final:  # a finished bloc feeding its stream failed
+            node = next((member for member in group.nodes if not member.final), None)
+        if group.state is _State.RUNNING:
+            group.state = _State.STOPPING
+            group.charged, group.error = node, exc
+            group.stop_deadline = time.perf_counter() + self.stop_grace
+        for member in group.running:
+            self._tell_stop(member)
+
+    @staticmethod
+    def _tell_stop(node: _Node) -> None:
+        if node.context is not None:
+            node.context._request_cancel()
+        if node.in_pipe is not None:
+            node.in_pipe.stop()
+        if node.output is not None:
+            for pipe in node.output.pipes:
+                pipe.stop()
+
+    def _end_group(self, group: _Group) -> None:
+        """Every attempt of a stopped stream ended: retry it, or settle its blocs."""
+        charged, error = group.charged, group.error
+        if charged is None or error is None:  # the run was cancelled
+            self._close_group(group, BlocStatus.CANCELLED, None)
+            return
+        result = charged.result
+        retry = (
+            result.attempts <= charged.bloc.retries
+            and not self.cancel.cancelled
+            and not isinstance(error, ValidationError)
+            and (self.failed_stage is None or charged.stage <= self.failed_stage)
+        )
+        if retry:
+            delay = charged.bloc.retry_delay * 2 ** (result.attempts - 1)
             logger.warning(
                 "bloc %r attempt %d failed (%s: %s); retrying in %.3gs",
-                bloc.name,
-                slot.result.attempts,
-                type(exc).__name__,
-                exc,
+                charged.bloc.name,
+                result.attempts,
+                type(error).__name__,
+                error,
                 delay,
             )
-            slot.retry_at = now + delay
-            return True
-        self._fail(slot, exc)
-        return False
+            result.attempts += 1
+            group.state = _State.RETRY
+            group.retry_at = time.perf_counter() + delay
+            return
+        if self.cancel.cancelled:
+            self._record_error(result, error)
+            self._close_group(group, BlocStatus.CANCELLED, None)
+            return
+        self._fail(charged, error)
+        for node in group.nodes:  # later stages: as if never started; earlier: stopped
+            if not node.final and node.stage > charged.stage:
+                message = f"stopped before it finished because bloc {charged.bloc.name!r} failed"
+                self._finish(node, BlocStatus.SKIPPED, message=message)
+        self._close_group(
+            group,
+            BlocStatus.CANCELLED,
+            f"stopped because bloc {charged.bloc.name!r}, which it streams with, failed",
+        )
 
-    def _fail(self, slot: _Slot, exc: BaseException) -> None:
-        result = slot.result
-        result.status = BlocStatus.FAILED
-        self._record_error(result, exc)
+    def _give_up(self, group: _Group) -> None:
+        """Attempts told to stop did not end within the grace: fail the run naming them."""
+        why = "the run was cancelled"
+        if group.charged is not None:
+            why = f"bloc {group.charged.bloc.name!r} failed"
+            if isinstance(group.error, BlocTimeoutError):
+                why = f"{group.charged.where} ran past its timeout"
+        for node in list(group.running):
+            group.running.remove(node)
+            stuck = BlocError(
+                f"{node.where} did not stop within {self.stop_grace:g}s after {why}; its "
+                "thread is left running, and the run ends without waiting for it"
+            )
+            if node.feeding or node.final:
+                continue
+            if self.cancel.cancelled:
+                self._record_error(node.result, stuck)
+                self._finish(node, BlocStatus.CANCELLED)
+            else:
+                self._fail(node, stuck)
+        charged = group.charged
+        if charged is not None and group.error is not None and not charged.final:
+            self._fail(charged, group.error)
+        self._close_group(group, BlocStatus.CANCELLED, "stopped: its stream did not end in time")
+
+    def _close_group(self, group: _Group, status: BlocStatus, message: str | None) -> None:
+        for node in group.nodes:
+            if not node.final:
+                self._finish(node, status, message=message)
+        group.running = []
+        group.state = _State.DONE
+
+    # --- results --------------------------------------------------------------------------
+
+    def _fail(self, node: _Node, exc: BaseException) -> None:
+        self._record_error(node.result, exc)
+        if node.result.attempts == 0:
+            node.result.attempts = 1
         logger.error(
             "bloc %r of pipeline %r failed after %d attempt(s): %s: %s",
-            slot.bloc.name,
+            node.bloc.name,
             self.pipeline.name,
-            result.attempts,
-            result.error_type,
+            node.result.attempts,
+            node.result.error_type,
             exc,
         )
-        self._finish(result, slot)
+        self._finish(node, BlocStatus.FAILED)
+        if self.failed_stage is None or node.stage < self.failed_stage:
+            self.failed_stage = node.stage
+        # Blocs of later stages that already stream stop before they commit anything.
+        message = f"stopped before it finished because bloc {node.bloc.name!r} failed"
+        for group in self.groups:
+            if group.state is not _State.RUNNING:
+                continue
+            for member in group.running:
+                if member.stage > node.stage and member.stop_reason is None:
+                    member.stop_reason = (BlocStatus.SKIPPED, message)
+                    self._tell_stop(member)
 
     @staticmethod
     def _record_error(result: BlocResult, exc: BaseException) -> None:
@@ -355,22 +680,50 @@ class _Run:
         result.error_message = str(exc)
         result.error_traceback = "".join(traceback.format_exception(exc))
 
-    def _succeed(self, slot: _Slot, rows: Rows) -> None:
-        self.context.set_output(slot.bloc.name, rows)
-        slot.result.status = BlocStatus.SUCCEEDED
-        slot.result.rows_out = len(rows)
-        self._finish(slot.result, slot)
+    def _succeed(self, node: _Node) -> None:
+        output = node.output
+        assert output is not None
+        if output.kept is not None:
+            self.context.set_output(node.bloc.name, output.kept)
+        elif self.keep != 0:
+            self.dropped[node.bloc.name] = output.rows
+        self._finish(node, BlocStatus.SUCCEEDED)
 
-    def _cancelled(self, slot: _Slot) -> None:
-        slot.result.status = BlocStatus.CANCELLED
-        self._finish(slot.result, slot)
+    def _count(self, node: _Node) -> None:
+        if node.input is not None and node.output is not None and not node.feeding:
+            result = node.result
+            result.rows_in, result.batches_in = node.input.rows, node.input.batches
+            result.rows_out, result.batches_out = node.output.rows, node.output.batches
 
-    def _finish(self, result: BlocResult, slot: _Slot | None = None) -> None:
-        if slot is not None:
+    def _finish(self, node: _Node, status: BlocStatus, *, message: str | None = None) -> None:
+        result = node.result
+        self._count(node)
+        result.status = status
+        if message is not None and result.error_message is None:
+            result.error_message = message
+        if result.started_at is not None:
             result.finished_at = self.clock.now()
-            result.duration = time.perf_counter() - slot.t0
-        self.results[result.name] = result
+            result.duration = time.perf_counter() - node.t0
+        if status is not BlocStatus.SUCCEEDED:
+            node.output = None  # its kept rows are not outputs
+        with self.finals:
+            node.final = True
+            self.finals.notify_all()
         self.notify("bloc_finished", result)
+
+    def _progress(self) -> None:
+        for group in self.groups:
+            if group.state is not _State.RUNNING:
+                continue
+            for node in group.running:
+                if node.feeding or node.input is None or node.output is None:
+                    continue
+                counts = (node.input.rows, node.output.rows)
+                if counts != node.shown:
+                    node.shown = counts
+                    self._count(node)
+                    node.result.duration = time.perf_counter() - node.t0
+                    self.notify("bloc_progress", node.result)
 
 
 def run_pipeline(
@@ -388,6 +741,9 @@ def run_pipeline(
     context: RunContext | None = None,
     clock: Clock | None = None,
     logical_time: LogicalTime | None = None,
+    batch_size: int | None = None,
+    keep_outputs: bool | None = None,
+    stop_grace: float = STOP_GRACE,
 ) -> RunResult:
     """Run ``pipeline`` now, in this thread (its blocs on ``executor``), and return the result.
 
@@ -396,8 +752,17 @@ def run_pipeline(
     way), ``cancel_token`` to cancel from another thread, ``output_dir`` for a folder the blocs
     may write into, or a ready ``context``. ``logical_time`` is the moment and data interval the
     run is for (``${run:...}`` references); by default ``scheduled_time``, else the moment the
-    run starts (see :mod:`th2etl.logical_time`).
+    run starts (see :mod:`th2etl.logical_time`). ``batch_size`` (rows per batch, for blocs that
+    do not set their own), ``keep_outputs`` (``True``: every bloc's rows in ``result.outputs``;
+    ``False``: none; default: up to :data:`KEEP_OUTPUT_ROWS` each) and ``stop_grace`` are
+    explained in this module's docstring.
     """
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValidationError(
+            f"batch_size must be a whole number of rows, 1 or more; got {batch_size!r}"
+        )
     if context is None:
         context = RunContext(
             pipeline.name,
@@ -409,6 +774,8 @@ def run_pipeline(
             output_dir=output_dir,
             logical_time=logical_time,
         )
+    if batch_size is not None:
+        context.batch_size = batch_size
     run = _Run(
         pipeline,
         context,
@@ -416,5 +783,7 @@ def run_pipeline(
         listeners,
         cancel_token or CancelToken(),
         clock or _SYSTEM_CLOCK,
+        keep_outputs,
+        stop_grace,
     )
     return run.execute()

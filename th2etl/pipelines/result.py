@@ -15,6 +15,7 @@ __all__ = [
     "TRANSITIONS",
     "BlocResult",
     "BlocStatus",
+    "Outputs",
     "RunResult",
     "RunStatus",
 ]
@@ -82,8 +83,10 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 class BlocStatus(StrEnum):
     """The state of one bloc within a run.
 
-    ``skipped``: never started because an earlier stage failed; ``cancelled``: never started
-    (or its retry never started) because the run was cancelled.
+    ``skipped``: never started, or stopped before it could make anything visible, because an
+    earlier stage failed; ``cancelled``: never started (or its retry never started) because the
+    run was cancelled, or stopped before it finished because the run was cancelled or a bloc it
+    streams with failed (its ``error_message`` says which).
     """
 
     RUNNING = "running"
@@ -91,6 +94,26 @@ class BlocStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+
+
+class Outputs(dict[str, Rows]):
+    """``RunResult.outputs``: a dict whose missing key says why the rows are not there."""
+
+    def __init__(self, rows: dict[str, Rows], dropped: dict[str, int], limit: int) -> None:
+        super().__init__(rows)
+        self._dropped = dropped
+        self._limit = limit
+
+    def __missing__(self, name: str) -> Rows:
+        if name in self._dropped:
+            raise KeyError(
+                f"bloc {name!r} passed on {self._dropped[name]} rows, more than the "
+                f"{self._limit} a run keeps by default; run with keep_outputs=True to keep "
+                "every row in memory, or write them with an exporter"
+            )
+        raise KeyError(
+            f"no output for bloc {name!r}; blocs with kept rows: {', '.join(self) or 'none'}"
+        )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -111,6 +134,8 @@ class BlocResult:
     duration: float = 0.0
     rows_in: int = 0
     rows_out: int = 0
+    batches_in: int = 0
+    batches_out: int = 0
     error_type: str | None = None
     error_message: str | None = None
     error_traceback: str | None = None
@@ -127,6 +152,8 @@ class BlocResult:
             "duration": self.duration,
             "rows_in": self.rows_in,
             "rows_out": self.rows_out,
+            "batches_in": self.batches_in,
+            "batches_out": self.batches_out,
             "error_type": self.error_type,
             "error_message": self.error_message,
             "error_traceback": self.error_traceback,
@@ -148,7 +175,8 @@ class RunResult:
     scheduled_time: datetime | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Rows] = field(default_factory=dict, repr=False)
-    """Every finished bloc's output rows (not stored, not in ``to_dict``)."""
+    """The kept output rows of every finished bloc (not stored, not in ``to_dict``); see
+    ``keep_outputs`` in :func:`th2etl.pipelines.run_pipeline`."""
 
     @property
     def succeeded(self) -> bool:
