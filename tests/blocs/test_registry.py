@@ -36,7 +36,8 @@ def test_unknown_config_key_is_refused_with_the_allowed_keys() -> None:
     with pytest.raises(
         ValidationError,
         match=r"bloc 'load' \(csv_loader\): unknown config key 'delimeter'; allowed keys: "
-        r"batch_size, delimiter, encoding, file_path, retries, retry_delay, source_bloc, timeout, types",
+        r"batch_size, delimiter, encoding, file_path, retries, retry_delay, source_bloc, "
+        r"timeout, types",
     ):
         create_bloc("load", "csv_loader", {"file_path": "x.csv", "delimeter": ";"})
 

@@ -123,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
                         listeners=[recorder, ProgressPrinter()],
                         cancel_token=token,
                         logical_time=at,
+                        keep_outputs=False,  # rows go to the exporters, not to this process
                     )
                 )
 

@@ -233,6 +233,7 @@ class _Run:
         clock: Clock,
         keep_outputs: bool | None,
         stop_grace: float,
+        thread_name_prefix: str | None,
     ) -> None:
         self.pipeline = pipeline
         self.context = context
@@ -245,7 +246,7 @@ class _Run:
         self.own_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(
             max_workers=min(len(pipeline.blocs), 256),
-            thread_name_prefix=f"th2etl-{pipeline.name}",
+            thread_name_prefix=thread_name_prefix or f"th2etl-{pipeline.name}",
         )
         self.wakeup: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.folder = SpillFolder()
@@ -420,6 +421,7 @@ class _Run:
             return
         group.state = _State.RUNNING
         group.running = nodes
+        group.charged = group.error = None
         for node in nodes:
             node.feeding = node.final
             node.stop_reason = None
@@ -744,6 +746,7 @@ def run_pipeline(
     batch_size: int | None = None,
     keep_outputs: bool | None = None,
     stop_grace: float = STOP_GRACE,
+    thread_name_prefix: str | None = None,
 ) -> RunResult:
     """Run ``pipeline`` now, in this thread (its blocs on ``executor``), and return the result.
 
@@ -755,7 +758,8 @@ def run_pipeline(
     run starts (see :mod:`th2etl.logical_time`). ``batch_size`` (rows per batch, for blocs that
     do not set their own), ``keep_outputs`` (``True``: every bloc's rows in ``result.outputs``;
     ``False``: none; default: up to :data:`KEEP_OUTPUT_ROWS` each) and ``stop_grace`` are
-    explained in this module's docstring.
+    explained in this module's docstring; ``thread_name_prefix`` names the threads of the
+    engine's own pool (a log filter can pick a run's lines by it).
     """
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -785,5 +789,6 @@ def run_pipeline(
         clock or _SYSTEM_CLOCK,
         keep_outputs,
         stop_grace,
+        thread_name_prefix,
     )
     return run.execute()

@@ -482,19 +482,13 @@ class CronScheduler(Loop):
         run_dir: Path | None = None
         handler: logging.Handler | None = None
         executor: Executor | None = INLINE if self.inline else None
-        own_executor: ThreadPoolExecutor | None = None
+        prefix: str | None = None
         try:
             pipeline = self._pipeline if self._pipeline is not None else self._build_pipeline()
             if self.logs_dir is not None:
                 run_dir = make_run_dir(Path(self.logs_dir), self.name, scheduled)
                 prefix = f"th2etl-run-{run_id[:12]}"
                 handler = self._attach_log(run_dir, prefix)
-                if executor is None:  # bloc threads named after the run, for the log filter
-                    widest = max(len(stage) for stage in pipeline.stages)
-                    spare = sum(b.retries for b in pipeline.blocs.values() if b.timeout is not None)
-                    executor = own_executor = ThreadPoolExecutor(
-                        max_workers=min(widest + spare, 64), thread_name_prefix=prefix
-                    )
                 note(
                     handler,
                     f"run {run_id} of scheduler {self.name!r} (pipeline {pipeline.name!r}, "
@@ -523,6 +517,7 @@ class CronScheduler(Loop):
                 output_dir=run_dir,
                 clock=self.clock,
                 logical_time=self.trigger.logical_time(scheduled),
+                thread_name_prefix=prefix,  # bloc threads named after the run, for the log filter
             )
             if run_dir is not None:
                 if handler is not None:
@@ -534,8 +529,6 @@ class CronScheduler(Loop):
             self._record_failure(run_id, exc)
             return None
         finally:
-            if own_executor is not None:
-                own_executor.shutdown(wait=False)
             if handler is not None:
                 logging.getLogger().removeHandler(handler)
                 handler.close()

@@ -93,6 +93,7 @@ class Storage(DefinitionStore, Coordination):
             clock=options.get("clock"),
         )
         listeners = [*options.pop("listeners", ()), listener]
+        options.setdefault("keep_outputs", False)  # a recorded run keeps rows in no memory
         return run_pipeline(
             self.build_pipeline(name), variables=variables, listeners=listeners, **options
         )
