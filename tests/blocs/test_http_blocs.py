@@ -603,3 +603,118 @@ def test_a_redirect_to_another_host_does_not_carry_the_authorization_header() ->
             here = run("api_loader", {"url": f"{server.url}/here", "headers": headers})
     assert away == [{"auth": None}]
     assert here == [{"auth": f"Bearer {SECRET}"}]
+
+
+# --- api_loader pagination ------------------------------------------------------------------
+
+ITEMS = [{"id": n} for n in range(1, 8)]
+
+
+def _pages(request: Request) -> list[dict[str, int]]:
+    size = int(request.query.get("per_page", ["3"])[0])
+    page = int(request.query.get("page", ["1"])[0])
+    return ITEMS[(page - 1) * size : page * size]
+
+
+@pytest.fixture
+def paged_api() -> Iterator[LocalServer]:
+    def app(request: Request) -> Reply:
+        if request.path == "/numbered":
+            return Reply(200, {"items": _pages(request)})
+        if request.path == "/cursor":
+            start = int(request.query.get("after", ["0"])[0])
+            chunk = ITEMS[start : start + 3]
+            more = start + 3 < len(ITEMS)
+            return Reply(200, {"items": chunk, "meta": {"next": str(start + 3) if more else None}})
+        if request.path == "/linked":
+            page = int(request.query.get("page", ["1"])[0])
+            headers = {}
+            if page * 3 < len(ITEMS):
+                headers["Link"] = f'</first>; rel="first", </linked?page={page + 1}>; rel="next"'
+            return Reply(200, {"items": _pages(request)}, headers=headers)
+        if request.path == "/body_link":
+            page = int(request.query.get("page", ["1"])[0])
+            nxt = f"/body_link?page={page + 1}" if page * 3 < len(ITEMS) else None
+            return Reply(200, {"items": _pages(request), "links": {"next": nxt}})
+        if request.path == "/forever":
+            return Reply(200, {"items": [{"id": 1}], "meta": {"next": "same"}})
+        return Reply(404, {"detail": f"no route {request.path}"})
+
+    with serve(app) as server:
+        yield server
+
+
+def test_pagination_by_page_number_streams_each_page_as_a_batch(paged_api: LocalServer) -> None:
+    load = create_bloc(
+        "load",
+        "api_loader",
+        {
+            "url": f"{paged_api.url}/numbered",
+            "records_path": "items",
+            "pagination": {"type": "page", "param": "page", "size": 3, "size_param": "per_page"},
+        },
+    )
+    result = Pipeline("paged", [[load]]).run()
+    assert result.outputs["load"] == ITEMS
+    assert result.blocs["load"].batches_out == 3  # 3 + 3 + 1: the short page is the last
+    assert [r.query["page"] for r in paged_api.requests] == [["1"], ["2"], ["3"]]
+
+
+def test_pagination_by_cursor_from_a_json_path(paged_api: LocalServer) -> None:
+    rows = run(
+        "api_loader",
+        {
+            "url": f"{paged_api.url}/cursor",
+            "records_path": "items",
+            "params": {"fixed": "x"},
+            "pagination": {"type": "cursor", "param": "after", "cursor_path": "meta.next"},
+        },
+    )
+    assert rows == ITEMS
+    assert [r.query for r in paged_api.requests] == [
+        {"fixed": ["x"]},
+        {"fixed": ["x"], "after": ["3"]},
+        {"fixed": ["x"], "after": ["6"]},
+    ]
+
+
+@pytest.mark.parametrize("where", ["header", "body"])
+def test_pagination_by_next_link(paged_api: LocalServer, where: str) -> None:
+    pagination = (
+        {"type": "next_link"}
+        if where == "header"
+        else {
+            "type": "next_link",
+            "next_path": "links.next",
+        }
+    )
+    path = "/linked" if where == "header" else "/body_link"
+    rows = run(
+        "api_loader",
+        {"url": f"{paged_api.url}{path}", "records_path": "items", "pagination": pagination},
+    )
+    assert rows == ITEMS
+    assert [r.path for r in paged_api.requests] == [path] * 3
+
+
+def test_a_page_limit_stops_an_api_that_never_ends(paged_api: LocalServer) -> None:
+    config = {
+        "url": f"{paged_api.url}/forever",
+        "records_path": "items",
+        "max_pages": 5,
+        "pagination": {"type": "cursor", "cursor_path": "meta.next"},
+    }
+    with pytest.raises(BlocError, match=r"the API still had more pages after max_pages \(5\)"):
+        run("api_loader", config)
+    assert len(paged_api.requests) == 5
+
+
+def test_bad_pagination_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValidationError, match="pagination type is 'pages'; use 'page'"):
+        create_bloc("l", "api_loader", {"url": "http://x", "pagination": {"type": "pages"}})
+    with pytest.raises(ValidationError, match="pagination of type 'cursor' needs 'cursor_path'"):
+        create_bloc("l", "api_loader", {"url": "http://x", "pagination": {"type": "cursor"}})
+    with pytest.raises(ValidationError, match="pagination of type 'page' has no key 'next_path'"):
+        create_bloc(
+            "l", "api_loader", {"url": "http://x", "pagination": {"type": "page", "next_path": "a"}}
+        )

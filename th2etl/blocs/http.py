@@ -14,14 +14,22 @@ The common ``retries`` key still retries the whole bloc; ``http_retries`` retrie
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 from th2etl._urls import mask_url
 from th2etl.blocs._http import DEFAULT_TIMEOUT, HttpReply, check_http_url, send
-from th2etl.blocs.base import COMMON_FIELDS, Bloc, ConfigField, LoaderBloc, TransformerBloc
+from th2etl.blocs.base import (
+    COMMON_FIELDS,
+    Bloc,
+    ConfigField,
+    LoaderBloc,
+    TransformerBloc,
+    collect,
+)
 from th2etl.blocs.registry import register_bloc
 from th2etl.exceptions import BlocError, HttpBlocError, ValidationError
 from th2etl.types import Row, Rows
@@ -140,6 +148,22 @@ class ApiLoaderBloc(_HttpBloc, LoaderBloc):
     A JSON array of objects becomes those rows, one object becomes one row, and any other
     value ``v`` becomes the row ``{"value": v}``. ``records_path`` (``"data.items"``) first picks
     the list inside the reply; a number in the path indexes a list (``"results.0.rows"``).
+
+    ``pagination`` follows the API's pages, each page's records passed on as a batch while the
+    next page is fetched:
+
+    * ``{"type": "page", "param": "page", "start": 1}``: the page number in a query parameter,
+      counting up from ``start`` until a page has no records (or fewer than ``size`` records,
+      when ``size`` is given; ``size_param`` then sends it, e.g. ``"per_page"``);
+    * ``{"type": "cursor", "param": "cursor", "cursor_path": "meta.next"}``: the value at
+      ``cursor_path`` in a reply is sent in ``param`` for the next page, until it is missing,
+      null or empty;
+    * ``{"type": "next_link"}``: the URL of the ``Link: <...>; rel="next"`` header, or of the
+      body field at ``next_path`` when given, until there is none (relative URLs are resolved
+      against the page's own URL; ``params`` go with the first request only).
+
+    ``max_pages`` (default 1000) guards against an API that never stops: reaching it fails the
+    bloc, naming the limit, rather than silently dropping the rest.
     """
 
     bloc_type = "api_loader"
@@ -154,12 +178,28 @@ class ApiLoaderBloc(_HttpBloc, LoaderBloc):
             "str",
             help="Dotted path to the list of records in the reply, e.g. 'data.items'",
         ),
+        ConfigField(
+            "pagination",
+            "dict",
+            help="Follow the API's pages: {'type': 'page' | 'cursor' | 'next_link', ...}; "
+            "see the api_loader section of the README",
+        ),
+        ConfigField(
+            "max_pages",
+            "int",
+            default=1000,
+            help="Pages followed at most; more fails the bloc",
+            minimum=1,
+        ),
         *_HTTP_FIELDS,
     )
 
     @classmethod
     def check_config(cls, config: dict[str, Any], where: str) -> None:
         super().check_config(config, where)
+        pagination = config.get("pagination")
+        if isinstance(pagination, dict) and "${" not in repr(pagination):
+            _check_pagination(pagination, where)
         method = config.get("method", "GET")
         if isinstance(method, str) and "${" not in method and method.upper() not in _METHODS:
             raise ValidationError(
@@ -173,22 +213,127 @@ class ApiLoaderBloc(_HttpBloc, LoaderBloc):
             )
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
+        return collect(self.stream(context, [rows]))
+
+    def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         method = self.config["method"].upper()
-        reply = self._send(
-            method,
-            self.config["url"],
-            params=self.config.get("params"),
-            json_body=self.config.get("json"),
-            # A loader reads: repeating its request is harmless whatever the method.
-            idempotent=True,
+        pagination: dict[str, Any] = self.config.get("pagination") or {}
+        kind = pagination.get("type")
+        limit = int(self.config["max_pages"])
+        url = self.config["url"]
+        params: dict[str, Any] = dict(self.config.get("params") or {})
+        number = int(pagination.get("start", 1))
+        size = pagination.get("size")
+        if kind == "page":
+            params[pagination.get("param", "page")] = number
+            if size is not None and pagination.get("size_param"):
+                params[pagination["size_param"]] = size
+        for pages in range(1, limit + 1):
+            if context.cancel_requested:
+                raise BlocError(f"{self.where}: the run was cancelled after {pages - 1} page(s)")
+            reply = self._send(
+                method,
+                url,
+                params=params or None,
+                json_body=self.config.get("json"),
+                # A loader reads: repeating its request is harmless whatever the method.
+                idempotent=True,
+            )
+            if not reply.ok:
+                raise reply.fail("the API answered with an error", _status_hint(reply.status))
+            data = reply.json()
+            page = data
+            path = self.config.get("records_path")
+            if path:
+                page = _pick(data, path, reply)
+            records = _to_rows(page)
+            yield records
+            if kind == "page":
+                if not records or (size is not None and len(records) < int(size)):
+                    return
+                number += 1
+                params[pagination.get("param", "page")] = number
+            elif kind == "cursor":
+                cursor = _lookup(data, pagination["cursor_path"])
+                if cursor in (None, ""):
+                    return
+                params[pagination.get("param", "cursor")] = cursor
+            elif kind == "next_link":
+                link = (
+                    _lookup(data, pagination["next_path"])
+                    if pagination.get("next_path")
+                    else _next_link(reply.headers.get("link", ""))
+                )
+                if not link:
+                    return
+                url, params = urljoin(url, str(link)), {}
+            else:
+                return
+        raise BlocError(
+            f"{self.where}: the API still had more pages after max_pages ({limit}); raise "
+            "max_pages if the data is that large, or check the pagination settings (an API that "
+            "repeats its last page never ends)"
         )
-        if not reply.ok:
-            raise reply.fail("the API answered with an error", _status_hint(reply.status))
-        data = reply.json()
-        path = self.config.get("records_path")
-        if path:
-            data = _pick(data, path, reply)
-        return _to_rows(data)
+
+
+_PAGINATION_KEYS = {
+    "page": ({"type", "param", "start", "size", "size_param"}, ()),
+    "cursor": ({"type", "param", "cursor_path"}, ("cursor_path",)),
+    "next_link": ({"type", "next_path"}, ()),
+}
+
+
+def _check_pagination(pagination: dict[str, Any], where: str) -> None:
+    kind = pagination.get("type")
+    if kind not in _PAGINATION_KEYS:
+        raise ValidationError(
+            f"{where}: pagination type is {kind!r}; use 'page' (a page number), 'cursor' (a "
+            "value from each reply) or 'next_link' (a Link header or a body field)"
+        )
+    allowed, required = _PAGINATION_KEYS[kind]
+    unknown = sorted(set(pagination) - allowed)
+    if unknown:
+        raise ValidationError(
+            f"{where}: pagination of type {kind!r} has no key {unknown[0]!r}; its keys: "
+            f"{', '.join(sorted(allowed))}"
+        )
+    for key in required:
+        if not isinstance(pagination.get(key), str) or not pagination[key]:
+            raise ValidationError(
+                f"{where}: pagination of type {kind!r} needs {key!r}, the dotted path of the "
+                "next cursor in each reply, e.g. 'meta.next_cursor'"
+            )
+    for key in ("start", "size"):
+        value = pagination.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValidationError(
+                f"{where}: pagination key {key!r} must be a whole number, got {value!r}"
+            )
+
+
+def _lookup(data: Any, path: str) -> Any:
+    """The value at a dotted path, or None when any step is missing."""
+    for step in path.split("."):
+        if isinstance(data, dict):
+            data = data.get(step)
+        elif isinstance(data, list) and step.isdigit() and int(step) < len(data):
+            data = data[int(step)]
+        else:
+            return None
+    return data
+
+
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+
+
+def _next_link(header: str) -> str | None:
+    """The URL with ``rel="next"`` in a ``Link`` header (RFC 8288), or None."""
+    for match in _LINK.finditer(header):
+        for parameter in match.group(2).split(";"):
+            name, _, value = parameter.strip().partition("=")
+            if name.lower() == "rel" and "next" in value.strip('"').lower().split():
+                return match.group(1)
+    return None
 
 
 def _pick(data: Any, path: str, reply: HttpReply) -> Any:
