@@ -24,7 +24,10 @@ code   when                                                         documented o
 
 A route documents any other answer it gives with FastAPI's ``responses=``, e.g.
 ``responses={409: {"description": "the run already ended"}}``; the description is enough, the
-error body schema is added here. Path parameters called ``name`` (definitions' names) get the
+error body schema is added here (a route that answers an error with another body names its
+``model``). Success answers are documented the same way, with the ``model`` they return:
+a stored record class (``responses={200: {"model": RunRecord}}``) or an answer model of
+:mod:`th2etl.api.schemas`. Path parameters called ``name`` (definitions' names) get the
 name rule of :mod:`th2etl._names` (pattern and length) in the schema; storage enforces it with
 its own message. tests/api/test_contract.py runs schemathesis against the result.
 """
@@ -136,7 +139,9 @@ def _document_operation(method: str, operation: dict[str, Any]) -> None:
         responses.setdefault(str(number), {"description": ERROR_DESCRIPTIONS[number]})
     for status, response in responses.items():
         if status.isdigit() and int(status) >= 400:
-            response["content"] = {"application/json": {"schema": _ERROR_REF}}
+            schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+            if not schema or schema.get("$ref", "").endswith(_FASTAPI_VALIDATION):
+                response["content"] = {"application/json": {"schema": _ERROR_REF}}
             if not response.get("description") or response["description"] in (
                 "Validation Error",
                 "Unprocessable Entity",

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from th2etl._names import MAX_NAME_LENGTH, NAME_PATTERN
+from th2etl.pipelines.result import RunStatus
 
 __all__ = [
     "BlocCreate",
@@ -25,12 +26,19 @@ __all__ = [
     "Body",
     "Error",
     "ErrorItem",
+    "FireTime",
+    "Health",
+    "LogEvent",
     "PipelineCreate",
+    "PipelineGraph",
     "PipelineUpdate",
+    "RunLog",
     "RunRequest",
+    "RunStarted",
     "SchedulerCreate",
     "SchedulerUpdate",
     "TriggerCreate",
+    "TriggerPreview",
     "TriggerUpdate",
 ]
 
@@ -167,3 +175,62 @@ class RunRequest(Body):
         "${run:date}...; default: when it starts",
         examples=["2026-11-25T00:00:00+00:00"],
     )
+
+
+# -- answers (documentation of what routes return; the stored records document themselves) ------
+
+
+class RunStarted(BaseModel):
+    """A run was recorded and handed to the service's executor."""
+
+    run_id: str
+    pipeline_name: str
+    status: RunStatus
+    url: str = Field(description="where to follow it: GET this path")
+    scheduler_name: str | None = None
+
+
+class RunLog(BaseModel):
+    run_id: str
+    status: RunStatus
+    log: str
+
+
+class LogEvent(BaseModel):
+    """One line of a run's log, as th2etl 0.0.15 answered ``GET /runs/{id}/logs``."""
+
+    id: int
+    run_id: str
+    ts: str
+    level: str
+    event: str
+    message: str
+    fields: dict[str, Any]
+
+
+class PipelineGraph(BaseModel):
+    pipeline: str
+    stages: list[list[str]]
+    mermaid: str = Field(description="a Mermaid flowchart (graph TD)")
+
+
+class FireTime(BaseModel):
+    local: AwareDatetime
+    utc: AwareDatetime
+
+
+class TriggerPreview(BaseModel):
+    trigger: str
+    cron_expression: str
+    timezone: str
+    after: AwareDatetime
+    fire_times: list[FireTime]
+
+
+class Health(BaseModel):
+    status: str = Field(description="'ok', or 'unavailable' (503) naming what is down")
+    version: str
+    components: dict[str, dict[str, Any]]
+    down: list[str]
+    manual_runs: int
+    detail: str | None = None

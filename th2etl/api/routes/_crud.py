@@ -9,11 +9,14 @@ passed on as keywords (tests/api/test_definition_routes.py holds them to that).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from th2etl.api.deps import json_response, state_of
 from th2etl.api.schemas import Body
+from th2etl.storage.records import Record
 
 __all__ = ["add_definition_routes"]
 
@@ -23,6 +26,7 @@ def add_definition_routes(
     noun: str,
     create_body: type[Body],
     update_body: type[Body],
+    record: type[Record],
     *,
     create_doc: str = "",
     update_doc: str = "",
@@ -31,9 +35,10 @@ def add_definition_routes(
 ) -> None:
     """Add ``POST ""`` (201), ``GET ""``, ``GET /{name}``, ``PUT /{name}`` and ``DELETE /{name}``
     (204) for the definitions called ``noun``; a write makes the next listing read the storage
-    again. ``delete_conflict`` documents when a delete is refused 409. Each route is named as
-    a hand-written one would be (``create_bloc``, summary "Create a bloc"), which keeps the
-    OpenAPI operation ids; the docs become the routes' descriptions.
+    again. ``record`` is the stored record the routes answer with (its fields document the
+    answers in the OpenAPI document). ``delete_conflict`` documents when a delete is refused
+    409. Each route is named as a hand-written one would be (``create_bloc``, summary "Create
+    a bloc"), which keeps the OpenAPI operation ids; the docs become the routes' descriptions.
     """
     plural = f"{noun}s"
 
@@ -77,10 +82,28 @@ def add_definition_routes(
         name=f"create_{noun}",
         summary=f"Create a {noun}",
         description=create_doc,
-        responses={409: {"description": f"A {noun} of that name exists"}},
+        responses={
+            201: {"model": record, "description": f"The stored {noun}"},
+            409: {"description": f"A {noun} of that name exists"},
+        },
     )
-    add("", list_all, methods=["GET"], name=f"list_{plural}", summary=f"List {plural}")
-    add("/{name}", read, methods=["GET"], name=f"get_{noun}", summary=f"Read a {noun}")
+    listed: dict[int | str, dict[str, Any]] = {200: {"model": list[record]}}  # type: ignore[valid-type]
+    add(
+        "",
+        list_all,
+        methods=["GET"],
+        name=f"list_{plural}",
+        summary=f"List {plural}",
+        responses=listed,
+    )
+    add(
+        "/{name}",
+        read,
+        methods=["GET"],
+        name=f"get_{noun}",
+        summary=f"Read a {noun}",
+        responses={200: {"model": record}},
+    )
     add(
         "/{name}",
         update,
@@ -88,6 +111,7 @@ def add_definition_routes(
         name=f"update_{noun}",
         summary=f"Update a {noun}",
         description=update_doc,
+        responses={200: {"model": record}},
     )
     add(
         "/{name}",

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from th2etl.api.routes._crud import add_definition_routes
 from th2etl.api.schemas import BlocCreate, BlocUpdate
+from th2etl.storage.records import BlocRecord
 
 __all__ = ["router"]
 
@@ -16,6 +17,7 @@ add_definition_routes(
     "bloc",
     BlocCreate,
     BlocUpdate,
+    BlocRecord,
     create_doc="Store a bloc; its config is checked against its type's schema "
     "(see ``/bloc-types``).",
     update_doc="Change the fields given; ``config`` replaces the whole config.",

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from th2etl.api.deps import json_response, state_of
-from th2etl.api.schemas import RunRequest
+from th2etl.api.schemas import LogEvent, RunRequest, RunStarted
 
 __all__ = ["router"]
 
@@ -50,6 +50,7 @@ def log_events(run_id: str, log: str, limit: int) -> list[dict[str, Any]]:
     "/runs/{run_id}/logs",
     summary="A run's log as events (th2etl 0.0.15)",
     deprecated=True,
+    responses={200: {"model": list[LogEvent]}},
     description="Use ``GET /runs/{run_id}/log``, which returns the log as text.",
 )
 def get_run_log_events(
@@ -65,6 +66,7 @@ def get_run_log_events(
     "/schedulers/{name}/run",
     status_code=202,
     summary="Run a scheduler's pipeline now",
+    responses={202: {"model": RunStarted}},
     description="As ``POST /pipelines/{pipeline}/run`` for the scheduler's pipeline.",
 )
 def run_scheduler_now(name: str, request: Request, body: RunRequest | None = None) -> Response:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from th2etl import __version__
 from th2etl.api.deps import json_response, state_of
+from th2etl.api.schemas import Health
 from th2etl.blocs.registry import bloc_types
 
 __all__ = ["health_router", "router"]
@@ -21,7 +22,10 @@ router = APIRouter(tags=["service"])
 @health_router.get(
     "/health",
     summary="Is the service healthy?",
-    responses={503: {"description": "a component (database, scheduler) is down"}},
+    responses={
+        200: {"model": Health},
+        503: {"description": "a component (database, scheduler) is down", "model": Health},
+    },
 )
 async def health(request: Request) -> Response:
     """200 when the database answers and the scheduler runs; 503 naming what is down.
@@ -58,6 +62,10 @@ async def health(request: Request) -> Response:
     return json_response(body, 503 if down else 200)
 
 
-@router.get("/bloc-types", summary="Every registered bloc type and its config schema")
+@router.get(
+    "/bloc-types",
+    summary="Every registered bloc type and its config schema",
+    responses={200: {"model": list[dict[str, Any]]}},
+)
 def list_bloc_types() -> Response:
     return json_response([cls.schema() for cls in bloc_types().values()])

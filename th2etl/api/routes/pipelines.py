@@ -8,7 +8,14 @@ from starlette.responses import Response
 from th2etl.api.deps import json_response, state_of
 from th2etl.api.graph import mermaid_graph
 from th2etl.api.routes._crud import add_definition_routes
-from th2etl.api.schemas import PipelineCreate, PipelineUpdate, RunRequest
+from th2etl.api.schemas import (
+    PipelineCreate,
+    PipelineGraph,
+    PipelineUpdate,
+    RunRequest,
+    RunStarted,
+)
+from th2etl.storage.records import PipelineRecord
 
 __all__ = ["router"]
 
@@ -19,13 +26,19 @@ add_definition_routes(
     "pipeline",
     PipelineCreate,
     PipelineUpdate,
+    PipelineRecord,
     create_doc="``stages`` is a list of stages, each a list of existing bloc names.",
     delete_doc="Its blocs and run history stay.",
     delete_conflict="A scheduler runs the pipeline",
 )
 
 
-@router.post("/{name}/run", status_code=202, summary="Run a pipeline now")
+@router.post(
+    "/{name}/run",
+    status_code=202,
+    summary="Run a pipeline now",
+    responses={202: {"model": RunStarted}},
+)
 def run_pipeline(name: str, request: Request, body: RunRequest | None = None) -> Response:
     """Start a run and answer at once with its id; follow it with ``GET /runs/{run_id}``."""
     variables = body.variables if body is not None else {}
@@ -37,7 +50,11 @@ def run_pipeline(name: str, request: Request, body: RunRequest | None = None) ->
     )
 
 
-@router.get("/{name}/graph", summary="The pipeline as a Mermaid flowchart")
+@router.get(
+    "/{name}/graph",
+    summary="The pipeline as a Mermaid flowchart",
+    responses={200: {"model": PipelineGraph}},
+)
 def pipeline_graph(name: str, request: Request) -> Response:
     """``graph TD``: one subgraph per stage, an arrow for each flow of rows."""
     # One read: the pipeline and its blocs from the same transaction.

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from th2etl.api.deps import json_response, state_of
+from th2etl.api.schemas import RunLog
 from th2etl.exceptions import ValidationError
 from th2etl.pipelines.result import RunStatus
+from th2etl.storage.records import RunRecord
 
 __all__ = ["router"]
 
@@ -50,7 +52,7 @@ def _time_query(description: str) -> Any:
     return Query(description=description, json_schema_extra={"format": "date-time"})
 
 
-@router.get("", summary="List runs")
+@router.get("", summary="List runs", responses={200: {"model": list[RunRecord]}})
 def list_runs(
     request: Request,
     pipeline: Annotated[str | None, Query(description="only runs of this pipeline")] = None,
@@ -75,12 +77,16 @@ def list_runs(
     return json_response([run.to_dict() for run in runs])
 
 
-@router.get("/{run_id}", summary="Read a run with its bloc runs and its log")
+@router.get(
+    "/{run_id}",
+    summary="Read a run with its bloc runs and its log",
+    responses={200: {"model": RunRecord}},
+)
 def get_run(run_id: str, request: Request) -> Response:
     return json_response(state_of(request).storage.get_run(run_id).to_dict())
 
 
-@router.get("/{run_id}/log", summary="A run's log")
+@router.get("/{run_id}/log", summary="A run's log", responses={200: {"model": RunLog}})
 def get_run_log(run_id: str, request: Request) -> Response:
     run = state_of(request).storage.get_run(run_id)
     return json_response({"run_id": run.run_id, "status": run.status.value, "log": run.log or ""})
@@ -90,7 +96,10 @@ def get_run_log(run_id: str, request: Request) -> Response:
     "/{run_id}/cancel",
     status_code=202,
     summary="Cancel a running run",
-    responses={409: {"description": "The run already ended: there is nothing to cancel"}},
+    responses={
+        202: {"model": RunRecord, "description": "The run, with cancel_requested"},
+        409: {"description": "The run already ended: there is nothing to cancel"},
+    },
 )
 def cancel_run(run_id: str, request: Request) -> Response:
     """Blocs not yet started never start; running blocs are awaited; the run ends

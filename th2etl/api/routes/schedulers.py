@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from th2etl.api.routes._crud import add_definition_routes
 from th2etl.api.schemas import SchedulerCreate, SchedulerUpdate
+from th2etl.storage.records import SchedulerRecord
 
 __all__ = ["router"]
 
@@ -16,5 +17,6 @@ add_definition_routes(
     "scheduler",
     SchedulerCreate,
     SchedulerUpdate,
+    SchedulerRecord,
     create_doc="Its pipeline and trigger must exist; the running scheduler picks it up by itself.",
 )

@@ -10,8 +10,9 @@ from starlette.responses import Response
 
 from th2etl.api.deps import json_response, state_of
 from th2etl.api.routes._crud import add_definition_routes
-from th2etl.api.schemas import TriggerCreate, TriggerUpdate
+from th2etl.api.schemas import TriggerCreate, TriggerPreview, TriggerUpdate
 from th2etl.scheduler.triggers import CronTrigger
+from th2etl.storage.records import TriggerRecord
 
 __all__ = ["router"]
 
@@ -22,11 +23,16 @@ add_definition_routes(
     "trigger",
     TriggerCreate,
     TriggerUpdate,
+    TriggerRecord,
     delete_conflict="A scheduler uses the trigger",
 )
 
 
-@router.get("/{name}/preview", summary="Next fire times of a trigger")
+@router.get(
+    "/{name}/preview",
+    summary="Next fire times of a trigger",
+    responses={200: {"model": TriggerPreview}},
+)
 def preview_trigger(
     name: str,
     request: Request,
