@@ -15,7 +15,17 @@ from starlette.staticfiles import StaticFiles
 from th2etl.api.contract import install_contract
 from th2etl.api.deps import ApiState, ListingCache, require_api_key
 from th2etl.api.errors import BodySizeLimit, install_error_handlers
-from th2etl.api.routes import blocs, docs, legacy, meta, pipelines, runs, schedulers, triggers
+from th2etl.api.routes import (
+    blocs,
+    docs,
+    legacy,
+    meta,
+    metrics,
+    pipelines,
+    runs,
+    schedulers,
+    triggers,
+)
 from th2etl.api.security import BrowserGuard, HostPolicy, allowed_hosts_from_env
 from th2etl.api.server import service_api_key
 from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
@@ -152,7 +162,7 @@ def create_app(
     app.add_api_route("/", _to_dashboard, include_in_schema=False)
     app.mount(docs.STATIC_URL, StaticFiles(directory=UI_STATIC), name="static")
     secured = [Depends(require_api_key)]
-    for module in (blocs, pipelines, triggers, schedulers, runs, legacy):
+    for module in (blocs, pipelines, triggers, schedulers, runs, legacy, metrics):
         app.include_router(module.router, dependencies=secured)
     app.include_router(meta.router, dependencies=secured)
     return app

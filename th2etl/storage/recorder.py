@@ -8,6 +8,7 @@ from typing import Any
 
 from th2etl.blocs.registry import create_bloc
 from th2etl.clock import Clock, SystemClock
+from th2etl.metrics import METRICS
 from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.engine import RunListener
 from th2etl.pipelines.pipeline import Pipeline
@@ -70,6 +71,10 @@ class RunRecorder(RunListener):
         }
         scheduler = context.scheduler_name or self.scheduler_name
         started_at = self.clock.now()
+        lag = None
+        if context.scheduled_time is not None:
+            lag = (started_at - context.scheduled_time).total_seconds()
+        METRICS.run_started(context, pipeline, lag)
         self.storage.start_run(
             self.run_id,
             pipeline.name,
@@ -89,6 +94,7 @@ class RunRecorder(RunListener):
 
     def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
         assert self.run_id is not None, "bloc_finished before run_started"
+        METRICS.bloc_finished(context, result)
         self.storage.record_bloc_run(self.run_id, result, self._positions.get(result.name, 0))
         line = f"{_stamp(result.finished_at or self.clock.now())} stage {result.stage} "
         line += f"bloc {result.name!r} ({result.bloc_type}) {result.status.value}"
@@ -103,6 +109,7 @@ class RunRecorder(RunListener):
 
     def run_finished(self, context: RunContext, result: RunResult) -> None:
         assert self.run_id is not None, "run_finished before run_started"
+        METRICS.run_finished(result)
         line = f"{_stamp(result.finished_at)} run {result.status.value} in {result.duration:.3f}s"
         if result.error:
             line += f": {result.error}"
