@@ -225,6 +225,7 @@ class RunExecutor:
                 run_id=run_id,
                 clock=self.clock,
                 logical_time=None if at is None else LogicalTime.at(at),
+                keep_outputs=False,  # rows go to the exporters, not to the service's memory
             )
             self._runs[run_id] = (token, future)
         future.add_done_callback(lambda done: self._finished(run_id, done))

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from th2etl.cli._args import key_value
@@ -53,15 +54,42 @@ def register(commands: Commands) -> None:
 
 
 class ProgressPrinter(RunListener):
-    """Prints a run's progress as it happens: one line per bloc start and finish."""
+    """Prints a run's progress as it happens: one line per bloc start and finish, and while
+    rows stream, each running bloc's rows so far and rows per second: one status line updated
+    in place on a terminal, else a line every ``every`` seconds."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, *, every: float = 5.0) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self.every = every
         self._lock = threading.Lock()
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._flowing: dict[str, str] = {}  # bloc name -> "rows so far (rate)"
+        self._shown = False  # a status line is on screen (terminal only)
+        self._last = time.monotonic()
 
     def _print(self, line: str) -> None:
         with self._lock:
+            if self._shown:
+                self.stream.write("\r\x1b[K")  # the status line gives way
+                self._shown = False
             print(line, file=self.stream, flush=True)
+
+    def bloc_progress(self, context: RunContext, result: BlocResult) -> None:
+        rows = max(result.rows_in, result.rows_out)
+        rate = rows / result.duration if result.duration > 0 else 0.0
+        self._flowing[result.name] = f"{result.name} {rows:,} rows ({rate:,.0f} rows/s)"
+        status = "  streaming " + " | ".join(self._flowing.values())
+        with self._lock:
+            if self._tty:
+                self.stream.write("\r\x1b[K" + status)
+                self.stream.flush()
+                self._shown = True
+                return
+            now = time.monotonic()
+            if now - self._last < self.every:
+                return
+            self._last = now
+        self._print(status)
 
     def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
         stages, blocs = len(pipeline.stages), len(pipeline.blocs)
@@ -75,6 +103,7 @@ class ProgressPrinter(RunListener):
         self._print(f"  started   {bloc.name}{again}")
 
     def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
+        self._flowing.pop(result.name, None)
         line = (
             f"  {result.status.value:<9} {result.name}  rows in {result.rows_in} "
             f"out {result.rows_out}  {result.duration:.3f}s"

@@ -102,6 +102,9 @@ class SafeListener(RunListener):
     def bloc_started(self, context: RunContext, bloc: Any, attempt: int) -> None:
         self.inner.bloc_started(context, bloc, attempt)
 
+    def bloc_progress(self, context: RunContext, result: Any) -> None:
+        self.inner.bloc_progress(context, result)
+
     def bloc_finished(self, context: RunContext, result: Any) -> None:
         self.inner.bloc_finished(context, result)
 

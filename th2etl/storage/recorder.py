@@ -92,6 +92,12 @@ class RunRecorder(RunListener):
         line = f"{_stamp(started_at)} run {self.run_id} of pipeline {pipeline.name!r} started"
         self.storage.append_run_log(self.run_id, f"{line}{by}{tick}\n")
 
+    def bloc_progress(self, context: RunContext, result: BlocResult) -> None:
+        """Rows so far of a streaming bloc (the engine sends this about once a second): the
+        running run's record shows them, as its bloc still ``running``."""
+        assert self.run_id is not None, "bloc_progress before run_started"
+        self.storage.record_bloc_run(self.run_id, result, self._positions.get(result.name, 0))
+
     def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
         assert self.run_id is not None, "bloc_finished before run_started"
         METRICS.bloc_finished(context, result)
