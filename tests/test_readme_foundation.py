@@ -27,9 +27,14 @@ def test_design_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     subprocess.run(["bash", "-c", make_sales], cwd=tmp_path, check=True)
     assert "`cp sales.csv 2026-11-25.csv`" in section("Config values that stay out of the database")
     shutil.copy(tmp_path / "sales.csv", tmp_path / "2026-11-25.csv")
-    first, second = code_blocks("Design")
+    first, streaming, second = code_blocks("Design")
     result = run_snippet(first, tmp_path, "pipeline")["result"]
     assert result.succeeded  # type: ignore[attr-defined]
+    assert (tmp_path / "doubled.csv").read_text() == "day,units\n2026-11-24,6\n2026-11-25,8\n"
+    (tmp_path / "doubled.csv").unlink()
+    streamed = run_snippet(streaming, tmp_path, "streaming")["result"]
+    assert streamed.blocs["load"].batches_out == 1  # type: ignore[attr-defined]
+    assert streamed.blocs["export"].rows_in == 2  # type: ignore[attr-defined]
     assert (tmp_path / "doubled.csv").read_text() == "day,units\n2026-11-24,6\n2026-11-25,8\n"
     namespace = run_snippet(second, tmp_path, "references")
     assert namespace["result"].outputs["load"] == [  # type: ignore[attr-defined]
