@@ -1,22 +1,27 @@
-"""Benchmark of the PostgreSQL blocs against psql's \\copy (and pandas, when installed).
+"""Benchmark of streaming runs against psql's \\copy, as whole processes, in one run.
 
     .venv/bin/python scripts/bench_postgres.py [--rows 1000000] [--dsn postgresql://...]
 
 Generates a CSV of ``--rows`` rows and 8 columns (two ints, a short and a long text, a float, an
 ISO timestamp, a bool and a nullable int; about 100 MB for a million rows) in a temporary
-folder, then, against one PostgreSQL server, in a schema of its own dropped at the end:
+folder, stores the pipelines below in a SQLite file there, and times each as a whole
+``th2etl run PIPELINE`` process (start-up included; ``os.wait4`` gives that process's peak RSS),
+against ``psql`` doing the same work, in a schema of its own dropped at the end:
 
-* load: ``psql \\copy ... FROM`` into an empty table, vs a th2etl pipeline ``csv_loader`` (with
-  ``types``) -> ``postgres_exporter`` (``replace``) run in a child process, whose peak RSS is
-  reported (``getrusage`` of that process);
-* unload: ``psql \\copy ... TO`` a file, vs ``postgres_loader`` into rows (child process);
-* pandas ``read_csv`` + ``to_sql`` (plain, and with a COPY ``method``) on the same file, when
-  pandas and SQLAlchemy are importable; they are never th2etl dependencies.
+* load: ``csv_loader`` (with ``types``) -> ``postgres_exporter`` (``replace``), vs ``psql
+  \\copy ... FROM``; target >= 0.70 of psql's rate at <= 100 MB;
+* transform: the same with ``example_transformer`` in the middle: its cost per row;
+* unload: ``postgres_loader`` -> ``csv_exporter``, vs ``psql \\copy ... TO``; target >= 0.50;
+* table to table: ``postgres_loader`` -> ``postgres_exporter``, vs ``psql \\copy TO STDOUT |
+  psql \\copy FROM STDIN``; target >= 0.50;
+* polars + ADBC (``read_csv`` + ``write_database``), when both are importable: the fastest
+  Python peer; never a th2etl dependency.
 
 Each measurement runs ``--repeat`` times (default 3) and the best run counts, for every
-contender alike. A ratio is the th2etl rate as a fraction of psql's (psql time / th2etl
-time); the targets are >= 0.30 for load and >= 0.35 for unload. The database comes from ``--dsn``,
-``TH2ETL_BENCH_DATABASE_URL`` or ``postgresql://postgres@127.0.0.1:5432/test``.
+contender alike. A ratio is th2etl's rate as a fraction of psql's (psql time / th2etl time).
+Run it with ``--rows 5000000`` too: the peak RSS should stay within 15 % of the 1M figure. The
+database comes from ``--dsn``, ``TH2ETL_BENCH_DATABASE_URL`` or
+``postgresql://postgres@127.0.0.1:5432/test``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import datetime as dt
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -51,7 +55,7 @@ COLUMNS = (
     ("parent_id", "bigint", "int"),
 )
 TYPES = {name: kind for name, _, kind in COLUMNS if kind}
-LOAD_TARGET, UNLOAD_TARGET = 0.30, 0.35
+LOAD_TARGET, UNLOAD_TARGET, COPY_TARGET, RSS_TARGET = 0.70, 0.50, 0.50, 100
 
 
 def generate_csv(path: Path, rows: int) -> None:
@@ -87,121 +91,90 @@ def psql(dsn: str, command: str) -> float:
     return time.perf_counter() - started
 
 
-def child(mode: str, **arguments: Any) -> dict[str, Any]:
-    """Run one measurement in a fresh Python process; it prints a JSON line with its figures."""
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", mode, json.dumps(arguments)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"the {mode} measurement failed:\n{result.stderr}")
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
-
-
-def best(repeat: int, mode: str, **arguments: Any) -> dict[str, Any]:
-    """The fastest of ``repeat`` runs (this machine may be busy with other work)."""
-    return min((child(mode, **arguments) for _ in range(repeat)), key=lambda run: run["seconds"])
-
-
-def _peak_rss_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_child(mode: str, arguments: dict[str, Any]) -> None:
+def shell(command: str) -> float:
     started = time.perf_counter()
-    out: dict[str, Any] = {}
-    if mode == "th2etl_load":
-        from th2etl import Pipeline, create_bloc
-
-        load = create_bloc("load", "csv_loader", {"file_path": arguments["csv"], "types": TYPES})
-        export = create_bloc(
-            "export",
-            "postgres_exporter",
-            {
-                "table_name": arguments["table"],
-                "schema": arguments["schema"],
-                "source_bloc": "load",
-                "if_exists": "replace",
-                "dsn": arguments["dsn"],
-            },
-        )
-        started = time.perf_counter()
-        result = Pipeline("bench_load", [[load], [export]]).run()
-        if not result.succeeded:
-            raise SystemExit(result.summary())
-        out["blocs"] = {name: round(bloc.duration, 2) for name, bloc in result.blocs.items()}
-    elif mode == "th2etl_unload":
-        from th2etl import create_bloc
-        from th2etl.pipelines.context import RunContext
-
-        loader = create_bloc(
-            "unload",
-            "postgres_loader",
-            {
-                "table_name": arguments["table"],
-                "schema": arguments["schema"],
-                "dsn": arguments["dsn"],
-            },
-        )
-        started = time.perf_counter()
-        out["rows"] = len(loader.run(RunContext("bench_unload"), []))
-    elif mode in ("pandas", "pandas_copy"):
-        import pandas
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(
-            arguments["dsn"].replace("postgresql://", "postgresql+psycopg://", 1)
-        )
-        frame = pandas.read_csv(arguments["csv"], parse_dates=["created_at"])
-        frame.to_sql(
-            arguments["table"],
-            engine,
-            schema=arguments["schema"],
-            if_exists="replace",
-            index=False,
-            chunksize=10_000 if mode == "pandas" else None,
-            method=_pandas_copy if mode == "pandas_copy" else None,
-        )
-        engine.dispose()
-    out["seconds"] = round(time.perf_counter() - started, 3)
-    out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    print(json.dumps(out))
+    subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True)
+    return time.perf_counter() - started
 
 
-def _pandas_copy(table: Any, conn: Any, keys: list[str], data_iter: Any) -> int:
-    """pandas' documented COPY recipe, written for psycopg 3."""
-    from psycopg import sql
-
-    dbapi = conn.connection.dbapi_connection
-    target = (
-        sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+def th2etl_run(folder: Path, pipeline: str) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of one ``th2etl run PIPELINE`` process."""
+    env = {**os.environ, "TH2ETL_SQLITE_PATH": str(folder / "th2etl.db")}
+    env = {k: v for k, v in env.items() if not k.startswith("DATABASE_")}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "th2etl.runner", "run", pipeline],
+        env=env,
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    columns = sql.SQL(", ").join(map(sql.Identifier, keys))
-    count = 0
-    with (
-        dbapi.cursor() as cur,
-        cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)) as copy,
-    ):
-        for row in data_iter:
-            copy.write_row(row)
-            count += 1
-    return count
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"th2etl run {pipeline} failed:\n{output.decode()}")
+    return seconds, usage.ru_maxrss / 1024  # kilobytes on Linux
+
+
+def best(repeat: int, measure: Any) -> Any:
+    """The fastest of ``repeat`` runs (this machine may be busy with other work)."""
+    runs = [measure() for _ in range(repeat)]
+    return min(runs, key=lambda run: run[0] if isinstance(run, tuple) else run)
+
+
+def store_pipelines(folder: Path, data: Path, dsn: str, schema: str) -> None:
+    from th2etl.storage import DatabaseStorage
+
+    pg = {"schema": schema, "dsn": dsn}
+    with DatabaseStorage(folder / "th2etl.db") as storage:
+        storage.create_bloc("load", "csv_loader", {"file_path": str(data), "types": TYPES})
+        storage.create_bloc("double", "example_transformer", {"factor": 2})
+        for name, source in (("export", "load"), ("export_doubled", "double")):
+            storage.create_bloc(
+                name,
+                "postgres_exporter",
+                {"table_name": f"th2etl_{name}", "source_bloc": source, **pg},
+            )
+        storage.create_bloc("read", "postgres_loader", {"table_name": "psql_load", **pg})
+        storage.create_bloc("write", "csv_exporter", {"file_path": str(folder / "unload.csv")})
+        storage.create_bloc(
+            "copy",
+            "postgres_exporter",
+            {"table_name": "th2etl_copy", "source_bloc": "read", **pg},
+        )
+        storage.create_pipeline("bench_load", [["load"], ["export"]])
+        storage.create_pipeline("bench_transform", [["load"], ["double"], ["export_doubled"]])
+        storage.create_pipeline("bench_unload", [["read"], ["write"]])
+        storage.create_pipeline("bench_copy", [["read"], ["copy"]])
+
+
+def polars_child(arguments: dict[str, Any]) -> None:
+    import polars
+
+    started = time.perf_counter()
+    frame = polars.read_csv(arguments["csv"], try_parse_dates=True)
+    frame.write_database(
+        f'"{arguments["schema"]}".polars_load',
+        arguments["dsn"],
+        if_table_exists="replace",
+        engine="adbc",
+    )
+    print(json.dumps({"seconds": round(time.perf_counter() - started, 3)}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dsn", default=DEFAULT_DSN)
-    parser.add_argument("--no-pandas", action="store_true", help="skip the pandas runs")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each measurement; the best one counts"
     )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run_child(args.child[0], json.loads(args.child[1]))
+        polars_child(json.loads(args.child[1]))
         return
 
     import psycopg
@@ -224,70 +197,97 @@ def main() -> None:
             sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
             for name, kind, _ in COLUMNS
         )
-        admin.execute(
-            sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, "psql_load"), definition)
-        )
+        for table in ("psql_load", "psql_copy"):
+            admin.execute(
+                sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, table), definition)
+            )
+        store_pipelines(folder, data, args.dsn, schema)
         target = f'"{schema}".psql_load'
         truncate = sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, "psql_load"))
-        copy_in = f"\\copy {target} FROM '{data}' WITH (FORMAT csv, HEADER true)"
-        psql_loads = []
-        for _ in range(args.repeat):
+
+        def psql_load() -> float:
             admin.execute(truncate)  # into an empty table each time
-            psql_loads.append(psql(args.dsn, copy_in))
-        psql_load = min(psql_loads)
-        load = best(
-            args.repeat,
-            "th2etl_load",
-            csv=str(data),
-            dsn=args.dsn,
-            schema=schema,
-            table="th2etl_load",
+            return psql(args.dsn, f"\\copy {target} FROM '{data}' WITH (FORMAT csv, HEADER true)")
+
+        reference = best(args.repeat, psql_load)
+        verdicts = []
+
+        def report(label: str, ref: float, figures: tuple[float, float], goal: float) -> float:
+            seconds, rss = figures
+            ratio = ref / seconds
+            verdicts.append(ratio >= goal and rss <= RSS_TARGET)
+            print(
+                f"{label:34} {seconds:7.2f} s  ratio {ratio:.2f} (target >= {goal})  "
+                f"peak RSS {rss:.0f} MB"
+            )
+            return seconds
+
+        print(f"{'load   psql copy FROM':34} {reference:7.2f} s")
+        load = report(
+            "load   th2etl run csv -> postgres",
+            reference,
+            best(args.repeat, lambda: th2etl_run(folder, "bench_load")),
+            LOAD_TARGET,
         )
-        load_ratio = psql_load / load["seconds"]
-        print(f"load   psql \\copy FROM           {psql_load:7.2f} s")
+        transformed = best(args.repeat, lambda: th2etl_run(folder, "bench_transform"))
         print(
-            f"load   th2etl csv -> postgres     {load['seconds']:7.2f} s  ratio {load_ratio:.2f} "
-            f"(target >= {LOAD_TARGET})  peak RSS {load['peak_rss_mb']:.0f} MB  "
-            f"blocs {load['blocs']}"
+            f"{'load   + example_transformer':34} {transformed[0]:7.2f} s  "
+            f"{(transformed[0] - load) / args.rows * 1e6:.2f} us per row for the transformer  "
+            f"peak RSS {transformed[1]:.0f} MB"
         )
-        copy_out = f"\\copy {target} TO '{folder / 'unload.txt'}'"
-        psql_unload = min(psql(args.dsn, copy_out) for _ in range(args.repeat))
-        unload = best(args.repeat, "th2etl_unload", dsn=args.dsn, schema=schema, table="psql_load")
-        unload_ratio = psql_unload / unload["seconds"]
-        print(f"unload psql \\copy TO             {psql_unload:7.2f} s")
-        print(
-            f"unload th2etl postgres_loader     {unload['seconds']:7.2f} s  ratio "
-            f"{unload_ratio:.2f} (target >= {UNLOAD_TARGET})  peak RSS "
-            f"{unload['peak_rss_mb']:.0f} MB"
+        copy_out = f"\\copy {target} TO '{folder / 'unload.txt'}' WITH (FORMAT csv, HEADER true)"
+        unload_ref = best(args.repeat, lambda: psql(args.dsn, copy_out))
+        print(f"{'unload psql copy TO':34} {unload_ref:7.2f} s")
+        report(
+            "unload th2etl run postgres -> csv",
+            unload_ref,
+            best(args.repeat, lambda: th2etl_run(folder, "bench_unload")),
+            UNLOAD_TARGET,
         )
-        if not args.no_pandas:
-            _bench_pandas(args.dsn, schema, data, psql_load, args.repeat)
-        verdict = load_ratio >= LOAD_TARGET and unload_ratio >= UNLOAD_TARGET
-        print("targets met" if verdict else "TARGETS MISSED")
+        other = f'"{schema}".psql_copy'
+        pipe = (
+            f"psql '{args.dsn}' -X -q -c '\\copy {target} TO STDOUT' | "
+            f"psql '{args.dsn}' -X -q -c '\\copy {other} FROM STDIN'"
+        )
+        empty = sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, "psql_copy"))
+        copy_ref = best(args.repeat, lambda: (admin.execute(empty), shell(pipe))[1])
+        print(f"{'copy   psql TO STDOUT | FROM STDIN':34} {copy_ref:7.2f} s")
+        report(
+            "copy   th2etl run postgres -> pg",
+            copy_ref,
+            best(args.repeat, lambda: th2etl_run(folder, "bench_copy")),
+            COPY_TARGET,
+        )
+        _bench_polars(args.dsn, schema, data, reference, args.repeat)
+        print("targets met" if all(verdicts) else "TARGETS MISSED")
     finally:
         admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         admin.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _bench_pandas(dsn: str, schema: str, data: Path, psql_load: float, repeat: int) -> None:
+def _bench_polars(dsn: str, schema: str, data: Path, reference: float, repeat: int) -> None:
     try:
-        import pandas  # noqa: F401
-        import sqlalchemy  # noqa: F401
+        import adbc_driver_postgresql  # noqa: F401
+        import polars  # noqa: F401
     except ImportError:
-        print("pandas: not installed (pip install pandas sqlalchemy to compare)")
+        print("polars + ADBC: not installed (pip install polars adbc-driver-postgresql)")
         return
-    for mode, label in (
-        ("pandas_copy", "read_csv + to_sql(COPY)"),
-        ("pandas", "read_csv + to_sql"),
-    ):
-        # Plain to_sql takes ~15x as long as psql: one run says enough.
-        runs = repeat if mode == "pandas_copy" else 1
-        figures = best(runs, mode, csv=str(data), dsn=dsn, schema=schema, table=f"{mode}_load")
-        print(
-            f"load   pandas {label:24} {figures['seconds']:7.2f} s  ratio "
-            f"{psql_load / figures['seconds']:.2f}  peak RSS {figures['peak_rss_mb']:.0f} MB"
-        )
+
+    def measure() -> tuple[float, float]:
+        arguments = json.dumps({"csv": str(data), "dsn": dsn, "schema": schema})
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, __file__, "--child", "polars", arguments])
+        _, status, usage = os.wait4(process.pid, 0)
+        if status != 0:
+            raise SystemExit("the polars run failed")
+        return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+    seconds, rss = best(repeat, measure)
+    print(
+        f"{'load   polars + ADBC':34} {seconds:7.2f} s  ratio {reference / seconds:.2f}  "
+        f"peak RSS {rss:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
