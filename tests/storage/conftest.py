@@ -23,6 +23,9 @@ _DATA_TABLES = (
     "th2etl_bloc_runs",
     "th2etl_runs",
     "th2etl_instances",
+    "th2etl_ticks",
+    "th2etl_notification_rules",
+    "th2etl_outbox",
 )
 
 OpenStorage = Callable[..., DatabaseStorage]

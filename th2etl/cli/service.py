@@ -15,6 +15,7 @@ from th2etl.exceptions import Th2etlError
 
 if TYPE_CHECKING:
     from th2etl.cli._args import Commands
+    from th2etl.notifications import Dispatcher
     from th2etl.retention import DailyRetention
 
 EXAMPLES = """\
@@ -135,9 +136,11 @@ def _check_service_config(args: argparse.Namespace, environ: Mapping[str, str]) 
     before detaching)."""
     from th2etl.configs.logging import parse_logging_config
     from th2etl.configs.settings import get_settings
+    from th2etl.notifications import SmtpSettings
 
     parse_logging_config(environ)
     get_settings(environ)
+    SmtpSettings.from_env(environ)
     if args.serve_api:
         from th2etl.api.server import bind_socket, check_bind, service_api_key
 
@@ -160,6 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 2
     retention = _start_retention()
+    notifier = _start_notifications()
     try:
         if args.serve_api:
             from th2etl.api.server import serve
@@ -178,8 +182,21 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         if retention is not None:
             retention.stop()
+        notifier.stop()
         remove_own_pid_file()
     return 0
+
+
+def _start_notifications() -> Dispatcher:
+    """Deliver notifications (th2etl notify) from this process, in a thread of their own."""
+    from th2etl.configs.settings import get_settings
+    from th2etl.notifications import Dispatcher
+    from th2etl.storage import DatabaseStorage
+
+    settings = get_settings()
+    dispatcher = Dispatcher(lambda: DatabaseStorage.from_settings(settings))
+    dispatcher.start()
+    return dispatcher
 
 
 def _start_retention() -> DailyRetention | None:

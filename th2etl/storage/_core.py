@@ -41,6 +41,8 @@ TABLES = (
     "bloc_runs",
     "instances",
     "ticks",
+    "notification_rules",
+    "outbox",
 )
 
 _MIGRATIONS_TABLE = """
