@@ -115,6 +115,7 @@ def serve(
     """
     uvicorn = require_extra("uvicorn", "api", "serving the th2etl REST API")
     from th2etl.api.app import create_app
+    from th2etl.api.security import allowed_hosts_from_env
 
     check_bind(host, app_options.get("api_key") or service_api_key(), insecure_no_auth)
     sock = bind_socket(host, port)
@@ -124,7 +125,14 @@ def serve(
         # the console and to api.log under LOG_DIR.
         config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=30)
         server = _server_class(uvicorn, on_ready)(config)
-        logger.info("serving the th2etl API on %s (docs at /docs)", api_url(host, port))
+        url = api_url(host, port)
+        logger.info("serving the th2etl API on %s (dashboard at %s/ui, docs at /docs)", url, url)
+        if not is_loopback(host) and not allowed_hosts_from_env():
+            logger.info(
+                "requests must name this service by an IP address or %r; to use another DNS "
+                "name (or a reverse proxy's), list it in TH2ETL_ALLOWED_HOSTS",
+                socket.gethostname(),
+            )
         server.run(sockets=[sock])
     finally:
         sock.close()

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 EXAMPLES = """\
   th2etl                                       run the scheduler in the foreground
-  th2etl --serve-api                           the REST API (docs at /docs) and the scheduler
+  th2etl --serve-api                           the REST API (docs at /docs, dashboard at /ui)
+                                               and the scheduler
   TH2ETL_API_KEY=... th2etl --serve-api --host 0.0.0.0 --port 8080
                                                the same on every address, with an API key
   th2etl --background --env SOURCE=prod        the scheduler, detached; prints its PID and log
@@ -52,7 +53,9 @@ def _port(text: str) -> int:
 def add_service_options(parser: argparse.ArgumentParser) -> None:
     """The top-level options: without a command, ``th2etl`` runs the service."""
     parser.add_argument(
-        "--serve-api", action="store_true", help="also serve the REST API (and its /docs)"
+        "--serve-api",
+        action="store_true",
+        help="also serve the REST API (its /docs and the /ui dashboard)",
     )
     # None until given, so that check_service_options() can refuse --host/--port without
     # --serve-api.

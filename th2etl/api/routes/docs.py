@@ -3,7 +3,8 @@
 The assets are copies of the npm packages ``swagger-ui-dist`` (Apache-2.0) and ``redoc`` (MIT),
 with their licences, under ``th2etl/api/ui/static/vendor/``; the service serves them at
 ``/ui/static/vendor/``. The pages' Content-Security-Policy allows this origin only, so they
-work offline and never reach out.
+work offline and nothing they ask for leaves the machine (ReDoc's sidebar always asks for
+Redocly's logo from a CDN: the policy refuses it, and the page does without).
 """
 
 from __future__ import annotations
