@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -28,3 +29,16 @@ def schema(pg_schema: str) -> str:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(START)
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """``th2etl run`` in this process configures logging: put it back for the next tests."""
+    root, package = logging.getLogger(), logging.getLogger("th2etl")
+    saved = (root.level, list(root.handlers), package.level)
+    yield
+    root.setLevel(saved[0])
+    for handler in [h for h in root.handlers if h not in saved[1]]:
+        root.removeHandler(handler)
+        handler.close()
+    package.setLevel(saved[2])

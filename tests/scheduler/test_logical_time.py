@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -144,19 +142,6 @@ def test_logical_time_refuses_a_reversed_interval() -> None:
         ValidationError, match=r"interval_start 2026-01-02T00:00:00\+00:00 is after"
     ):
         LogicalTime(end, end + timedelta(days=1), end)
-
-
-@pytest.fixture
-def logging_restored() -> Iterator[None]:
-    """``th2etl run`` in this process configures logging: put it back for the next tests."""
-    root, package = logging.getLogger(), logging.getLogger("th2etl")
-    saved = (root.level, list(root.handlers), package.level)
-    yield
-    root.setLevel(saved[0])
-    for handler in [h for h in root.handlers if h not in saved[1]]:
-        root.removeHandler(handler)
-        handler.close()
-    package.setLevel(saved[2])
 
 
 @pytest.mark.usefixtures("logging_restored")

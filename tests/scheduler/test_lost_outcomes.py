@@ -23,7 +23,7 @@ from .helpers import register_stored_bloc_types, statuses
 
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("stored_bloc_types")]
 
-CLAIM = b"ON CONFLICT (scheduler_name, scheduled_time)"
+CLAIM = b"ON CONFLICT (scheduler_name, scheduled_time, attempt)"
 """Text of the claim's INSERT (sent with each execution until psycopg prepares it, after 5)."""
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05"
 """The server's ReadyForQuery message: the statement before it is committed (autocommit)."""

@@ -72,6 +72,12 @@ def open_storage(
                     sql.SQL(", ").join(sql.Identifier(server.schema, t) for t in _DATA_TABLES)
                 )
             )
+            admin.execute(
+                sql.SQL(
+                    "UPDATE {} SET missed = NULL, overlap = NULL, max_active_runs = NULL, "
+                    "timeout = NULL"
+                ).format(sql.Identifier(server.schema, "th2etl_schedule_defaults"))
+            )
 
 
 @pytest.fixture

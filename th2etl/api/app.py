@@ -133,6 +133,7 @@ def create_app(
         finally:
             if state.scheduler is not None:
                 state.scheduler.stop()
+            state.backfills.stop()
             state.runs.shutdown()
             state.health.stop()
             if owns_storage:

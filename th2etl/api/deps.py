@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException, Request, Security
@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
-from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
+from th2etl.api.service import BackfillThreads, HealthProbe, RunExecutor, SchedulerThread
 from th2etl.api.ui.session import has_session
 from th2etl.clock import Clock
 from th2etl.storage.base import Storage
@@ -81,6 +81,7 @@ class ApiState:
     health: HealthProbe
     lists: ListingCache
     scheduler: SchedulerThread | None = None
+    backfills: BackfillThreads = field(default_factory=lambda: BackfillThreads())
 
     def definitions_changed(self) -> None:
         """A route wrote a definition: the next listing reads the revision again."""

@@ -13,14 +13,26 @@ is accepted and not stored (:data:`NOT_STORED`): in th2etl, pipeline stages orde
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from th2etl._names import MAX_NAME_LENGTH, NAME_PATTERN
 from th2etl.pipelines.result import RunStatus
 
 __all__ = [
+    "BackfillPlanned",
+    "BackfillRequest",
+    "BackfillTickState",
     "BlocCreate",
     "BlocUpdate",
     "Body",
@@ -35,6 +47,7 @@ __all__ = [
     "RunLog",
     "RunRequest",
     "RunStarted",
+    "ScheduleDefaults",
     "SchedulerCreate",
     "SchedulerUpdate",
     "TriggerCreate",
@@ -58,6 +71,18 @@ class Error(BaseModel):
     errors: list[ErrorItem] | None = Field(
         default=None, description="request validation errors (422 only): one per problem"
     )
+
+
+def _iso_text(value: Any) -> Any:
+    # Not strict (JSON has no date-time type, so text must be read as one), yet not a number
+    # of seconds either: what the schema says, ISO 8601 text.
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2026-03-01T00:00:00Z")
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), Field(strict=False)]
+"""A date-time with an offset, given as ISO 8601 text."""
 
 
 def _name(*examples: str) -> Any:
@@ -135,7 +160,13 @@ class PipelineUpdate(Body):
 
 class TriggerCreate(_Create):
     name: str = _name("every_hour")
-    pipeline_name: str = _name("daily_sales")
+    pipeline_name: str | None = Field(
+        default=None,
+        description="a label only (the pipeline the trigger was made for): nothing checks or "
+        "reads it, and any scheduler may use the trigger",
+        examples=["daily_sales"],
+        json_schema_extra={"pattern": NAME_PATTERN, "minLength": 1, "maxLength": MAX_NAME_LENGTH},
+    )
     cron_expression: str = Field(examples=["0 * * * *"])
     timezone: str | None = Field(default="UTC", examples=["Europe/Paris"])
     description: str | None = ""
@@ -148,19 +179,54 @@ class TriggerUpdate(Body):
     description: str | None = None
 
 
-class SchedulerCreate(_Create):
+class _ScheduleOptions(Body):
+    """A scheduler's options (th2etl.scheduler.options): null is unset on create, kept on
+    update. Their ranges are checked by storage, whose message names the range."""
+
+    after_pipelines: list[str] | None = Field(
+        default=None,
+        description="instead of trigger_name: run when these pipelines all succeeded for the "
+        "same logical time (their logical time is passed on)",
+        examples=[["load_orders"]],
+    )
+    variables: dict[str, Any] | None = Field(
+        default=None, description="run variables (${var:NAME}); not for secrets (${env:NAME})"
+    )
+    missed: str | None = Field(default=None, description="skip, latest or all")
+    overlap: str | None = Field(default=None, description="skip or allow")
+    max_active_runs: int | None = Field(
+        default=None, description="queued and running runs of the schedule at once: 1 to 10,000"
+    )
+    timeout: float | None = Field(
+        default=None, description="seconds a whole run may take: more than 0, at most 7 days"
+    )
+    start_date: Instant | None = Field(default=None, description="no tick before it")
+    end_date: Instant | None = Field(default=None, description="no tick after it")
+
+
+class SchedulerCreate(_Create, _ScheduleOptions):
     name: str = _name("daily_sales_hourly")
     pipeline_name: str = _name("daily_sales")
-    trigger_name: str = _name("every_hour")
+    trigger_name: str | None = Field(default=None, examples=["every_hour"])
     enabled: bool | None = True
     description: str | None = ""
 
 
-class SchedulerUpdate(Body):
+class SchedulerUpdate(_ScheduleOptions):
     pipeline_name: str | None = None
     trigger_name: str | None = None
     enabled: bool | None = None
     description: str | None = None
+    reset: list[str] = Field(default_factory=list, description='options to unset, e.g. ["timeout"]')
+
+
+class ScheduleDefaults(Body):
+    """Options for the schedulers that set none (null: not set in the database)."""
+
+    missed: str | None = Field(default=None, description="skip, latest or all")
+    overlap: str | None = Field(default=None, description="skip or allow")
+    max_active_runs: int | None = Field(default=None, description="1 to 10,000")
+    timeout: float | None = Field(default=None, description="seconds: more than 0, at most 7 days")
 
 
 class RunRequest(Body):
@@ -169,12 +235,27 @@ class RunRequest(Body):
         description="run variables, read by bloc configs as ${var:NAME}",
         examples=[{"day": "2026-11-25"}],
     )
-    at: AwareDatetime | None = Field(
+    at: Instant | None = Field(
         default=None,
         description="the moment the run is for, read by bloc configs as ${run:scheduled_time}, "
         "${run:date}...; default: when it starts",
         examples=["2026-11-25T00:00:00+00:00"],
     )
+
+
+class BackfillRequest(Body):
+    # JSON has no date type: ISO 8601 text (with an offset) is read as a date-time.
+    start: Instant = Field(
+        alias="from",
+        description="first fire time (inclusive), e.g. 2026-03-01T00:00:00+01:00",
+    )
+    end: Instant = Field(alias="to", description="last fire time (inclusive)")
+    rerun_failed: bool = Field(
+        default=False, description="rerun failed and abandoned ticks as new attempts"
+    )
+    max_active: int = Field(default=1, description="runs at once, 1 to 1,000")
+    dry_run: bool = Field(default=False, description="only list the fire times")
+    yes: bool = Field(default=False, description="accept more than 10,000 fire times")
 
 
 # -- answers (documentation of what routes return; the stored records document themselves) ------
@@ -234,3 +315,25 @@ class Health(BaseModel):
     down: list[str]
     manual_runs: int
     detail: str | None = None
+
+
+class BackfillTickState(BaseModel):
+    scheduled_time: AwareDatetime
+    state: str = Field(description="run, rerun (failed, attempt 2), already succeeded (run ...)")
+
+
+class BackfillPlanned(BaseModel):
+    """What a backfill runs (202), or would run (dry_run, 200, with ``ticks``)."""
+
+    scheduler: str
+    pipeline: str
+    from_: AwareDatetime = Field(alias="from")
+    to: AwareDatetime
+    fire_times: int = Field(description="how many fire times the range holds")
+    to_run: int = Field(description="how many of them run (the others ran already)")
+    rerun_failed: bool
+    enabled: bool
+    notes: list[str]
+    summary: str
+    ticks: list[BackfillTickState] | None = Field(default=None, description="dry_run only")
+    url: str | None = Field(default=None, description="where to follow the runs (202)")

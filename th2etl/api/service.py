@@ -24,6 +24,7 @@ from th2etl.clock import Clock, SystemClock
 from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.engine import CancelToken, run_pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
+from th2etl.scheduler.backfill import Backfill
 from th2etl.storage.base import Storage
 
 __all__ = ["DatabaseHealth", "HealthProbe", "RunExecutor", "SchedulerThread"]
@@ -272,3 +273,42 @@ class RunExecutor:
         if pending:
             logger.warning("%d run(s) still going at shutdown; abandoning them", len(pending))
         self._pool.shutdown(wait=not pending, cancel_futures=True)
+
+
+class BackfillThreads:
+    """Backfills started through the API, each in a thread of its own; cancelled when the
+    service stops (their runs end ``cancelled``; the same request later goes on)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._going: dict[Backfill, threading.Thread] = {}
+
+    def start(self, backfill: Backfill) -> None:
+        def run() -> None:
+            try:
+                report = backfill.run()
+                logger.info(
+                    "backfill of scheduler %r done: %s",
+                    backfill.plan.scheduler.name,
+                    report.to_dict(),
+                )
+            except Exception:
+                logger.exception("backfill of scheduler %r failed", backfill.plan.scheduler.name)
+            finally:
+                with self._lock:
+                    self._going.pop(backfill, None)
+
+        thread = threading.Thread(
+            target=run, name=f"th2etl-backfill-{backfill.plan.scheduler.name}", daemon=True
+        )
+        with self._lock:
+            self._going[backfill] = thread
+        thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            going = list(self._going.items())
+        for backfill, _ in going:
+            backfill.cancel()
+        for _, thread in going:
+            thread.join(timeout)

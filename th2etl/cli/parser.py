@@ -13,6 +13,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (
     "th2etl.cli.service",
     "th2etl.cli.run",
+    "th2etl.cli.backfill",
     "th2etl.cli.demo",
     "th2etl.cli.history",
     "th2etl.cli.definitions",

@@ -87,11 +87,12 @@ class Definition:
     line: int | None
 
     def desired(self) -> dict[str, Any]:
-        """Every key of the kind: the given value, else the default (a config of None is {})."""
+        """Every key of the kind: the given value, else the default (a config or a scheduler's
+        variables of None is {})."""
         result = {}
         for key, default in fields_of(self.kind).items():
             value = self.values.get(key, default)
-            if key == "config" and value is None:
+            if key in ("config", "variables") and value is None:
                 value = {}
             result[key] = value
         return result

@@ -7,8 +7,10 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
 * **Hot reload.** Every ``reload_interval`` seconds (default 5) it reads ``storage.revision()``;
   when it moved, schedulers created or enabled are added, disabled or deleted ones removed
   (their running pipelines finish), and a changed trigger is used from that moment: editing a
-  cron never fires at once and never backfills. Pipelines are built from the stored definitions
-  for each run, so bloc and pipeline edits apply to the next run.
+  cron never fires at once and never backfills. Changed options
+  (:mod:`th2etl.scheduler.options`, the stored defaults included) apply from the next tick.
+  Pipelines are built from the stored definitions for each run, so bloc and pipeline edits
+  apply to the next run.
 * **Exactly once across processes.** Every tick is claimed with ``storage.claim_run`` (one
   insert guarded by a unique (scheduler, scheduled time)); whichever instance wins runs it, the
   others report :attr:`~th2etl.scheduler.TickAction.TAKEN`. Skipped ticks are recorded under the
@@ -38,6 +40,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +49,8 @@ from th2etl.exceptions import CronError, NotFoundError, StorageError, Validation
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunStatus
 from th2etl.scheduler._loop import BACKOFF_MAX, Loop, backoff
+from th2etl.scheduler.dependencies import DependentScheduler
+from th2etl.scheduler.options import BUILT_IN, ScheduleDefaults, ScheduleOptions, check_defaults
 from th2etl.scheduler.policies import TickResult, check_seconds, check_workers
 from th2etl.scheduler.scheduler import CronScheduler
 from th2etl.scheduler.triggers import CronTrigger
@@ -320,7 +325,13 @@ class _DatabaseManager(SchedulerManager):
         self.scheduler_options = scheduler_options
         self._revision: int | None = None
         self._next_reload: datetime | None = None
-        self._keys: dict[str, tuple[str, str, str, str]] = {}
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self._defaults = ScheduleDefaults()
+        self._process = check_defaults(
+            "load_scheduler_manager",
+            {k: v for k, v in scheduler_options.items() if k in ("missed", "overlap")},
+        )
+        self._process_variables = dict(scheduler_options.get("variables") or {})
 
     def tick(self, now: datetime) -> list[TickResult]:
         if self._next_reload is None or now >= self._next_reload:
@@ -344,6 +355,7 @@ class _DatabaseManager(SchedulerManager):
                 return False
             records = self.definitions.list_schedulers(enabled=True)
             triggers = {t.name: t for t in self.definitions.list_triggers()}
+            self._defaults = self.definitions.get_schedule_defaults()
         except StorageError as exc:
             delay = min(self.reload_interval.total_seconds(), BACKOFF_MAX)
             logger.warning("cannot read the stored schedulers (%s); retrying in %.0fs", exc, delay)
@@ -359,6 +371,10 @@ class _DatabaseManager(SchedulerManager):
         changed = False
         wanted: set[str] = set()
         for record in records:
+            if record.trigger_name is None:
+                changed |= self._apply_dependent(record, now)
+                wanted.add(record.name)
+                continue
             trigger_record = triggers.get(record.trigger_name)
             if trigger_record is None:
                 logger.error(
@@ -367,11 +383,13 @@ class _DatabaseManager(SchedulerManager):
                     record.trigger_name,
                 )
                 continue
+            options = self._options(record)
             key = (
                 record.pipeline_name,
                 record.trigger_name,
                 trigger_record.cron_expression,
                 trigger_record.timezone,
+                repr(options),
             )
             wanted.add(record.name)
             if self._keys.get(record.name) == key:
@@ -383,12 +401,16 @@ class _DatabaseManager(SchedulerManager):
                 wanted.discard(record.name)
                 continue
             existing = self._schedulers.get(record.name)
+            if isinstance(existing, DependentScheduler):  # it was fired by other pipelines
+                self.remove(record.name)
+                existing = None
             if existing is not None:
                 existing.update_pipeline(
                     record.pipeline_name,
                     _builder(self.definitions, record.pipeline_name),
                     record.trigger_name,
                 )
+                existing.configure(options, now)
                 if existing.trigger != trigger:
                     existing.retarget(trigger, now)
                 logger.info("scheduler %r updated: %r from now on", record.name, trigger)
@@ -402,6 +424,7 @@ class _DatabaseManager(SchedulerManager):
                     clock=self.clock,
                     **self.scheduler_options,
                 )
+                scheduler.configure(options)
                 scheduler.not_before = max(record.updated_at, trigger_record.updated_at)
                 self.add(scheduler)
                 logger.info("scheduler %r loaded: %r", record.name, trigger)
@@ -413,6 +436,45 @@ class _DatabaseManager(SchedulerManager):
             logger.info("scheduler %r removed (deleted or disabled)", name)
             changed = True
         return changed
+
+    def _apply_dependent(self, record: SchedulerRecord, now: datetime) -> bool:
+        """Load or update a scheduler fired by ``after_pipelines``; True if anything changed."""
+        options = self._options(record)
+        key = (record.pipeline_name, *record.after_pipelines, repr(options))
+        if self._keys.get(record.name) == key:
+            return False
+        existing = self._schedulers.get(record.name)
+        if existing is not None and not isinstance(existing, DependentScheduler):
+            self.remove(record.name)
+            existing = None
+        build = _builder(self.definitions, record.pipeline_name)
+        if existing is None:
+            existing = DependentScheduler(
+                build,
+                record.after_pipelines,
+                record.name,
+                pipeline_name=record.pipeline_name,
+                clock=self.clock,
+                **self.scheduler_options,
+            )
+            existing.not_before = record.updated_at
+            existing.configure(options)
+            self.add(existing)
+            logger.info("scheduler %r loaded: after %s", record.name, record.after_pipelines)
+        else:
+            existing.update_pipeline(record.pipeline_name, build, None)
+            existing.after_pipelines = list(record.after_pipelines)
+            existing.configure(options, now)
+            logger.info("scheduler %r updated: after %s", record.name, record.after_pipelines)
+        self._keys[record.name] = key
+        return True
+
+    def _options(self, record: SchedulerRecord) -> ScheduleOptions:
+        """The scheduler's options with unset ones filled in (see
+        :mod:`th2etl.scheduler.options`: its own, the database's, this process's, built-in);
+        the process's variables are the base its own override."""
+        options = record.options.effective(self._defaults, self._process, BUILT_IN)
+        return replace(options, variables={**self._process_variables, **options.variables})
 
 
 def _builder(storage: DefinitionStore, pipeline_name: str) -> Callable[[], Pipeline]:
@@ -439,7 +501,11 @@ def load_scheduler_manager(
     following the database from then on (see the module docstring).
 
     ``scheduler_options`` go to every :class:`CronScheduler` (``missed``, ``grace``,
-    ``tolerance``, ``max_catch_up``, ``overlap``, ``logs_dir``, ``variables``). The stored
+    ``tolerance``, ``max_catch_up``, ``overlap``, ``logs_dir``, ``variables``). They are for
+    embedded use (a program running its own manager): a stored scheduler's own options and the
+    stored defaults win over ``missed``, ``overlap`` and ``variables`` (whose keys the stored
+    ones override), so that every process treats a schedule alike; see
+    :mod:`th2etl.scheduler.options`. The stored
     schedulers are read at once; if the database is unreachable the manager logs it and keeps
     trying.
 

@@ -49,6 +49,8 @@ class TickAction(StrEnum):
 class SkipReason(StrEnum):
     MISSED = "missed"
     OVERLAP = "overlap"
+    MAX_ACTIVE = "max_active_runs"
+    """The schedule's ``max_active_runs`` runs were queued or running already."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,11 @@ Policies (enums, per scheduler):
 * :class:`OverlapPolicy` -- ``SKIP`` (default): a tick due while the scheduler's previous run
   (in any instance, when a storage is attached) is still going is recorded ``skipped`` with
   reason ``overlap``; ``ALLOW`` starts it anyway.
+* ``max_active_runs``, ``start_date`` / ``end_date``, ``timeout`` and ``variables``: see
+  :mod:`th2etl.scheduler.options` (a stored scheduler's options, applied through
+  :meth:`CronScheduler.configure`).
+* Each run is for its tick: its logical time and data interval (``${run:...}``) come from
+  :meth:`CronTrigger.logical_time <th2etl.scheduler.triggers.CronTrigger.logical_time>`.
 
 Output folders: when ``logs_dir`` (default: the ``pipelines_logs_dir`` / ``PIPELINES_LOGS_DIR``
 setting) is set, each run gets ``<logs_dir>/<scheduler>/<YYYYmmdd_HHMMSS>`` (the scheduled time
@@ -43,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from th2etl._names import check_name
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import NotFoundError, StorageError, ValidationError
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
@@ -56,6 +62,7 @@ from th2etl.scheduler._runs import (
     make_run_dir,
     note,
 )
+from th2etl.scheduler.options import ScheduleOptions, check_options
 from th2etl.scheduler.policies import (
     MissedTickPolicy,
     OverlapPolicy,
@@ -133,6 +140,10 @@ class CronScheduler(Loop):
         stop_grace: float = 30.0,
         pipeline_name: str | None = None,
         trigger_name: str | None = None,
+        max_active_runs: int | None = None,
+        timeout: float | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
     ) -> None:
         super().__init__()
         if isinstance(pipeline, Pipeline):
@@ -162,6 +173,22 @@ class CronScheduler(Loop):
         if self.logs_dir is not None:
             self.logs_dir = Path(self.logs_dir)
         self.variables = dict(variables or {})
+        self.max_active_runs: int | None = None
+        self.timeout: float | None = None
+        self.start_date: datetime | None = None
+        self.end_date: datetime | None = None
+        self.configure(
+            check_options(
+                f"scheduler {self.name!r}",
+                {
+                    "max_active_runs": max_active_runs,
+                    "timeout": timeout,
+                    "start_date": start_date,
+                    "end_date": end_date,
+                },
+            ),
+            policies=False,
+        )
         self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
         self._inline_given = inline is not None
         self.max_workers = check_workers("CronScheduler", max_workers)
@@ -223,6 +250,25 @@ class CronScheduler(Loop):
         with self._lock:
             self._claims.clear()
 
+    def configure(
+        self, options: ScheduleOptions, now: datetime | None = None, *, policies: bool = True
+    ) -> None:
+        """Use ``options`` from the next tick on (a stored scheduler's options changed): the
+        policies and variables (unless ``policies`` is False), ``max_active_runs``,
+        ``timeout``, ``start_date`` and ``end_date``. Unset policies keep their value. New
+        dates apply from ``now`` (default: the clock's) on, as a new cron does: ticks that
+        were outside the old dates neither fire nor count as missed."""
+        if policies:
+            self.missed = options.missed or self.missed
+            self.overlap = options.overlap or self.overlap
+            self.variables = dict(options.variables)
+        self.max_active_runs = options.max_active_runs
+        self.timeout = options.timeout
+        moved = (self.start_date, self.end_date) != (options.start_date, options.end_date)
+        self.start_date, self.end_date = options.start_date, options.end_date
+        if moved and self._cursor is not None:
+            self.reset(max(self._cursor, now or self.clock.now()))
+
     # -- time keeping ---------------------------------------------------------------------------
 
     @property
@@ -233,7 +279,7 @@ class CronScheduler(Loop):
     def reset(self, after: datetime) -> None:
         """Forget ticks at or before ``after``: none of them will fire or count as missed."""
         self._cursor = after
-        self._next = self.trigger.next_fire_time(after)
+        self._next = self._first_due_after(after)
         self._retry_at = None
         self.forget_claims()  # their ticks will not come again
 
@@ -253,13 +299,27 @@ class CronScheduler(Loop):
         """The next ``n`` scheduled times (a preview from the scheduler's position or now)."""
         return self.trigger.next_fire_times(self._cursor or self.clock.now(), n)
 
+    def _first_due_after(self, after: datetime) -> datetime | None:
+        """The first fire time after ``after`` within ``start_date`` .. ``end_date``."""
+        if self.start_date is not None and after < self.start_date:
+            after = self.start_date - timedelta(microseconds=1)
+        first = self.trigger.next_fire_time(after)
+        return None if self.end_date is not None and first > self.end_date else first
+
     def _due(self, now: datetime) -> tuple[list[datetime], int]:
-        """Ticks in (cursor, now], the most recent ones kept; and how many older were dropped."""
+        """Ticks in (cursor, now] within the dates, the most recent ones kept; and how many
+        older were dropped."""
         keep = max(self.max_catch_up, RECORDED_MISSED_LIMIT) + 1
         due: deque[datetime] = deque(maxlen=keep)
         count = 0
         assert self._cursor is not None
-        for instant in self.trigger.iter_fire_times(self._cursor):
+        start = self._cursor
+        if self.start_date is not None and start < self.start_date:
+            start = self.start_date - timedelta(microseconds=1)
+        for instant in self.trigger.iter_fire_times(start):
+            if self.end_date is not None and instant > self.end_date:
+                self._next = None
+                break
             if instant > now:
                 self._next = instant
                 break
@@ -425,7 +485,21 @@ class CronScheduler(Loop):
             now=now,
             variables=self.variables,
             run_id=run_id,
+            logical_time=self.logical_time(scheduled),
         )
+
+    def logical_time(self, scheduled: datetime) -> LogicalTime:
+        """The moment and data interval the run of the tick at ``scheduled`` is for."""
+        return self.trigger.logical_time(scheduled)
+
+    def _active_count(self, scheduled: datetime) -> int:
+        """Runs of this schedule queued or running: in the database (manual, backfill and
+        dependency runs included) when a storage is attached, else here."""
+        if self.storage is None:
+            with self._lock:
+                return len(self._running)
+        own = self._claims.get(scheduled)
+        return sum(1 for run in self.storage.active_runs(self.name) if run.run_id != own)
 
     def is_busy(self) -> bool:
         """True while a run of this scheduler (started here) is queued or going."""
@@ -443,6 +517,15 @@ class CronScheduler(Loop):
                 return self._skip(
                     scheduled, SkipReason.OVERLAP, f"the previous run is still going ({which})", now
                 )
+        if self.max_active_runs is not None:
+            active = self._active_count(scheduled)
+            if active >= self.max_active_runs:
+                detail = (
+                    f"{active} run(s) of this schedule are queued or running, its "
+                    f"max_active_runs is {self.max_active_runs}"
+                )
+                return self._skip(scheduled, SkipReason.MAX_ACTIVE, detail, now)
+        logical_time = self.logical_time(scheduled)
         run_id = uuid.uuid4().hex
         if self.storage is not None:
             record = self._claim(scheduled, now)
@@ -455,7 +538,7 @@ class CronScheduler(Loop):
         if self.inline:
             with self._lock:
                 self._running[run_id] = (scheduled, token, None)
-            result = self._execute(scheduled, run_id, token)
+            result = self._execute(scheduled, run_id, token, logical_time)
             if result is None:
                 return TickResult(self.name, scheduled, TickAction.FAILED, run_id=run_id)
             return TickResult(
@@ -463,7 +546,9 @@ class CronScheduler(Loop):
             )
         with self._lock:  # held until registered: the run's own clean-up waits for it
             self._running[run_id] = (scheduled, token, None)
-            future = self._get_executor().submit(self._execute, scheduled, run_id, token)
+            future = self._get_executor().submit(
+                self._execute, scheduled, run_id, token, logical_time
+            )
             self._running[run_id] = (scheduled, token, future)
         return TickResult(self.name, scheduled, TickAction.STARTED, run_id=run_id)
 
@@ -477,7 +562,9 @@ class CronScheduler(Loop):
 
     # -- one run -------------------------------------------------------------------------------
 
-    def _execute(self, scheduled: datetime, run_id: str, token: CancelToken) -> RunResult | None:
+    def _execute(
+        self, scheduled: datetime, run_id: str, token: CancelToken, logical_time: LogicalTime
+    ) -> RunResult | None:
         """Run the pipeline once (in a pool thread, or inline on a fake clock)."""
         run_dir: Path | None = None
         handler: logging.Handler | None = None
@@ -516,7 +603,7 @@ class CronScheduler(Loop):
                 scheduled_time=scheduled,
                 output_dir=run_dir,
                 clock=self.clock,
-                logical_time=self.trigger.logical_time(scheduled),
+                logical_time=logical_time,
                 thread_name_prefix=prefix,  # bloc threads named after the run, for the log filter
             )
             if run_dir is not None:

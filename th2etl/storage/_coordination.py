@@ -14,26 +14,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from th2etl.exceptions import QueueFullError, RunFinishedError, ValidationError
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.result import TERMINAL_STATUSES, RunStatus
 from th2etl.storage._core import Conflict, Session, aware, dump_json
 from th2etl.storage._runs import ACTIVE, RUN, Runs, run_missing, variables_json
 from th2etl.storage.records import InstanceRecord, RunRecord
 
-__all__ = ["Coordinating"]
+__all__ = ["INSERT_RUN", "Coordinating"]
 
 _INSTANCE = "instance_id, started_at, last_seen, hostname, pid, info"
 _NEW_RUN = (
     "run_id, pipeline_name, status, started_at, finished_at, scheduler_name, trigger_name, "
     "scheduled_time, variables, error, owner_id, started_by, queued_at, claimed_at, "
-    "definition, timeout, executor"
+    "definition, timeout, executor, attempt, interval_start, interval_end, logical_timezone"
 )
 _NEW_RUN_VALUES = ", ".join(["%s"] * len(_NEW_RUN.split(", ")))
+INSERT_RUN = f"INSERT INTO {{runs}} AS r ({_NEW_RUN}) VALUES ({_NEW_RUN_VALUES}) "
 _TICK = (
-    f"INSERT INTO {{runs}} AS r ({_NEW_RUN}) VALUES ({_NEW_RUN_VALUES}) "
-    # The unique (scheduler_name, scheduled_time) constraint decides who gets the tick. The
-    # no-op update returns the row only to a retry of the claim that made it (same run id),
-    # while it is not finished: an answer lost after COMMIT is not a lost tick.
-    "ON CONFLICT (scheduler_name, scheduled_time) DO UPDATE SET status = r.status "
+    INSERT_RUN
+    # The unique (scheduler_name, scheduled_time, attempt) constraint decides who gets the
+    # tick. The no-op update returns the row only to a retry of the claim that made it (same
+    # run id), while it is not finished: an answer lost after COMMIT is not a lost tick.
+    + "ON CONFLICT (scheduler_name, scheduled_time, attempt) DO UPDATE SET status = r.status "
     f"WHERE r.run_id = excluded.run_id AND r.status IN ({ACTIVE}) RETURNING {RUN}"
 )
 _ABANDON = (
@@ -77,6 +79,7 @@ class Coordinating(Runs):
         timeout: float | None = None,
         executor: str | None = None,
         max_queued: int | None = None,
+        logical_time: LogicalTime | None = None,
     ) -> RunRecord:
         first = RunStatus(status)
         if first not in (RunStatus.QUEUED, RunStatus.RUNNING):
@@ -108,6 +111,8 @@ class Coordinating(Runs):
             None if definition is None else dump_json(definition, "the run's definition"),
             timeout,
             executor,
+            1,
+            *self._interval(logical_time),
         )
         try:
             with self._session() as db:
@@ -121,10 +126,7 @@ class Coordinating(Runs):
                             "queued runs, or raise the limit",
                             max_queued,
                         )
-                row = db.one(
-                    f"INSERT INTO {{runs}} ({_NEW_RUN}) VALUES ({_NEW_RUN_VALUES}) RETURNING {RUN}",
-                    params,
-                )
+                row = db.one(INSERT_RUN + f"RETURNING {RUN}", params)
         except Conflict:
             raise ValidationError(
                 f"create_run: run id {run_id!r} is already used by another run; pass a new "
@@ -162,6 +164,48 @@ class Coordinating(Runs):
 
     # --- scheduler ticks ----------------------------------------------------------------------
 
+    def _tick_params(
+        self,
+        status: RunStatus,
+        scheduler_name: str,
+        scheduled_time: datetime,
+        pipeline_name: str,
+        trigger_name: str | None,
+        instance_id: str | None,
+        now: datetime,
+        *,
+        error: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        started_by: str | None = None,
+        attempt: int = 1,
+        logical_time: LogicalTime | None = None,
+    ) -> tuple[Any, ...]:
+        """The values of :data:`INSERT_RUN` for a tick of ``scheduler_name``."""
+        at = self._time_in(aware(now, "now"))
+        queued = status is RunStatus.QUEUED
+        return (
+            run_id or uuid.uuid4().hex,
+            pipeline_name,
+            status.value,
+            at,
+            None if queued else at,
+            scheduler_name,
+            trigger_name,
+            self._time_in(aware(scheduled_time, "scheduled_time")),
+            variables_json(variables),
+            error,
+            instance_id,
+            started_by or f"scheduler:{scheduler_name}",
+            at if queued else None,
+            at,  # claimed by its scheduler: never in the shared queue
+            None,
+            None,
+            None,
+            attempt,
+            *self._interval(logical_time),
+        )
+
     def _tick(
         self,
         status: RunStatus,
@@ -174,27 +218,20 @@ class Coordinating(Runs):
         error: str | None = None,
         variables: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        logical_time: LogicalTime | None = None,
     ) -> RunRecord | None:
-        at = self._time_in(aware(now, "now"))
-        queued = status is RunStatus.QUEUED
-        params = (
-            run_id or uuid.uuid4().hex,
-            pipeline_name,
-            status.value,
-            at,
-            None if queued else at,
+        params = self._tick_params(
+            status,
             scheduler_name,
+            scheduled_time,
+            pipeline_name,
             trigger_name,
-            self._time_in(aware(scheduled_time, "scheduled_time")),
-            variables_json(variables),
-            error,
             instance_id,
-            f"scheduler:{scheduler_name}",
-            at if queued else None,
-            at,  # claimed by its scheduler: never in the shared queue
-            None,
-            None,
-            None,
+            now,
+            error=error,
+            variables=variables,
+            run_id=run_id,
+            logical_time=logical_time,
         )
         try:
             row = self._one(_TICK, params)
@@ -216,6 +253,7 @@ class Coordinating(Runs):
         now: datetime,
         variables: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        logical_time: LogicalTime | None = None,
     ) -> RunRecord | None:
         return self._tick(
             RunStatus.QUEUED,
@@ -227,6 +265,7 @@ class Coordinating(Runs):
             now,
             variables=variables,
             run_id=run_id,
+            logical_time=logical_time,
         )
 
     def record_skipped_run(

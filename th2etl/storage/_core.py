@@ -43,6 +43,7 @@ TABLES = (
     "ticks",
     "notification_rules",
     "outbox",
+    "schedule_defaults",
 )
 
 _MIGRATIONS_TABLE = """

@@ -1,4 +1,5 @@
-"""Blocs, pipelines, triggers and schedulers: the definition half of the SQL storage."""
+"""Blocs, pipelines and triggers: the definition half of the SQL storage (schedulers are in
+:mod:`th2etl.storage._schedules`)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,17 @@ from th2etl.storage._validation import (
     check_stages,
     names_list,
 )
-from th2etl.storage.records import BlocRecord, PipelineRecord, SchedulerRecord, TriggerRecord
+from th2etl.storage.records import BlocRecord, PipelineRecord, TriggerRecord
 
 __all__ = ["Definitions"]
 
 _BLOC = "name, bloc_type, config, description, created_at, updated_at"
 _PIPELINE = "name, stages, description, created_at, updated_at"
 _TRIGGER = "name, pipeline_name, cron_expression, timezone, description, created_at, updated_at"
-_SCHEDULER = "name, pipeline_name, trigger_name, enabled, description, created_at, updated_at"
+_SCHEDULER = (
+    "name, pipeline_name, trigger_name, enabled, description, created_at, updated_at, "
+    "variables, missed, overlap, max_active_runs, timeout, start_date, end_date, after_pipelines"
+)
 _TABLES = {
     "bloc": ("blocs", _BLOC),
     "pipeline": ("pipelines", _PIPELINE),
@@ -74,17 +78,6 @@ class Definitions(SqlCore):
     def _trigger(self, row: Sequence[Any]) -> TriggerRecord:
         return TriggerRecord(
             row[0], row[1], row[2], row[3], row[4], self._time_out(row[5]), self._time_out(row[6])
-        )
-
-    def _scheduler(self, row: Sequence[Any]) -> SchedulerRecord:
-        return SchedulerRecord(
-            row[0],
-            row[1],
-            row[2],
-            bool(row[3]),
-            row[4],
-            self._time_out(row[5]),
-            self._time_out(row[6]),
         )
 
     def _get(
@@ -339,18 +332,19 @@ class Definitions(SqlCore):
     def create_trigger(
         self,
         name: str,
-        pipeline_name: str,
-        cron_expression: str,
+        pipeline_name: str | None = None,
+        cron_expression: str | None = None,
         timezone: str = "UTC",
         description: str = "",
     ) -> TriggerRecord:
         check_name("trigger", name)
-        check_reference("trigger", name, "pipeline", pipeline_name)
-        check_cron(name, cron_expression, timezone)
+        if pipeline_name is not None:
+            check_reference("trigger", name, "pipeline", pipeline_name)
+        cron, zone = check_cron(name, cron_expression, timezone)
         check_description("trigger", name, description)
         now = self._now()
         at = self._time_in(now)
-        values = (name, pipeline_name, cron_expression, timezone, description)
+        values = (name, pipeline_name, cron, zone, description)
         try:
             self._run(
                 f"INSERT INTO {{triggers}} ({_TRIGGER}) VALUES ({_placeholders(7)})",
@@ -379,7 +373,8 @@ class Definitions(SqlCore):
         with self._session() as db:
             old = self._get("trigger", name, self._trigger, db)
             new_pipeline = old.pipeline_name if pipeline_name is None else pipeline_name
-            check_reference("trigger", name, "pipeline", new_pipeline)
+            if new_pipeline is not None:
+                check_reference("trigger", name, "pipeline", new_pipeline)
             new_cron, new_zone = check_cron(
                 name,
                 old.cron_expression if cron_expression is None else cron_expression,
@@ -401,115 +396,3 @@ class Definitions(SqlCore):
     def delete_trigger(self, name: str) -> None:
         check_name("trigger", name)
         self._delete_used("trigger", name, "triggers", "trigger_name")
-
-    # --- schedulers -------------------------------------------------------------------------
-
-    def _scheduler_targets_missing(
-        self, name: str, pipeline_name: str, trigger_name: str
-    ) -> ValidationError:
-        """After a foreign-key refusal: say which of the scheduler's targets is missing."""
-        has_pipeline = self._one("SELECT 1 FROM {pipelines} WHERE name = %s", (pipeline_name,))
-        has_trigger = self._one("SELECT 1 FROM {triggers} WHERE name = %s", (trigger_name,))
-        if not has_pipeline:
-            kind, missing = "pipeline", pipeline_name
-        elif not has_trigger:
-            kind, missing = "trigger", trigger_name
-        else:  # it came back meanwhile
-            return ValidationError(f"scheduler {name!r}: its pipeline or trigger changed; retry")
-        return ValidationError(
-            f"scheduler {name!r}: {kind} {missing!r} does not exist; create it first with "
-            f"create_{kind}({missing!r}, ...)"
-        )
-
-    def _check_scheduler(
-        self, name: str, pipeline_name: object, trigger_name: object, enabled: object
-    ) -> None:
-        check_reference("scheduler", name, "pipeline", pipeline_name)
-        check_reference("scheduler", name, "trigger", trigger_name)
-        if not isinstance(enabled, bool):
-            raise ValidationError(
-                f"scheduler {name!r}: enabled must be True or False, got {enabled!r}"
-            )
-
-    def create_scheduler(
-        self,
-        name: str,
-        pipeline_name: str,
-        trigger_name: str,
-        enabled: bool = True,
-        description: str = "",
-    ) -> SchedulerRecord:
-        check_name("scheduler", name)
-        self._check_scheduler(name, pipeline_name, trigger_name, enabled)
-        check_description("scheduler", name, description)
-        now = self._now()
-        at = self._time_in(now)
-        values = (name, pipeline_name, trigger_name, enabled, description)
-        try:
-            # The foreign keys check that the pipeline and trigger exist, atomically.
-            self._run(
-                f"INSERT INTO {{schedulers}} ({_SCHEDULER}) VALUES ({_placeholders(7)})",
-                (*values, at, at),
-            )
-        except Conflict as exc:
-            if exc.kind == "unique":
-                raise _exists("scheduler", name) from None
-            raise self._scheduler_targets_missing(name, pipeline_name, trigger_name) from None
-        return SchedulerRecord(*values, now, now)
-
-    def get_scheduler(self, name: str) -> SchedulerRecord:
-        return self._get("scheduler", name, self._scheduler)
-
-    def list_schedulers(
-        self, *, enabled: bool | None = None, pipeline_name: str | None = None
-    ) -> list[SchedulerRecord]:
-        return self._list(
-            "scheduler", self._scheduler, enabled=enabled, pipeline_name=pipeline_name
-        )
-
-    def update_scheduler(
-        self,
-        name: str,
-        *,
-        pipeline_name: str | None = None,
-        trigger_name: str | None = None,
-        enabled: bool | None = None,
-        description: str | None = None,
-    ) -> SchedulerRecord:
-        check_name("scheduler", name)
-        try:
-            with self._session() as db:
-                old = self._get("scheduler", name, self._scheduler, db)
-                new = SchedulerRecord(
-                    name,
-                    old.pipeline_name if pipeline_name is None else pipeline_name,
-                    old.trigger_name if trigger_name is None else trigger_name,
-                    old.enabled if enabled is None else enabled,
-                    old.description if description is None else description,
-                    old.created_at,
-                    self._now(),
-                )
-                self._check_scheduler(name, new.pipeline_name, new.trigger_name, new.enabled)
-                check_description("scheduler", name, new.description)
-                db.run(
-                    "UPDATE {schedulers} SET pipeline_name = %s, trigger_name = %s, "
-                    "enabled = %s, description = %s, updated_at = %s WHERE name = %s",
-                    (
-                        new.pipeline_name,
-                        new.trigger_name,
-                        new.enabled,
-                        new.description,
-                        self._time_in(new.updated_at),
-                        name,
-                    ),
-                )
-        except Conflict:
-            raise self._scheduler_targets_missing(
-                name, new.pipeline_name, new.trigger_name
-            ) from None
-        return new
-
-    def delete_scheduler(self, name: str) -> None:
-        check_name("scheduler", name)
-        if self._run("DELETE FROM {schedulers} WHERE name = %s", (name,)) == 0:
-            raise _missing("scheduler", name)

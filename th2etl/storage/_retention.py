@@ -46,8 +46,8 @@ class Retention(SqlCore):
             among = f"run_id IN ({', '.join(['%s'] * limit)})"
             ticks = db.run(
                 "INSERT INTO {ticks} (scheduler_name, scheduled_time, attempt, status) "
-                f"SELECT scheduler_name, scheduled_time, 1, status FROM {{runs}} WHERE {among} "
-                "AND scheduler_name IS NOT NULL AND scheduled_time IS NOT NULL "
+                "SELECT scheduler_name, scheduled_time, attempt, status FROM {runs} "
+                f"WHERE {among} AND scheduler_name IS NOT NULL AND scheduled_time IS NOT NULL "
                 "ON CONFLICT DO NOTHING",
                 padded,
             )

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from th2etl.exceptions import NotFoundError, RunFinishedError, RunStatusError, ValidationError
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.result import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -27,7 +28,8 @@ logger = logging.getLogger("th2etl.storage")
 RUN = (
     "run_id, pipeline_name, status, started_at, finished_at, scheduler_name, trigger_name, "
     "scheduled_time, variables, error, owner_id, cancel_requested, started_by, cancelled_by, "
-    "cancel_requested_at, queued_at, claimed_at, timeout, executor, worker"
+    "cancel_requested_at, queued_at, claimed_at, timeout, executor, worker, attempt, "
+    "interval_start, interval_end, logical_timezone"
 )
 _RUN_COLUMNS = len(RUN.split(", "))
 _BLOC_RUN = (
@@ -118,6 +120,26 @@ class Runs(SqlCore):
             worker=row[19],
             definition=None if definition is None else self._json_out(definition),
             log=log,
+            attempt=row[20],
+            logical_time=self._logical_time(row),
+        )
+
+    def _logical_time(self, row: Sequence[Any]) -> LogicalTime | None:
+        if row[21] is None or row[22] is None:
+            return None
+        end = self._time_out(row[22])
+        # A manual run has no scheduled time: it is for the end of its (empty) interval.
+        scheduled = end if row[7] is None else self._time_out(row[7])
+        return LogicalTime(scheduled, self._time_out(row[21]), end, row[23])
+
+    def _interval(self, logical_time: LogicalTime | None) -> tuple[Any, Any, str | None]:
+        """The interval columns of ``logical_time`` (or NULLs)."""
+        if logical_time is None:
+            return None, None, None
+        return (
+            self._time_in(logical_time.interval_start),
+            self._time_in(logical_time.interval_end),
+            logical_time.timezone,
         )
 
     def _bloc_run_record(self, row: Sequence[Any]) -> BlocRunRecord:
@@ -170,6 +192,7 @@ class Runs(SqlCore):
         instance_id: str | None = None,
         started_by: str | None = None,
         definition: Mapping[str, Any] | None = None,
+        logical_time: LogicalTime | None = None,
     ) -> RunRecord:
         params = (
             run_id,
@@ -183,11 +206,13 @@ class Runs(SqlCore):
             instance_id,
             started_by,
             None if definition is None else dump_json(definition, "the run's definition"),
+            *self._interval(logical_time),
         )
         row = self._one(
             "INSERT INTO {runs} AS r (run_id, pipeline_name, status, started_at, "
             "scheduler_name, trigger_name, scheduled_time, variables, owner_id, started_by, "
-            "definition) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "definition, interval_start, interval_end, logical_timezone) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             # A recorded (queued or running) run already has its row: adopt it. A finished
             # one is left as it is (the state machine would refuse it anyway).
             "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
@@ -197,7 +222,11 @@ class Runs(SqlCore):
             "scheduled_time = COALESCE(excluded.scheduled_time, r.scheduled_time), "
             "owner_id = COALESCE(excluded.owner_id, r.owner_id), "
             "started_by = COALESCE(r.started_by, excluded.started_by), "
-            "definition = COALESCE(excluded.definition, r.definition) "
+            "definition = COALESCE(excluded.definition, r.definition), "
+            # A claimed tick keeps the data interval it was claimed with.
+            "interval_start = COALESCE(r.interval_start, excluded.interval_start), "
+            "interval_end = COALESCE(r.interval_end, excluded.interval_end), "
+            "logical_timezone = COALESCE(r.logical_timezone, excluded.logical_timezone) "
             f"WHERE r.status IN ({ACTIVE}) RETURNING {RUN}",
             params,
         )

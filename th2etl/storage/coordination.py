@@ -41,10 +41,11 @@ The guarantees shared by every role are in :mod:`th2etl.storage.base`.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.result import RunStatus
 from th2etl.storage.records import InstanceRecord, RunRecord
 from th2etl.storage.run_history import RunHistory
@@ -72,6 +73,7 @@ class Coordination(RunHistory):
         timeout: float | None = None,
         executor: str | None = None,
         max_queued: int | None = None,
+        logical_time: LogicalTime | None = None,
     ) -> RunRecord:
         """Record a new run owned by ``owner_id`` (a new id when ``run_id`` is None), either
         ``queued`` in the shared queue (not claimed yet) or already ``running`` (its owner
@@ -79,7 +81,9 @@ class Coordination(RunHistory):
         :meth:`~th2etl.storage.definition_store.DefinitionStore.definition_snapshot`),
         ``timeout`` its pipeline-level limit in seconds, ``executor`` where it executes.
         With ``max_queued``, a queued run is refused with :class:`QueueFullError` when that
-        many runs are queued already. A taken ``run_id`` raises :class:`ValidationError`."""
+        many runs are queued already. A taken ``run_id`` raises :class:`ValidationError`.
+        ``logical_time`` is the moment and data interval the run is for
+        (:mod:`th2etl.logical_time`), read back as ``RunRecord.logical_time``."""
 
     @abstractmethod
     def claim_queued_run(self, owner_id: str) -> RunRecord | None:
@@ -107,12 +111,15 @@ class Coordination(RunHistory):
         now: datetime,
         variables: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        logical_time: LogicalTime | None = None,
     ) -> RunRecord | None:
         """Atomically take the tick (``scheduler_name``, ``scheduled_time``): insert a
-        ``queued`` run for it, owned by ``instance_id`` and started by ``scheduler:NAME``
+        ``queued`` run for it (its first attempt, with the data interval of
+        ``logical_time``), owned by ``instance_id`` and started by ``scheduler:NAME``
         (claimed at once, so not in the shared queue), and return it; or return ``None``
-        when any instance already holds that tick (run or skipped). One insert guarded by a
-        unique constraint, so of N instances claiming at once exactly one wins. Run the
+        when any instance already holds that tick (run or skipped; :meth:`claim_tick` takes
+        later attempts). One insert guarded by a unique (scheduler, time, attempt)
+        constraint, so of N instances claiming at once exactly one wins. Run the
         pipeline with the record's ``run_id`` and :meth:`recorder` adopts the row.
 
         **Idempotent per claim.** ``run_id`` names the claim (a new id when ``None``). Calling
@@ -138,6 +145,52 @@ class Coordination(RunHistory):
     ) -> RunRecord | None:
         """Record the tick as ``skipped`` with ``reason`` as its error, under the same
         uniqueness as :meth:`claim_run`; ``None`` when the tick is already held."""
+
+    @abstractmethod
+    def claim_tick(
+        self,
+        scheduler_name: str,
+        scheduled_time: datetime,
+        *,
+        pipeline_name: str,
+        trigger_name: str | None,
+        instance_id: str | None,
+        now: datetime,
+        rerun: Collection[RunStatus] = (RunStatus.SKIPPED,),
+        variables: Mapping[str, Any] | None = None,
+        logical_time: LogicalTime | None = None,
+        started_by: str | None = None,
+    ) -> RunRecord | None:
+        """Take the next attempt of a tick, for a backfill (``started_by`` ``backfill:NAME``)
+        or a dependency (``dependency:PIPELINE``), recorded like :meth:`claim_run`: attempt 1
+        when the tick has no record, the next attempt when its latest attempt's status is in
+        ``rerun`` (by default ``skipped``: a tick skipped as missed or overlapping counts as
+        not run), and ``None`` otherwise (it ran, is active, or another process took this
+        attempt first). Earlier attempts' records stay. Of N processes claiming at once
+        exactly one gets each attempt: the same unique (scheduler, time, attempt) as
+        :meth:`claim_run`."""
+
+    @abstractmethod
+    def tick_records(
+        self, scheduler_name: str, start: datetime, end: datetime
+    ) -> dict[datetime, RunRecord]:
+        """The latest attempt of every recorded tick of the scheduler with
+        ``start <= scheduled_time <= end``, by scheduled time (without blocs or log)."""
+
+    @abstractmethod
+    def succeeded_ticks(
+        self, pipeline_names: Sequence[str], *, finished_since: datetime
+    ) -> list[RunRecord]:
+        """Succeeded runs of those pipelines that are for a scheduled time (of any scheduler)
+        and finished at or after ``finished_since``, by scheduled time: what a dependency
+        (``after_pipelines``) waits for."""
+
+    @abstractmethod
+    def succeeded_at(
+        self, pipeline_names: Sequence[str], scheduled_time: datetime
+    ) -> dict[str, RunRecord]:
+        """A succeeded run of each of those pipelines for ``scheduled_time``, by pipeline
+        (pipelines without one are absent)."""
 
     @abstractmethod
     def latest_scheduled_time(self, scheduler_name: str) -> datetime | None:

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from th2etl.clock import Clock
 from th2etl.configs.settings import Settings, get_settings
-from th2etl.storage._coordination import Coordinating
-from th2etl.storage._definitions import Definitions
 from th2etl.storage._notifications import Notifications
 from th2etl.storage._projects import Projects
 from th2etl.storage._retention import Retention
+from th2etl.storage._schedules import Schedules
+from th2etl.storage._ticks import Ticks
 
 if TYPE_CHECKING:
     from th2etl.storage.postgres import PostgresStorage
@@ -36,7 +36,7 @@ def _is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://")) or bool(_CONNINFO.match(target))
 
 
-class DatabaseStorage(Definitions, Coordinating, Projects, Retention, Notifications):
+class DatabaseStorage(Schedules, Ticks, Projects, Retention, Notifications):
     """th2etl's storage in PostgreSQL or SQLite; see :class:`~th2etl.storage.base.Storage`.
 
     ``DatabaseStorage("postgresql://user@host/db", schema="etl")`` opens PostgreSQL (a URL or

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from th2etl.storage.connection import StorageConnection
@@ -19,6 +20,7 @@ from th2etl.storage.records import BlocRecord, PipelineRecord, SchedulerRecord, 
 
 if TYPE_CHECKING:
     from th2etl.pipelines.pipeline import Pipeline
+    from th2etl.scheduler.options import ScheduleDefaults
 
 __all__ = ["DefinitionStore"]
 
@@ -112,15 +114,17 @@ class DefinitionStore(StorageConnection):
     def create_trigger(
         self,
         name: str,
-        pipeline_name: str,
-        cron_expression: str,
+        pipeline_name: str | None = None,
+        cron_expression: str | None = None,
         timezone: str = "UTC",
         description: str = "",
     ) -> TriggerRecord:
-        """Store a cron trigger. The expression must parse (the parser's reason is in the
-        message) and ``timezone`` be an IANA name. ``pipeline_name`` must be a valid name but
-        need not exist yet (the seed's quickstart creates the trigger first); what runs is the
-        scheduler's pipeline."""
+        """Store a reusable cron trigger: ``create_trigger("nightly", cron_expression="0 2 * *
+        *")``. The expression is required and must parse (the parser's reason is in the
+        message); ``timezone`` must be an IANA name. ``pipeline_name`` is an optional label (a
+        valid name that need not exist: the seed's ``create_trigger(name, pipeline_name,
+        cron)`` and quickstart, which creates the trigger first, keep working); nothing reads
+        it, and any scheduler may use the trigger."""
 
     @abstractmethod
     def get_trigger(self, name: str) -> TriggerRecord:
@@ -151,11 +155,25 @@ class DefinitionStore(StorageConnection):
         self,
         name: str,
         pipeline_name: str,
-        trigger_name: str,
+        trigger_name: str | None = None,
         enabled: bool = True,
         description: str = "",
+        *,
+        after_pipelines: Sequence[str] = (),
+        variables: Mapping[str, Any] | None = None,
+        missed: str | None = None,
+        overlap: str | None = None,
+        max_active_runs: int | None = None,
+        timeout: float | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
     ) -> SchedulerRecord:
-        """Store a scheduler; its pipeline and trigger must exist."""
+        """Store a scheduler of ``pipeline_name`` (which must exist), fired by
+        ``trigger_name`` (an existing trigger) or, instead, by the success of every pipeline in
+        ``after_pipelines`` (existing ones) for the same logical time: exactly one of the two.
+        A dependency that would close a cycle of pipelines is refused, naming the cycle. The
+        options (``variables`` ... ``end_date``; ``None``: unset) are described and
+        range-checked by :mod:`th2etl.scheduler.options`."""
 
     @abstractmethod
     def get_scheduler(self, name: str) -> SchedulerRecord:
@@ -176,8 +194,36 @@ class DefinitionStore(StorageConnection):
         trigger_name: str | None = None,
         enabled: bool | None = None,
         description: str | None = None,
+        after_pipelines: Sequence[str] | None = None,
+        variables: Mapping[str, Any] | None = None,
+        missed: str | None = None,
+        overlap: str | None = None,
+        max_active_runs: int | None = None,
+        timeout: float | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        reset: Sequence[str] = (),
     ) -> SchedulerRecord:
-        """Change what is given; a new pipeline or trigger must exist."""
+        """Change what is given (``None`` keeps the stored value), checked like a new
+        scheduler. A ``trigger_name`` replaces ``after_pipelines`` and the other way round.
+        ``reset`` names options to unset (back to the defaults), e.g. ``["timeout"]``."""
+
+    @abstractmethod
+    def get_schedule_defaults(self) -> ScheduleDefaults:
+        """The database-wide defaults of the options a scheduler leaves unset (``None``:
+        not set here either; see :mod:`th2etl.scheduler.options` for which value wins)."""
+
+    @abstractmethod
+    def set_schedule_defaults(
+        self,
+        *,
+        missed: str | None = None,
+        overlap: str | None = None,
+        max_active_runs: int | None = None,
+        timeout: float | None = None,
+    ) -> ScheduleDefaults:
+        """Replace the database-wide defaults (an option not given becomes unset); checked
+        like a scheduler's options. Running schedulers use them from their next tick."""
 
     @abstractmethod
     def delete_scheduler(self, name: str) -> None:

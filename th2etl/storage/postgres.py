@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +20,8 @@ from th2etl.storage._core import TABLES, Conflict, Session
 from th2etl.storage.database import DatabaseStorage
 
 __all__ = ["PostgresStorage"]
+
+logger = logging.getLogger(__name__)
 
 # pg_advisory_lock(class, hashtext(schema)): one lock per schema, shared by every th2etl.
 _LOCK_CLASS = 0x7432_6574
@@ -147,36 +151,68 @@ class PostgresStorage(DatabaseStorage):
             return StorageError(f"{self._where}: {type(exc).__name__}: {self._scrub(exc)}")
         return exc
 
+    migration_lock_timeout = 5.0
+    """Seconds a migration waits for each table lock before it gives the table back."""
+    migration_attempts = 5
+    """Tries of a migration that could not get its locks, 1 s, 2 s, 4 s... apart."""
+
     def _migrate(self, conn: Any) -> int:
         # Two processes opening a fresh database at once: the advisory lock (per schema) lets
         # one create the tables while the other waits, then finds them there.
         conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, self.schema))
         try:
-            conn.execute("BEGIN")
-            try:
-                if (
-                    conn.execute(
-                        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
-                    ).fetchone()
-                    is None
-                ):
-                    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
-                # Migrations name their tables without a schema; SET LOCAL ends with COMMIT.
-                conn.execute(
-                    sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema))
-                )
-                session = Session(conn, lambda template: self._compile_template(conn, template))
-                version = self._apply_migrations(session, conn.execute)
-                conn.execute("COMMIT")
-            except BaseException:
-                if not conn.broken:
-                    conn.execute("ROLLBACK")
-                raise
+            for attempt in range(1, self.migration_attempts + 1):
+                try:
+                    return self._migrate_once(conn)
+                except psycopg.errors.LockNotAvailable:
+                    # A long query holds a table: waiting for it would queue every other
+                    # session behind the migration's lock. Give way, then try again.
+                    if attempt == self.migration_attempts:
+                        raise StorageError(
+                            f"the th2etl schema in {self.describe()} could not be upgraded: "
+                            f"its tables stayed locked by other sessions through "
+                            f"{attempt} tries of {self.migration_lock_timeout:g}s each; "
+                            "nothing was changed. Find the long transactions in "
+                            "pg_stat_activity, or start th2etl again when they end"
+                        ) from None
+                    logger.warning(
+                        "th2etl schema upgrade in %s: tables busy, trying again (%d/%d)",
+                        self.describe(),
+                        attempt,
+                        self.migration_attempts,
+                    )
+                    time.sleep(min(2.0 ** (attempt - 1), 30.0))
+            raise AssertionError("unreachable")
         finally:
             if not conn.broken:
                 conn.execute(
                     "SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, self.schema)
                 )
+
+    def _migrate_once(self, conn: Any) -> int:
+        conn.execute("BEGIN")
+        try:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+                ).fetchone()
+                is None
+            ):
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
+            # Migrations name their tables without a schema; SET LOCAL ends with COMMIT.
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema)))
+            conn.execute(
+                sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(f"{round(self.migration_lock_timeout * 1000)}ms")
+                )
+            )
+            session = Session(conn, lambda template: self._compile_template(conn, template))
+            version = self._apply_migrations(session, conn.execute)
+            conn.execute("COMMIT")
+        except BaseException:
+            if not conn.broken:
+                conn.execute("ROLLBACK")
+            raise
         return version
 
     def _time_in(self, value: datetime) -> Any:

@@ -86,6 +86,7 @@ class RunRecorder(RunListener):
             instance_id=self.instance_id,
             started_by=self.started_by,
             definition=self.definition,
+            logical_time=context.logical_time,
         )
         by = f" by scheduler {scheduler!r}" if scheduler else ""
         tick = f" for {context.scheduled_time.isoformat()}" if context.scheduled_time else ""

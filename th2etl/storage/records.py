@@ -8,7 +8,10 @@ from enum import Enum
 from typing import Any
 
 from th2etl.blocs.base import source_blocs_of
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.result import BlocStatus, RunStatus
+from th2etl.scheduler.options import ScheduleOptions
+from th2etl.scheduler.policies import MissedTickPolicy, OverlapPolicy
 from th2etl.types import JSON
 
 __all__ = [
@@ -29,7 +32,7 @@ def _json_ready(value: Any) -> Any:
         return value.value
     if isinstance(value, list):
         return [_json_ready(item) for item in value]
-    if isinstance(value, Record):
+    if isinstance(value, Record | LogicalTime):
         return value.to_dict()
     return value
 
@@ -81,10 +84,12 @@ class PipelineRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class TriggerRecord(Record):
-    """A stored cron trigger, read as wall-clock time in ``timezone``."""
+    """A stored cron trigger, read as wall-clock time in ``timezone``: reusable by any number
+    of schedulers. ``pipeline_name`` is a label (the pipeline it was made for, or ``None``):
+    nothing checks or reads it; what runs is each scheduler's pipeline."""
 
     name: str
-    pipeline_name: str
+    pipeline_name: str | None
     cron_expression: str
     timezone: str
     description: str
@@ -94,15 +99,39 @@ class TriggerRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class SchedulerRecord(Record):
-    """A stored scheduler: runs ``pipeline_name`` whenever ``trigger_name`` fires, if enabled."""
+    """A stored scheduler: runs ``pipeline_name`` whenever ``trigger_name`` fires, or, with
+    ``after_pipelines`` instead, when those pipelines have all succeeded for the same logical
+    time; if enabled. Its options (``variables`` ... ``end_date``, ``None`` when unset) are
+    described in :mod:`th2etl.scheduler.options`."""
 
     name: str
     pipeline_name: str
-    trigger_name: str
+    trigger_name: str | None
     enabled: bool
     description: str
     created_at: datetime
     updated_at: datetime
+    variables: dict[str, Any] = field(default_factory=dict)
+    missed: MissedTickPolicy | None = None
+    overlap: OverlapPolicy | None = None
+    max_active_runs: int | None = None
+    timeout: float | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    after_pipelines: list[str] = field(default_factory=list)
+
+    @property
+    def options(self) -> ScheduleOptions:
+        """The options this scheduler sets (unset ones ``None``)."""
+        return ScheduleOptions(
+            missed=self.missed,
+            overlap=self.overlap,
+            max_active_runs=self.max_active_runs,
+            timeout=self.timeout,
+            variables=self.variables,
+            start_date=self.start_date,
+            end_date=self.end_date,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +192,10 @@ class RunRecord(Record):
     definition: dict[str, Any] | None = None
     blocs: list[BlocRunRecord] = field(default_factory=list)
     log: str | None = None
+    attempt: int = 1
+    """Which attempt of its tick (a backfill reruns a tick as the next attempt)."""
+    logical_time: LogicalTime | None = None
+    """The moment and data interval the run is for (see :mod:`th2etl.logical_time`)."""
 
     @property
     def instance_id(self) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.result import BlocResult, RunStatus
 from th2etl.storage.connection import StorageConnection
 from th2etl.storage.records import RunRecord
@@ -43,12 +44,15 @@ class RunHistory(StorageConnection):
         instance_id: str | None = None,
         started_by: str | None = None,
         definition: Mapping[str, Any] | None = None,
+        logical_time: LogicalTime | None = None,
     ) -> RunRecord:
         """Record that run ``run_id`` is running, owned by ``instance_id``. A queued or
         running row with that ``run_id`` already there (a claimed tick, a created run) is
-        adopted: its start, variables and status are updated (its ``started_by`` is kept).
-        A run that has ended raises :class:`RunFinishedError`. Variables that are not JSON
-        are stored as their ``str()``."""
+        adopted: its start, variables and status are updated (its ``started_by`` and a data
+        interval it was claimed with are kept). A run that has ended raises
+        :class:`RunFinishedError`. Variables that are not JSON are stored as their ``str()``.
+        ``logical_time`` is the moment and data interval the run is for
+        (:mod:`th2etl.logical_time`), read back as ``RunRecord.logical_time``."""
 
     @abstractmethod
     def record_bloc_run(self, run_id: str, result: BlocResult, position: int = 0) -> None:

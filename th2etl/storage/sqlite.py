@@ -155,6 +155,10 @@ class SQLiteStorage(DatabaseStorage):
         return exc
 
     def _migrate(self, conn: Any) -> int:
+        # A migration that rebuilds a table (SQLite cannot drop a constraint in place) runs with
+        # foreign keys off, as SQLite's documented procedure says, and checks them before
+        # COMMIT. The pragma is a no-op inside a transaction, hence here.
+        conn.execute("PRAGMA foreign_keys=OFF")
         # BEGIN IMMEDIATE serialises two processes migrating a fresh file.
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -166,10 +170,18 @@ class SQLiteStorage(DatabaseStorage):
                     conn.execute(statement)
 
             version = self._apply_migrations(session, run_script)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+            if broken is not None:
+                raise StorageError(
+                    f"the th2etl schema upgrade of {self.describe()} would break a reference "
+                    f"(table {broken[0]}, row {broken[1]} -> {broken[2]}); nothing was changed"
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
         return version
 
     # Timestamps are text in UTC with microseconds, so that they compare correctly as text.

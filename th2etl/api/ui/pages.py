@@ -96,7 +96,7 @@ def overview(request: Request) -> Response:
     triggers = {trigger.name: trigger for trigger in storage.list_triggers()}
     schedule_rows = []
     for scheduler in storage.list_schedulers():
-        trigger = triggers.get(scheduler.trigger_name)
+        trigger = triggers.get(scheduler.trigger_name or "")
         upcoming = _next_fire_times(trigger, now, 1) if trigger is not None else []
         schedule_rows.append(
             [
@@ -303,7 +303,7 @@ def schedulers_page(request: Request) -> Response:
     triggers = {trigger.name: trigger for trigger in state.storage.list_triggers()}
     sections = []
     for scheduler in state.storage.list_schedulers():
-        trigger = triggers.get(scheduler.trigger_name)
+        trigger = triggers.get(scheduler.trigger_name or "")
         toggle = (
             f'<button data-action="enable" data-scheduler="{h(scheduler.name)}" '
             f'data-enabled="{"false" if scheduler.enabled else "true"}">'

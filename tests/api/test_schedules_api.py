@@ -1,0 +1,129 @@
+"""Schedules through the REST API: scheduler options, the schedule defaults, a run's ``at``, and
+``POST /schedulers/{name}/backfill`` (dry run, refusals, a backfill run in the service)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import LOCAL
+from tests.conftest import wait_until
+from th2etl.api import create_app
+from th2etl.clock import FakeClock
+
+NOW = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def client(storage: Any, tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(storage, start_scheduler=False, api_key="", clock=FakeClock(NOW))
+    with TestClient(app, base_url=LOCAL) as test_client:
+        for day in ("2026-03-01", "2026-03-02", "2026-03-03"):
+            (tmp_path / f"sales_{day}.csv").write_text("region\nnorth\n", encoding="utf-8")
+        path = str(tmp_path / "sales_${run:date}.csv")
+        bloc = {"name": "load", "bloc_type": "csv_loader", "config": {"file_path": path}}
+        assert test_client.post("/blocs", json=bloc).status_code == 201
+        assert test_client.post("/pipelines", json={"name": "sales", "stages": [["load"]]})
+        trigger = {"name": "daily", "cron_expression": "0 6 * * *"}  # no pipeline: a label
+        assert test_client.post("/triggers", json=trigger).json()["pipeline_name"] is None
+        yield test_client
+
+
+def test_options_are_created_changed_reset_and_refused_out_of_range(client: TestClient) -> None:
+    created = client.post(
+        "/schedulers",
+        json={
+            "name": "sales_daily",
+            "pipeline_name": "sales",
+            "trigger_name": "daily",
+            "variables": {"region": "north"},
+            "max_active_runs": 2,
+            "timeout": 3600,
+            "start_date": "2026-03-01T00:00:00+00:00",
+        },
+    )
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert (body["max_active_runs"], body["timeout"], body["start_date"]) == (
+        2,
+        3600.0,
+        "2026-03-01T00:00:00+00:00",
+    )
+    changed = client.put("/schedulers/sales_daily", json={"missed": "all", "reset": ["timeout"]})
+    assert (changed.json()["missed"], changed.json()["timeout"]) == ("all", None)
+    refused = client.put("/schedulers/sales_daily", json={"max_active_runs": 0})
+    assert refused.status_code == 422
+    assert (
+        "max_active_runs must be a whole number from 1 to 10000, got 0" in refused.json()["detail"]
+    )
+    assert client.get("/schedulers/sales_daily").json()["max_active_runs"] == 2
+    assert client.get("/schedule-defaults").json() == {
+        "missed": None,
+        "overlap": None,
+        "max_active_runs": None,
+        "timeout": None,
+    }
+    assert client.put("/schedule-defaults", json={"overlap": "allow"}).json()["overlap"] == "allow"
+    bad = client.put("/schedule-defaults", json={"overlap": "never"})
+    assert bad.status_code == 422 and "'skip', 'allow'" in bad.json()["detail"]
+
+
+def test_a_run_now_takes_its_logical_time_from_at(client: TestClient) -> None:
+    answer = client.post("/pipelines/sales/run", json={"at": "2026-03-02T23:00:00+00:00"})
+    run_id = answer.json()["run_id"]
+    wait_until(
+        lambda: client.get(f"/runs/{run_id}").json()["status"] != "running",
+        timeout=30,
+        what="the run to end",
+    )
+    run = client.get(f"/runs/{run_id}").json()
+    assert run["status"] == "succeeded", run
+    assert run["logical_time"]["date"] == "2026-03-02"
+
+
+def test_backfill_dry_run_refusals_and_a_run_in_the_service(client: TestClient) -> None:
+    client.post(
+        "/schedulers",
+        json={"name": "sales_daily", "pipeline_name": "sales", "trigger_name": "daily"},
+    )
+    window = {"from": "2026-03-02T00:00:00+00:00", "to": "2026-03-04T23:59:00+00:00"}
+    dry = client.post("/schedulers/sales_daily/backfill", json={**window, "dry_run": True})
+    assert dry.status_code == 200
+    assert [t["scheduled_time"] for t in dry.json()["ticks"]] == [
+        "2026-03-02T06:00:00+00:00",
+        "2026-03-03T06:00:00+00:00",
+        "2026-03-04T06:00:00+00:00",
+    ]
+    assert client.get("/runs", params={"scheduler": "sales_daily"}).json() == []
+    reversed_range = {"from": window["to"], "to": window["from"]}
+    refused = client.post("/schedulers/sales_daily/backfill", json=reversed_range)
+    assert refused.status_code == 422 and "the range is reversed" in refused.json()["detail"]
+    future = {"from": window["from"], "to": "2026-03-09T00:00:00+00:00"}
+    ahead = client.post("/schedulers/sales_daily/backfill", json=future)
+    assert ahead.status_code == 422
+    assert "1 fire time(s) would run before their time" in ahead.json()["detail"]
+    missing = client.post("/schedulers/nope/backfill", json=window)
+    assert missing.status_code == 404
+    client.put("/schedulers/sales_daily", json={"enabled": False})
+    started = client.post("/schedulers/sales_daily/backfill", json={**window, "max_active": 2})
+    assert started.status_code == 202
+    assert started.json()["to_run"] == 3
+    assert "is disabled: the backfill runs its ticks anyway" in started.json()["notes"][0]
+
+    def ended() -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = client.get("/runs", params={"scheduler": "sales_daily"}).json()
+        return [run for run in runs if run["status"] not in ("queued", "running")]
+
+    wait_until(lambda: len(ended()) == 3, timeout=30, what="the backfill's 3 runs to end")
+    outcome = {run["logical_time"]["date"]: run["status"] for run in ended()}
+    # Each run loaded the day before its tick: the 4th's file does not exist.
+    assert outcome == {
+        "2026-03-01": "succeeded",
+        "2026-03-02": "succeeded",
+        "2026-03-03": "succeeded",
+    }

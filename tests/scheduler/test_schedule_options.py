@@ -1,0 +1,116 @@
+"""Per-schedule options in the database-driven manager: stored options win over the process's,
+the stored defaults apply to every process, dates bound the ticks, max_active_runs counts
+every run of the schedule; all through hot reload, on a real PostgreSQL and a FakeClock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from th2etl.clock import FakeClock
+from th2etl.pipelines import RunStatus
+from th2etl.scheduler import load_scheduler_manager
+from th2etl.storage import PostgresStorage
+
+from .helpers import statuses
+
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("stored_bloc_types")]
+
+
+def at(hhmm: str) -> datetime:
+    hour, minute = hhmm.split(":")
+    return datetime(2026, 5, 15, int(hour), int(minute), tzinfo=UTC)
+
+
+@pytest.fixture
+def storage(postgres: Any, schema: str, clock: FakeClock) -> Iterator[PostgresStorage]:
+    with PostgresStorage(postgres.url, schema=schema, clock=clock) as opened:
+        opened.create_bloc("quick_noop", "scheduler_test_noop")
+        opened.create_pipeline("quick", stages=[["quick_noop"]])
+        opened.create_trigger("every5", cron_expression="*/5 * * * *")
+        yield opened
+
+
+def by_scheduler(results: list[Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for result, status in zip(results, statuses(results), strict=True):
+        found.setdefault(result.scheduler_name, []).append(status)
+    return found
+
+
+def test_stored_options_win_over_the_process_and_stored_defaults_apply_everywhere(
+    storage: PostgresStorage, clock: FakeClock
+) -> None:
+    storage.create_scheduler("own", "quick", "every5", variables={"region": "stored"}, missed="all")
+    storage.create_scheduler("plain", "quick", "every5")
+    process = {"missed": "skip", "variables": {"region": "process", "team": "data"}}
+    first = load_scheduler_manager(storage, clock=clock, logs_dir=None, **process)
+    first.start()
+    clock.advance(until=at("10:05"))
+    first.stop()
+    clock.advance(until=at("10:17"))  # every instance down from 10:05 to 10:17
+    second = load_scheduler_manager(storage, clock=clock, logs_dir=None, **process)
+    second.start()
+    assert by_scheduler(clock.advance(1)) == {
+        "own": ["10:10 started", "10:15 started"],  # its own missed="all"
+        "plain": ["10:10 skipped(missed)", "10:15 skipped(missed)"],  # the process's "skip"
+    }
+    variables = {r.scheduler_name: r.variables for r in storage.list_runs(status="succeeded")}
+    assert variables == {
+        "own": {"region": "stored", "team": "data"},
+        "plain": {"region": "process", "team": "data"},
+    }
+    second.stop()
+    # A default stored in the database beats every process's option, once hot-reloaded.
+    storage.set_schedule_defaults(missed="latest")
+    clock.advance(until=at("10:32"))
+    third = load_scheduler_manager(storage, clock=clock, logs_dir=None, **process)
+    third.start()
+    found = by_scheduler(clock.advance(1))
+    assert found["plain"][-1] == "10:30 started"
+    assert found["own"] == ["10:20 started", "10:25 started", "10:30 started"]
+    # An option changed while running applies from the next tick, through hot reload.
+    storage.update_scheduler("plain", variables={"region": "edited"})
+    clock.advance(until=at("10:35"))
+    third.stop()
+    latest = storage.list_runs(scheduler_name="plain", limit=1)[0]
+    assert (f"{latest.scheduled_time:%H:%M}", latest.variables) == (
+        "10:35",
+        {"region": "edited", "team": "data"},
+    )
+
+
+def test_start_and_end_dates_bound_the_ticks(storage: PostgresStorage, clock: FakeClock) -> None:
+    storage.create_scheduler(
+        "bounded", "quick", "every5", start_date=at("10:20"), end_date=at("10:30")
+    )
+    manager = load_scheduler_manager(storage, clock=clock, logs_dir=None, reload_interval=5)
+    manager.start()
+    results = clock.advance(until=at("11:00"))
+    assert statuses(results) == ["10:20 started", "10:25 started", "10:30 started"]
+    assert manager.next_due_time() != at("11:05")  # nothing more is due for this scheduler
+    storage.update_scheduler("bounded", end_date=at("11:10"))
+    assert statuses(clock.advance(until=at("11:10"))) == ["11:05 started", "11:10 started"]
+    manager.stop()
+    assert {r.status for r in storage.list_runs(scheduler_name="bounded")} == {RunStatus.SUCCEEDED}
+
+
+def test_max_active_runs_counts_every_run_of_the_schedule(
+    storage: PostgresStorage, clock: FakeClock
+) -> None:
+    storage.create_scheduler("capped", "quick", "every5", overlap="allow", max_active_runs=1)
+    manager = load_scheduler_manager(storage, clock=clock, logs_dir=None)
+    manager.start()
+    # A run of the schedule started by hand (or by a backfill) is still going.
+    storage.start_run("by-hand", "quick", started_at=clock.now(), scheduler_name="capped")
+    [skipped] = clock.advance(until=at("10:05"))
+    assert statuses([skipped]) == ["10:05 skipped(max_active_runs)"]
+    assert skipped.detail == (
+        "1 run(s) of this schedule are queued or running, its max_active_runs is 1"
+    )
+    storage.finish_run("by-hand", RunStatus.SUCCEEDED, finished_at=clock.now(), error=None)
+    assert statuses(clock.advance(until=at("10:10"))) == ["10:10 started"]
+    manager.stop()
