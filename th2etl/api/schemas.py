@@ -6,9 +6,10 @@ Strict mode: ``"5"`` is not a number and ``1`` is not a string, so nothing is si
 
 Clients of th2etl 0.0.x send ``null`` for every optional field they were not given: on create,
 ``null`` means the field's default (``description: null`` -> ``""``); on update, ``null`` (or
-leaving the field out) keeps the stored value. They also send a bloc's ``dependencies``, which
-is accepted and not stored (:data:`NOT_STORED`): in th2etl, pipeline stages order blocs and
-``source_bloc`` names a bloc's inputs.
+leaving the field out) keeps the stored value. They also send a bloc's ``dependencies`` (the
+blocs that had to finish first), which is accepted and not stored (``Body.not_stored``): in
+th2etl that is "in an earlier stage" of the pipeline, since a bloc starts after every earlier
+stage has ended (``th2etl import-legacy`` reads it the same way, th2etl/legacy.py).
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ class _Create(Body):
 
 _DEPENDENCIES = Field(
     default=None,
-    description="accepted from th2etl 0.0.x clients and not stored: pipeline stages order "
-    "blocs, and a bloc's config names its inputs (source_bloc)",
+    description="th2etl 0.0.x's blocs that must finish first: accepted and not stored; in "
+    "th2etl a bloc starts after every earlier stage of its pipeline has ended, so put them in "
+    "an earlier stage (a bloc's config names its inputs with source_bloc)",
     json_schema_extra={"deprecated": True},
 )
 

@@ -119,7 +119,16 @@ def overview(request: Request) -> Response:
         last_rows.append(
             [f'<a href="/ui/pipelines/{h(pipeline.name)}">{h(pipeline.name)}</a>', *run_cells]
         )
-    failures = storage.list_runs(status=RunStatus.FAILED, since=now - timedelta(hours=24), limit=50)
+    day_ago = now - timedelta(hours=24)
+    failures = sorted(
+        (
+            run
+            for status in (RunStatus.FAILED, RunStatus.ABANDONED)
+            for run in storage.list_runs(status=status, since=day_ago, limit=50)
+        ),
+        key=lambda run: run.started_at,
+        reverse=True,
+    )[:50]
     body = (
         f"<section><h2>Health</h2>{health}</section>"
         "<section><h2>Schedulers</h2>"
