@@ -37,6 +37,7 @@ from psycopg.rows import dict_row
 
 from th2etl._postgres import check_conninfo, check_identifier, connect, describe_conninfo
 from th2etl.blocs._pg_columns import quick_names, row_names
+from th2etl.blocs._pg_interval import delete_interval, interval_bounds, require_interval
 from th2etl.blocs._pg_writer import AppendWriter, NewTableWriter, one_line
 from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc, collect
 from th2etl.blocs.registry import register_bloc
@@ -63,6 +64,8 @@ class IfExists(StrEnum):
     FAIL = "fail"
     REPLACE = "replace"
     APPEND = "append"
+    REPLACE_INTERVAL = "replace_interval"
+    """Replace only the rows of the run's data interval (:mod:`th2etl.blocs._pg_interval`)."""
 
 
 _DSN_FIELD = ConfigField(
@@ -352,7 +355,14 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
             "str",
             default=IfExists.REPLACE.value,
             choices=tuple(mode.value for mode in IfExists),
-            help="When the table exists: fail, replace (atomically) or append",
+            help="When the table exists: fail, replace (atomically), append, or "
+            "replace_interval (replace the rows of the run's data interval, atomically)",
+        ),
+        ConfigField(
+            "interval_column",
+            "str",
+            help="With replace_interval: the date, timestamp or timestamptz column that says "
+            "which interval a row belongs to",
         ),
         _DSN_FIELD,
     )
@@ -366,12 +376,26 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
                 "are exported, e.g. 'source_bloc': 'clean')"
             )
         cls._check_common(config, where)
+        mode, column = config.get("if_exists"), config.get("interval_column")
+        if mode == IfExists.REPLACE_INTERVAL.value and not column:
+            raise ValidationError(
+                f"{where}: if_exists 'replace_interval' needs interval_column, the date or "
+                "timestamp column whose value falls in the run's data interval (e.g. "
+                "'interval_column': 'order_date')"
+            )
+        if column and mode != IfExists.REPLACE_INTERVAL.value and "${" not in str(mode):
+            raise ValidationError(
+                f"{where}: interval_column {column!r} is read only with if_exists "
+                f"'replace_interval', not {mode!r}; set if_exists or remove interval_column"
+            )
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
         return collect(self.stream(context, [rows]))
 
     def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         mode = IfExists(self.config["if_exists"])
+        if mode is IfExists.REPLACE_INTERVAL:
+            require_interval(self.where, context.logical_time)
         pending = iter(batches)
         first = next((batch for batch in pending if batch), None)  # waits for the first rows
         if first is not None:  # bad keys are refused before connecting
@@ -399,7 +423,25 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
                     "columns are unknown; create the table first, or check the source bloc"
                 )
             rows = chain([first], pending) if first is not None else pending
-            if found is not None and mode is IfExists.APPEND:
+            replaced = None
+            if found is not None and mode is IfExists.REPLACE_INTERVAL:
+                column = str(self.config["interval_column"])
+                if column not in found.columns:
+                    raise BlocError(
+                        f"{self.where}: table {label!r} has no interval_column {column!r} (its "
+                        f"columns: {', '.join(found.columns)}); nothing was written"
+                    )
+                bounds = interval_bounds(
+                    self.where, context.logical_time, column, found.columns[column][0]
+                )
+                columns = {name: type_ for name, (type_, _) in found.columns.items()}
+                appender = AppendWriter(self.where, context, conn, schema, table, columns)
+                with conn.transaction():  # the interval's old rows go only if the new ones came
+                    replaced = delete_interval(conn, schema, table, column, bounds)
+                    for batch in rows:
+                        appender.write(batch)
+                written = appender.rows
+            elif found is not None and mode is IfExists.APPEND:
                 columns = {name: type_ for name, (type_, _) in found.columns.items()}
                 appender = AppendWriter(self.where, context, conn, schema, table, columns)
                 with conn.transaction():
@@ -414,7 +456,10 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
                 written = 0
             else:
                 written = self._create(context, conn, rows, schema, table, found is not None)
-        yield [{"table": label, "rows": written, "if_exists": mode.value}]
+        outcome = {"table": label, "rows": written, "if_exists": mode.value}
+        if replaced is not None:
+            outcome["replaced"] = replaced
+        yield [outcome]
 
     def _exists_error(self, label: str) -> BlocError:
         return BlocError(
