@@ -219,3 +219,28 @@ def test_the_cli_lists_and_runs_with_progress(
     )
     assert main(["backfill", "daily", "--from", "2026-03-08", "--to", "2026-03-07"]) == 1
     assert "the range is reversed" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_the_readme_daily_load_and_backfill_run_as_written(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.readme import code_blocks, run_snippet
+    from th2etl.cli import main
+
+    [snippet] = [block for block in code_blocks("Scheduler") if "${run:date}" in block]
+    [console] = [
+        block for block in code_blocks("Scheduler", "console") if "th2etl backfill" in block
+    ]
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("TH2ETL_SQLITE_PATH", str(tmp_path / "orders.db"))
+    run_snippet(snippet, tmp_path, "daily_orders")
+    orders_for(tmp_path, "2026-03-05", "2026-03-06", "2026-03-08")  # not the 7th
+    command = console.splitlines()[0].removeprefix("$ th2etl ").split()
+    assert main(command) == 1
+    lines = capsys.readouterr().out.splitlines()
+    expected = console.splitlines()[1:]
+    assert lines[0] == expected[0] and lines[-1] == expected[-1]
+    for line, shown in zip(lines[1:-1], expected[1:-1], strict=True):
+        assert line.startswith(shown.split(" (run ")[0])
+    assert (tmp_path / "loaded_20260308.csv").read_text().splitlines() == ["day", "2026-03-08"]
