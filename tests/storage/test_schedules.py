@@ -149,3 +149,40 @@ def test_a_dependency_cycle_is_refused_naming_it(defined: DatabaseStorage) -> No
         "b_after_a",
         "c_after_b",
     ]
+
+
+def test_options_round_trip_through_a_project_file(defined: DatabaseStorage) -> None:
+    from th2etl.projects import ProjectFile, apply_plan, export_project, make_plan
+
+    text = """
+project = "sales"
+
+[schedulers.orders_nightly]
+pipeline_name = "a"
+trigger_name = "nightly"
+missed = "all"
+max_active_runs = 2
+start_date = 2026-03-01T00:00:00+01:00
+
+[schedulers.orders_nightly.variables]
+region = "north"
+
+[schedulers.report_after]
+pipeline_name = "b"
+after_pipelines = ["a"]
+"""
+    project_file = ProjectFile.parse(text, "sales.toml")
+    apply_plan(defined, make_plan(defined, project_file), project_file)
+    stored = defined.get_scheduler("orders_nightly")
+    assert (stored.missed, stored.max_active_runs, stored.variables) == (
+        MissedTickPolicy.ALL,
+        2,
+        {"region": "north"},
+    )
+    assert stored.start_date == datetime(2026, 2, 28, 23, tzinfo=UTC)
+    exported = export_project(defined, project="sales")
+    assert "start_date = 2026-02-28T23:00:00+00:00" in exported
+    assert "variables = {}" not in exported
+    again = make_plan(defined, ProjectFile.parse(exported, "exported.toml"))
+    # Only the definitions made outside the file would be adopted: no value differs.
+    assert {change.fields for change in again.changes} == {("project",)}

@@ -40,6 +40,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,15 @@ def fields_of(kind: str) -> dict[str, Any]:
 
 
 def normal(value: Any) -> Any:
-    """A value as it reads back from storage (JSON round trip); ``None`` config is ``{}``."""
-    return json.loads(json.dumps(value))
+    """A value as it reads back from storage (JSON round trip, a date-time as its UTC ISO
+    text); ``None`` config is ``{}``."""
+    return json.loads(json.dumps(value, default=_instant))
+
+
+def _instant(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    raise TypeError(f"{value!r} is not JSON")
 
 
 @dataclass(frozen=True)
@@ -299,6 +307,8 @@ def _value(value: Any, where: str) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, datetime):  # a scheduler's start_date: a TOML offset date-time
+        return value.isoformat()
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # JSON's escapes are TOML's
     if isinstance(value, list):

@@ -265,7 +265,7 @@ def export_project(storage: Any, *, project: str | None = None, pipeline: str | 
             values = {}
             for key, default in fields.items():
                 value = getattr(record, key)
-                empty = {} if key == "config" and default is None else default
+                empty = {} if key in ("config", "variables") and default is None else default
                 if default is REQUIRED or normal(value) != normal(empty):
                     values[key] = value
             definitions[kind][record.name] = values
