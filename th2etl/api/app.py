@@ -100,15 +100,22 @@ def create_app(
     ``uvicorn --factory th2etl.api.app:create_app``.
     """
     owns_storage = storage is None
+    settings = settings or get_settings()  # a bad setting stops the start, naming it
     if storage is None:
         from th2etl.storage import DatabaseStorage
 
-        storage = DatabaseStorage.from_settings(settings or get_settings(), connect=False)
+        storage = DatabaseStorage.from_settings(settings, connect=False)
     key = service_api_key() if api_key is None else api_key
     clock = clock or SystemClock()
     state = ApiState(
         storage=storage,
-        runs=RunExecutor(storage, max_workers=run_workers, clock=clock),
+        runs=RunExecutor(
+            storage,
+            max_workers=run_workers,
+            clock=clock,
+            max_queued=settings.max_queued_runs,
+            heartbeat_interval=settings.heartbeat_interval,
+        ),
         clock=clock,
         api_key=key or None,
         health=HealthProbe(storage, interval=health_interval),
@@ -120,6 +127,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.health.start()
+        state.runs.start()
         if start_scheduler:
             state.scheduler = SchedulerThread(lambda: factory(served))
             state.scheduler.start()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -21,11 +20,16 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from th2etl.clock import Clock, SystemClock
+from th2etl.exceptions import Th2etlError
 from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.engine import CancelToken, run_pipeline
+from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.scheduler.backfill import Backfill
 from th2etl.storage.base import Storage
+from th2etl.storage.owner import RunOwner
+from th2etl.storage.recorder import pipeline_from_snapshot
+from th2etl.storage.records import RunRecord
 
 __all__ = ["DatabaseHealth", "HealthProbe", "RunExecutor", "SchedulerThread"]
 
@@ -194,60 +198,138 @@ class SchedulerThread:
 
 
 class RunExecutor:
-    """Runs stored pipelines on request, each recorded by ``storage.recorder()``."""
+    """Runs stored pipelines on request (``POST /pipelines/{name}/run``), at most
+    ``max_workers`` at a time, each recorded in ``storage`` and owned by this service's
+    :class:`~th2etl.storage.owner.RunOwner` (which heartbeats for them, and stops one when a
+    cancel is asked from any process).
 
-    def __init__(self, storage: Storage, *, max_workers: int = 4, clock: Clock | None = None):
+    A run that finds every worker busy waits ``queued`` in the database-wide queue (at most
+    ``max_queued`` runs: beyond, :class:`~th2etl.exceptions.QueueFullError`, API 429). Whenever
+    a worker frees up, and at each heartbeat, the executor claims the oldest queued run of any
+    service on the database (:meth:`Coordination.claim_queued_run`) and runs the definitions
+    recorded with it.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        max_workers: int = 4,
+        clock: Clock | None = None,
+        max_queued: int = 1000,
+        heartbeat_interval: float | None = None,
+        started_by: str = "api",
+    ):
         self.storage = storage
         self.clock = clock or SystemClock()
+        self.max_workers = max_workers
+        self.max_queued = max_queued
+        self.started_by = started_by
+        self.owner = RunOwner(storage, kind="api", heartbeat_interval=heartbeat_interval)
+        self.owner.after_beat = self.fill
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="th2etl-run")
         self._lock = threading.Lock()
         self._runs: dict[str, tuple[CancelToken, Future[RunResult]]] = {}
+        self._closed = False
+
+    def start(self) -> None:
+        """Start heartbeating (a database that is down is waited for in the background)."""
+        self.owner.start(require_database=False)
 
     def submit(
         self, pipeline_name: str, variables: Mapping[str, Any], *, at: datetime | None = None
-    ) -> str:
-        """Build and record the run now (so it can be read at once), run it in the pool, and
-        return its id; ``at`` is the moment it is for (``${run:...}``, default: its start).
-        Raises what building the pipeline raises (NotFound, Validation)."""
-        pipeline = self.storage.build_pipeline(pipeline_name)
-        run_id = uuid.uuid4().hex
-        self.storage.start_run(
-            run_id, pipeline.name, started_at=self.clock.now(), variables=variables
-        )
-        token = CancelToken()
-        recorder = self.storage.recorder(run_id=run_id, clock=self.clock)
+    ) -> RunRecord:
+        """Record the run now (so it can be read at once) with the definitions it executes,
+        ``running`` on a free worker or else ``queued``, and return its record; ``at`` is the
+        moment it is for (``${run:...}``, default: its start). Raises what building the
+        pipeline raises (NotFound, Validation), and QueueFullError."""
+        snapshot = self.storage.definition_snapshot(pipeline_name)
+        pipeline = pipeline_from_snapshot(snapshot)
         with self._lock:
-            future = self._pool.submit(
-                run_pipeline,
-                pipeline,
+            free = not self._closed and len(self._runs) < self.max_workers
+            record = self.storage.create_run(
+                None,
+                pipeline.name,
+                owner_id=self.owner.instance_id,
+                started_by=self.started_by,
+                status=RunStatus.RUNNING if free else RunStatus.QUEUED,
                 variables=variables,
-                listeners=[recorder],
-                cancel_token=token,
-                run_id=run_id,
-                clock=self.clock,
-                logical_time=None if at is None else LogicalTime.at(at),
-                keep_outputs=False,  # rows go to the exporters, not to the service's memory
+                definition=snapshot,
+                max_queued=self.max_queued,
             )
-            self._runs[run_id] = (token, future)
-        future.add_done_callback(lambda done: self._finished(run_id, done))
-        return run_id
+            if free:
+                self._start(record, pipeline, at)
+        return record
+
+    def fill(self) -> None:
+        """Claim queued runs (the oldest first, from any service) while workers are free."""
+        while True:
+            with self._lock:
+                if self._closed or len(self._runs) >= self.max_workers:
+                    return
+                record = self.storage.claim_queued_run(self.owner.instance_id)
+                if record is None:
+                    return
+                if not self.storage.mark_running(record.run_id):
+                    continue  # cancelled or abandoned while it waited
+                try:
+                    pipeline = pipeline_from_snapshot(record.definition or {})
+                except Exception as exc:  # its bloc types are gone: it cannot run
+                    message = f"the run could not start: {type(exc).__name__}: {exc}"
+                    self.storage.finish_run(
+                        record.run_id, RunStatus.FAILED, finished_at=self.clock.now(), error=message
+                    )
+                    continue
+                self._start(record, pipeline, None)
+
+    def _start(self, record: RunRecord, pipeline: Pipeline, at: datetime | None) -> None:
+        """Under the lock: run ``record`` on a worker."""
+        token = CancelToken()
+        self.owner.track(record.run_id, token)
+        recorder = self.storage.recorder(
+            run_id=record.run_id,
+            clock=self.clock,
+            instance_id=self.owner.instance_id,
+            started_by=record.started_by,
+            owner=self.owner,
+        )
+        future = self._pool.submit(
+            run_pipeline,
+            pipeline,
+            variables=record.variables,
+            listeners=[recorder],
+            cancel_token=token,
+            run_id=record.run_id,
+            clock=self.clock,
+            logical_time=None if at is None else LogicalTime.at(at),
+            keep_outputs=False,  # rows go to the exporters, not to the service's memory
+        )
+        self._runs[record.run_id] = (token, future)
+        future.add_done_callback(lambda done: self._finished(record.run_id, done))
 
     def _finished(self, run_id: str, future: Future[RunResult]) -> None:
         with self._lock:
             self._runs.pop(run_id, None)
+        self.owner.untrack(run_id)
         if future.cancelled():
             status, message = RunStatus.CANCELLED, "the service stopped before the run started"
         else:
             error = future.exception()
-            if error is None:
-                return
-            # The engine raises only for programming errors; the run must not stay "running".
-            logger.error("run %s ended abnormally", run_id, exc_info=error)
-            status, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"
+            if error is not None:
+                # The engine raises only for programming errors; the run must not stay running.
+                logger.error("run %s ended abnormally", run_id, exc_info=error)
+                status, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"
+            else:
+                status, message = RunStatus.SUCCEEDED, ""
+        if message:
+            try:
+                self.storage.finish_run(run_id, status, finished_at=self.clock.now(), error=message)
+            except Exception:
+                logger.exception("could not record the end of run %s", run_id)
         try:
-            self.storage.finish_run(run_id, status, finished_at=self.clock.now(), error=message)
-        except Exception:
-            logger.exception("could not record the end of run %s", run_id)
+            self.fill()  # a worker is free: take the next queued run
+        except Exception as exc:
+            logger.warning("could not claim a queued run: %s", exc)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run of this process; False when it is not one (or has finished)."""
@@ -264,15 +346,25 @@ class RunExecutor:
             return len(self._runs)
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel the runs still going, wait up to ``timeout`` seconds, close the pool."""
+        """Stop claiming, cancel the runs still going and the queued runs this service
+        recorded (nobody claimed them), wait up to ``timeout`` seconds for the runs, close the
+        pool, and stop heartbeating."""
         with self._lock:
+            self._closed = True
             entries = list(self._runs.values())
+        try:
+            for run in self.storage.active_runs():
+                if run.owner_id == self.owner.instance_id and run.status is RunStatus.QUEUED:
+                    self.storage.request_cancel(run.run_id, by=f"{self.started_by} (stopping)")
+        except Th2etlError as exc:  # the database is away: others abandon them later
+            logger.warning("could not cancel the queued runs of this service: %s", exc)
         for token, _ in entries:
             token.cancel()
         _, pending = wait_futures([future for _, future in entries], timeout=timeout)
         if pending:
             logger.warning("%d run(s) still going at shutdown; abandoning them", len(pending))
         self._pool.shutdown(wait=not pending, cancel_futures=True)
+        self.owner.stop()
 
 
 class BackfillThreads:

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from th2etl.cli._args import key_value
@@ -125,13 +126,16 @@ def _run(args: argparse.Namespace) -> int:
     from th2etl.logical_time import LogicalTime, parse_instant
     from th2etl.pipelines.engine import run_pipeline
     from th2etl.storage import DatabaseStorage
+    from th2etl.storage.owner import RunOwner
+    from th2etl.storage.recorder import pipeline_from_snapshot
 
     try:
         configure_logging({**os.environ, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")})
         settings = get_settings()
         with DatabaseStorage.from_settings(settings) as storage:
             try:
-                pipeline = storage.build_pipeline(args.pipeline)
+                snapshot = storage.definition_snapshot(args.pipeline)
+                pipeline = pipeline_from_snapshot(snapshot)
             except NotFoundError:
                 names = [record.name for record in storage.list_pipelines()]
                 if args.pipeline in names:
@@ -140,8 +144,19 @@ def _run(args: argparse.Namespace) -> int:
                 raise NotFoundError(message) from None
             variables = dict(args.var)
             at = None if args.at is None else LogicalTime.at(parse_instant(args.at, "--at"))
-            recorder = storage.recorder()
+            # This process owns the run: it heartbeats for it, so a cancel from any process
+            # reaches it and, if it dies, any live th2etl process marks the run abandoned.
+            owner = RunOwner(storage, kind="cli").start()
             token = CancelToken()
+            run_id = uuid.uuid4().hex
+            owner.track(run_id, token)
+            recorder = storage.recorder(
+                run_id=run_id,
+                instance_id=owner.instance_id,
+                started_by="cli",
+                definition=snapshot,
+                owner=owner,
+            )
             outcome: list[RunResult] = []
 
             def work() -> None:
@@ -151,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
                         variables=variables,
                         listeners=[recorder, ProgressPrinter()],
                         cancel_token=token,
+                        run_id=run_id,
                         logical_time=at,
                         keep_outputs=False,  # rows go to the exporters, not to this process
                     )
@@ -165,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
                 print("interrupted: cancelling the run", file=sys.stderr, flush=True)
                 token.cancel()
                 worker.join()
+            finally:
+                owner.stop()
     except Th2etlError as exc:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigurationError) else 1

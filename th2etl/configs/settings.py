@@ -72,6 +72,16 @@ class Settings:
     run_retention_days: int | None = None
     """``TH2ETL_RUN_RETENTION_DAYS``: the service deletes runs older than this once a day
     (see :mod:`th2etl.retention`); ``None`` keeps every run."""
+    heartbeat_interval: float = 10.0
+    """``TH2ETL_HEARTBEAT_INTERVAL`` (seconds, 0.1 to 3600): how often an owner of runs says it
+    is alive; its runs are abandoned 1.5 intervals after it stops (see
+    :mod:`th2etl.storage.owner`)."""
+    max_queued_runs: int = 1000
+    """``TH2ETL_MAX_QUEUED_RUNS`` (0 to 1000000): how many runs may wait ``queued`` in the whole
+    database; the API answers 429 beyond it."""
+    pool_size: int = 10
+    """``TH2ETL_POOL_SIZE`` (1 to 100): PostgreSQL connections a process keeps for its API
+    requests and runs (heartbeats have their own)."""
 
     @property
     def backend(self) -> Literal["postgresql", "sqlite"]:
@@ -130,12 +140,40 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     return Settings(
         run_retention_days=int(retention) if retention is not None else None,
+        heartbeat_interval=_bounded(get, "TH2ETL_HEARTBEAT_INTERVAL", 10.0, 0.1, 3600, float),
+        max_queued_runs=int(_bounded(get, "TH2ETL_MAX_QUEUED_RUNS", 1000, 0, 1_000_000, int)),
+        pool_size=int(_bounded(get, "TH2ETL_POOL_SIZE", 10, 1, 100, int)),
         database_url=database_url,
         sqlite_path=sqlite_path,
         database_schema=schema,
         pipelines_logs_dir=Path(logs_dir).expanduser() if logs_dir else None,
         embedded_default=database_url is None and get("TH2ETL_SQLITE_PATH") is None,
     )
+
+
+def _bounded(
+    get: Callable[[str], str | None],
+    key: str,
+    default: float,
+    low: float,
+    high: float,
+    kind: type[int] | type[float],
+) -> float:
+    """The number in variable ``key`` (``default`` when unset) if it is in [low, high]."""
+    text = get(key)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigurationError(
+            f"{key} {text!r} is not allowed; use {what} from {low:g} to {high:g}, or unset "
+            f"it for the default {default:g}"
+        )
+    return value
 
 
 def check_schema(schema: object, where: str = "DATABASE_SCHEMA") -> str:

@@ -145,10 +145,12 @@ class Coordinating(Runs):
                 return None
             claimed = db.one(
                 f"UPDATE {{runs}} SET owner_id = %s, claimed_at = %s WHERE run_id = %s "
-                f"AND status = 'queued' AND claimed_at IS NULL RETURNING {RUN}",
+                f"AND status = 'queued' AND claimed_at IS NULL RETURNING {RUN}, definition",
                 (owner, self._time_in(self._now()), row[0]),
             )
-            return None if claimed is None else self._run_record(claimed)
+            if claimed is None:
+                return None
+            return self._run_record(claimed, definition=claimed[-1])
 
     def mark_running(self, run_id: str, *, worker: str | None = None) -> bool:
         row = self._one(

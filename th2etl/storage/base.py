@@ -38,6 +38,7 @@ Guarantees that hold for every method of every role unless it says otherwise:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -82,18 +83,41 @@ class Storage(DefinitionStore, Coordination):
     ) -> RunResult:
         """Build the stored pipeline ``name``, run it now with :meth:`recorder` attached, and
         return the result; ``options`` go to :func:`th2etl.pipelines.run_pipeline` (its
-        ``clock`` stamps the record too)."""
-        from th2etl.pipelines.engine import run_pipeline
+        ``clock`` stamps the record too).
 
-        listener = self.recorder(
-            run_id=options.get("run_id"),
-            scheduler_name=options.get("scheduler_name"),
-            trigger_name=options.get("trigger_name"),
-            instance_id=options.pop("instance_id", None),
-            clock=options.get("clock"),
-        )
-        listeners = [*options.pop("listeners", ()), listener]
-        options.setdefault("keep_outputs", False)  # a recorded run keeps rows in no memory
-        return run_pipeline(
-            self.build_pipeline(name), variables=variables, listeners=listeners, **options
-        )
+        The run records the definitions it executes and ``started_by`` (default
+        ``"python"``). Its owner is ``instance_id`` when given (the caller heartbeats for
+        it); otherwise a :class:`~th2etl.storage.owner.RunOwner` heartbeats for the run
+        while it goes, so a cancel from any process stops it and, should this process die,
+        any live th2etl process marks it ``abandoned``."""
+        from th2etl.pipelines.engine import CancelToken, run_pipeline
+        from th2etl.storage.owner import RunOwner
+        from th2etl.storage.recorder import pipeline_from_snapshot
+
+        snapshot = self.definition_snapshot(name)
+        pipeline = pipeline_from_snapshot(snapshot)
+        instance_id = options.pop("instance_id", None)
+        started_by = str(options.pop("started_by", "python"))
+        run_id = options.setdefault("run_id", uuid.uuid4().hex)
+        token = options.setdefault("cancel_token", CancelToken())
+        owner = None
+        if instance_id is None:
+            owner = RunOwner(self, kind=started_by.partition(":")[0]).start()
+            owner.track(run_id, token)
+        try:
+            listener = self.recorder(
+                run_id=run_id,
+                scheduler_name=options.get("scheduler_name"),
+                trigger_name=options.get("trigger_name"),
+                instance_id=instance_id or (owner.instance_id if owner else None),
+                clock=options.get("clock"),
+                started_by=started_by,
+                definition=snapshot,
+                owner=owner,
+            )
+            listeners = [*options.pop("listeners", ()), listener]
+            options.setdefault("keep_outputs", False)  # a recorded run keeps rows in no memory
+            return run_pipeline(pipeline, variables=variables, listeners=listeners, **options)
+        finally:
+            if owner is not None:
+                owner.stop()

@@ -30,6 +30,11 @@ class StorageConnection(ABC):
         """The migration version the database is at (migrations run when storage opens)."""
 
     @abstractmethod
+    def reopen(self) -> Self:
+        """Another storage object on the same database, with a connection of its own (and
+        the same clock): what a heartbeat thread uses so that no other work delays it."""
+
+    @abstractmethod
     def close(self) -> None:
         """Close the connection; idempotent. A later call would connect again."""
 

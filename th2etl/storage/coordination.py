@@ -88,7 +88,8 @@ class Coordination(RunHistory):
     @abstractmethod
     def claim_queued_run(self, owner_id: str) -> RunRecord | None:
         """Take the oldest queued run nobody has claimed: it becomes ``owner_id``'s (still
-        ``queued``, with ``claimed_at`` set); ``None`` when the queue is empty. Two processes
+        ``queued``, with ``claimed_at`` set), returned with its ``definition``; ``None`` when
+        the queue is empty. Two processes
         claiming at once never get the same run. Start it with :meth:`mark_running`."""
 
     @abstractmethod

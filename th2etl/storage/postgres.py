@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from psycopg import sql
@@ -62,6 +62,15 @@ class PostgresStorage(DatabaseStorage):
         self._connect_timeout = max(1, round(connect_timeout))
         if connect:
             self.check_connection()
+
+    def reopen(self) -> Self:
+        return type(self)(
+            self._conninfo,
+            schema=self.schema,
+            clock=self.clock,
+            connect_timeout=self._connect_timeout,
+            connect=False,
+        )
 
     def describe(self) -> str:
         return self._where

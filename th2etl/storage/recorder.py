@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from th2etl.blocs.registry import create_bloc
 from th2etl.clock import Clock, SystemClock
+from th2etl.exceptions import StorageError
 from th2etl.metrics import METRICS
 from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.engine import RunListener
@@ -16,7 +17,10 @@ from th2etl.pipelines.result import BlocResult, BlocStatus, RunResult
 from th2etl.storage.definition_store import DefinitionStore
 from th2etl.storage.run_history import RunHistory
 
-__all__ = ["RunRecorder", "build_pipeline"]
+if TYPE_CHECKING:
+    from th2etl.storage.owner import RunOwner
+
+__all__ = ["RunRecorder", "build_pipeline", "pipeline_from_snapshot"]
 
 
 def build_pipeline(storage: DefinitionStore, name: str) -> Pipeline:
@@ -25,12 +29,23 @@ def build_pipeline(storage: DefinitionStore, name: str) -> Pipeline:
     Raises NotFoundError for an unknown pipeline and ValidationError when a stored bloc no
     longer validates (e.g. its bloc type's plugin was uninstalled).
     """
-    record, blocs = storage.get_pipeline_definition(name)
+    return pipeline_from_snapshot(storage.definition_snapshot(name))
+
+
+def pipeline_from_snapshot(snapshot: Mapping[str, Any]) -> Pipeline:
+    """A runnable pipeline from a run's definition snapshot (see
+    :meth:`DefinitionStore.definition_snapshot`): what a run executes, whatever the stored
+    definitions say now."""
+    pipeline = snapshot["pipeline"]
     instances = {
-        bloc.name: create_bloc(bloc.name, bloc.bloc_type, bloc.config, description=bloc.description)
-        for bloc in blocs
+        bloc["name"]: create_bloc(
+            bloc["name"], bloc["bloc_type"], bloc["config"], description=bloc["description"]
+        )
+        for bloc in snapshot["blocs"]
     }
-    return Pipeline.from_names(name, record.stages, instances, description=record.description)
+    return Pipeline.from_names(
+        pipeline["name"], pipeline["stages"], instances, description=pipeline["description"]
+    )
 
 
 def _stamp(moment: datetime) -> str:
@@ -39,7 +54,9 @@ def _stamp(moment: datetime) -> str:
 
 class RunRecorder(RunListener):
     """Records one run into ``storage``; see :meth:`RunHistory.recorder`. The run's start and its
-    log lines are stamped with ``clock`` (the scheduler's, so fake-clock runs keep fake times)."""
+    log lines are stamped with ``clock`` (the scheduler's, so fake-clock runs keep fake times).
+    With an ``owner``, the outcome is the owner's to adjust (a lost lease makes it
+    ``abandoned``) and, when the database does not take it, to write later."""
 
     def __init__(
         self,
@@ -52,8 +69,10 @@ class RunRecorder(RunListener):
         *,
         started_by: str | None = None,
         definition: Mapping[str, Any] | None = None,
+        owner: RunOwner | None = None,
     ) -> None:
         self.storage = storage
+        self.owner = owner
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.run_id = run_id
         self.scheduler_name = scheduler_name
@@ -117,14 +136,26 @@ class RunRecorder(RunListener):
     def run_finished(self, context: RunContext, result: RunResult) -> None:
         assert self.run_id is not None, "run_finished before run_started"
         METRICS.run_finished(result)
-        line = f"{_stamp(result.finished_at)} run {result.status.value} in {result.duration:.3f}s"
-        if result.error:
-            line += f": {result.error}"
-        self.storage.append_run_log(self.run_id, line + "\n")
-        self.storage.finish_run(
-            self.run_id,
-            result.status,
-            finished_at=result.finished_at,
-            started_at=result.started_at,
-            error=result.error,
-        )
+        status, error = result.status, result.error
+        if self.owner is not None:
+            status, error = self.owner.outcome(self.run_id, status, error)
+        line = f"{_stamp(result.finished_at)} run {status.value} in {result.duration:.3f}s"
+        if error:
+            line += f": {error}"
+        try:
+            self.storage.append_run_log(self.run_id, line + "\n")
+            self.storage.finish_run(
+                self.run_id,
+                status,
+                finished_at=result.finished_at,
+                started_at=result.started_at,
+                error=error,
+            )
+        except StorageError:
+            if self.owner is None:
+                raise
+            # The database is away: the owner writes the outcome when it is back.
+            self.owner.record_later(self.run_id, status, result.finished_at, error)
+        finally:
+            if self.owner is not None:
+                self.owner.untrack(self.run_id)

@@ -23,6 +23,7 @@ from th2etl.storage.records import RunRecord
 if TYPE_CHECKING:
     from th2etl.clock import Clock
     from th2etl.pipelines.engine import RunListener
+    from th2etl.storage.owner import RunOwner
 
 __all__ = ["RunHistory"]
 
@@ -106,6 +107,7 @@ class RunHistory(StorageConnection):
         *,
         started_by: str | None = None,
         definition: Mapping[str, Any] | None = None,
+        owner: RunOwner | None = None,
     ) -> RunListener:
         """A :class:`~th2etl.pipelines.RunListener` that records a run into this storage:
         the run row on start (adopting a claimed row with the same run id), each bloc when it
@@ -113,7 +115,9 @@ class RunHistory(StorageConnection):
         ``trigger_name`` fill in what the run's context does not say. The start and the log
         lines are stamped with ``clock`` (default: the system clock); pass the engine's.
         ``instance_id`` (the owner), ``started_by`` and ``definition`` go to
-        :meth:`start_run`."""
+        :meth:`start_run`; with a :class:`~th2etl.storage.owner.RunOwner` (``owner``), the
+        owner adjusts the outcome (a lost lease) and writes it later when the database is
+        away."""
         from th2etl.storage.recorder import RunRecorder
 
         return RunRecorder(
@@ -125,4 +129,5 @@ class RunHistory(StorageConnection):
             clock,
             started_by=started_by,
             definition=definition,
+            owner=owner,
         )

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from th2etl.clock import Clock
 from th2etl.exceptions import DatabaseUnavailableError, RunStatusError, StorageError
@@ -55,6 +55,9 @@ class SQLiteStorage(DatabaseStorage):
         self._timeout = connect_timeout
         if connect:
             self.check_connection()
+
+    def reopen(self) -> Self:
+        return type(self)(self.path, clock=self.clock, connect_timeout=self._timeout, connect=False)
 
     def describe(self) -> str:
         return f"SQLite database at {self.path}"

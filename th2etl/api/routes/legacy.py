@@ -74,7 +74,7 @@ def run_scheduler_now(name: str, request: Request, body: RunRequest | None = Non
     pipeline = state.storage.get_scheduler(name).pipeline_name
     variables = body.variables if body is not None else {}
     at = body.at if body is not None else None
-    run_id = state.runs.submit(pipeline, variables, at=at)
+    run_id = state.runs.submit(pipeline, variables, at=at).run_id
     return json_response(
         {
             "run_id": run_id,

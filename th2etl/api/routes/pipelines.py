@@ -43,9 +43,14 @@ def run_pipeline(name: str, request: Request, body: RunRequest | None = None) ->
     """Start a run and answer at once with its id; follow it with ``GET /runs/{run_id}``."""
     variables = body.variables if body is not None else {}
     at = body.at if body is not None else None
-    run_id = state_of(request).runs.submit(name, variables, at=at)
+    run = state_of(request).runs.submit(name, variables, at=at)
     return json_response(
-        {"run_id": run_id, "pipeline_name": name, "status": "running", "url": f"/runs/{run_id}"},
+        {
+            "run_id": run.run_id,
+            "pipeline_name": name,
+            "status": run.status.value,  # running, or queued when every worker is busy
+            "url": f"/runs/{run.run_id}",
+        },
         202,
     )
 

@@ -1,0 +1,292 @@
+"""RunOwner: the instance that owns runs, heartbeating for them on a thread and a connection of
+its own.
+
+Every run has an owner from the moment it is recorded (see :mod:`th2etl.storage.coordination`):
+the API service, ``th2etl run``, a Python ``storage.run_pipeline()`` caller (a scheduler
+manager heartbeats in its own loop). The owner side of the contract, in one place:
+
+* **Registered first.** :meth:`RunOwner.start` sends one heartbeat before it returns, so the
+  runs it records always have a live instance row; then a daemon thread
+  (``th2etl-owner``) heartbeats every ``heartbeat_interval`` seconds on a connection of its
+  own (:meth:`~th2etl.storage.connection.StorageConnection.reopen`): load on the run's or the
+  API's connections never delays it.
+* **Each heartbeat** (:meth:`RunOwner.beat`): ``last_seen`` is written by the database's
+  clock; the active runs of owners silent for ``stale_after`` are marked ``abandoned`` (any
+  live th2etl process does this, so a dead owner's runs end within two heartbeat periods);
+  runs of this owner asked to stop (:meth:`~th2etl.storage.coordination.Coordination.
+  runs_to_cancel`, from any process) have their :class:`~th2etl.pipelines.CancelToken`
+  cancelled; outcomes the database missed while it was away are written again, once each.
+* **Lease.** Each successful heartbeat renews a lease of ``stale_after`` seconds, counted on
+  this host's monotonic clock from the moment the heartbeat was *sent*, so it never ends
+  later than other processes' view of it. When a failing database keeps the owner from
+  renewing it in time, the owner stops its runs (cancels their tokens) and records them
+  ``abandoned`` once it can (:meth:`RunOwner.outcome`), as every other process does: a run
+  never keeps executing while it is counted abandoned elsewhere. An outage shorter than the
+  lease changes nothing: the runs finish and their outcomes are recorded when the database is
+  back. A failed heartbeat is retried after at most half a heartbeat period (1 s, doubling),
+  so a lease of 1.5 periods sees at least two retries.
+* :meth:`RunOwner.stop` ends the thread and removes the instance row (its runs should be
+  over: any that is not is abandoned by others once ``stale_after`` has passed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, NamedTuple, Self
+
+from th2etl.exceptions import NotFoundError, StorageError, ValidationError
+from th2etl.pipelines.result import RunStatus
+
+if TYPE_CHECKING:
+    from th2etl.pipelines.engine import CancelToken
+    from th2etl.storage.coordination import Coordination
+
+__all__ = ["RunOwner", "new_instance_id"]
+
+logger = logging.getLogger("th2etl.storage.owner")
+
+
+def new_instance_id(kind: str) -> str:
+    """``<kind>-<host>-<pid>-<random>``: unique per owner, readable in the instances table."""
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class _Outcome(NamedTuple):
+    run_id: str
+    status: RunStatus
+    finished_at: datetime
+    error: str | None
+
+
+class RunOwner:
+    """Owns runs in ``storage`` under ``instance_id`` (default: a new id for ``kind``:
+    ``api``, ``cli``, ``python``...), heartbeating every ``heartbeat_interval`` seconds
+    (default: the ``TH2ETL_HEARTBEAT_INTERVAL`` setting); see the module docstring. Use it as
+    a context manager, or call :meth:`start` and :meth:`stop`."""
+
+    def __init__(
+        self,
+        storage: Coordination,
+        *,
+        kind: str = "python",
+        instance_id: str | None = None,
+        heartbeat_interval: float | None = None,
+        stale_after: float | None = None,
+    ) -> None:
+        if heartbeat_interval is None:
+            from th2etl.configs.settings import get_settings
+
+            heartbeat_interval = get_settings().heartbeat_interval
+        if isinstance(heartbeat_interval, bool) or not (
+            isinstance(heartbeat_interval, int | float) and heartbeat_interval > 0
+        ):
+            raise ValidationError(
+                f"heartbeat_interval must be a number of seconds above 0, got "
+                f"{heartbeat_interval!r}"
+            )
+        self.storage = storage
+        self.instance_id = instance_id or new_instance_id(kind)
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.stale_after = float(stale_after or self.heartbeat_interval * 1.5)
+        if self.stale_after <= self.heartbeat_interval:
+            raise ValidationError(
+                f"stale_after ({self.stale_after:g}s) must be longer than the heartbeat "
+                f"interval ({self.heartbeat_interval:g}s), or live owners count as dead"
+            )
+        self._lock = threading.Lock()
+        self._runs: dict[str, CancelToken] = {}
+        self._lost: dict[str, str] = {}  # run id -> why it is abandoned
+        self._pending: list[_Outcome] = []
+        self._renewed_at: float | None = None
+        self._failures = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._beats: Coordination | None = None
+        self.after_beat: Callable[[], None] | None = None
+        """Called after each successful heartbeat of the thread (e.g. to claim queued runs)."""
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, *, require_database: bool = True) -> Self:
+        """Register (one heartbeat, here: its error is raised unless ``require_database`` is
+        False, then the thread keeps trying) and start heartbeating."""
+        self._stopping.clear()
+        self._beats = self.storage.reopen()
+        try:
+            self.beat()
+        except StorageError as exc:
+            if require_database:
+                self._beats.close()
+                raise
+            logger.warning("owner %s: cannot register yet (%s)", self.instance_id, exc)
+        self._thread = threading.Thread(target=self._loop, name="th2etl-owner", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop heartbeating and forget this instance; idempotent."""
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        beats, self._beats = self._beats, None
+        if beats is not None:
+            try:
+                self._retry_outcomes(beats)
+                beats.remove_instance(self.instance_id)
+            except StorageError as exc:
+                logger.warning("owner %s: cannot unregister (%s)", self.instance_id, exc)
+            beats.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- the runs -----------------------------------------------------------------------------
+
+    def track(self, run_id: str, token: CancelToken) -> None:
+        """Answer for run ``run_id``: a cancel request or a lost lease cancels ``token``."""
+        with self._lock:
+            self._runs[run_id] = token
+            lost = self._lease_lost()
+        if lost:
+            self._lose(run_id, token)
+
+    def untrack(self, run_id: str) -> None:
+        """The run is over (its outcome recorded, or handed to :meth:`record_later`)."""
+        with self._lock:
+            self._runs.pop(run_id, None)
+            self._lost.pop(run_id, None)
+
+    def outcome(
+        self, run_id: str, status: RunStatus, error: str | None
+    ) -> tuple[RunStatus, str | None]:
+        """What to record for a run that ended ``status``: ``abandoned`` (with the reason)
+        when this owner lost its lease while the run went, else what it says."""
+        with self._lock:
+            reason = self._lost.get(run_id)
+        return (RunStatus.ABANDONED, reason) if reason else (status, error)
+
+    def record_later(
+        self, run_id: str, status: RunStatus, finished_at: datetime, error: str | None
+    ) -> None:
+        """The database did not take the run's outcome: write it at the next heartbeats."""
+        with self._lock:
+            self._pending.append(_Outcome(run_id, status, finished_at, error))
+
+    @property
+    def runs(self) -> list[str]:
+        """The runs this owner answers for now."""
+        with self._lock:
+            return sorted(self._runs)
+
+    # --- one heartbeat ------------------------------------------------------------------------
+
+    def beat(self) -> None:
+        """One heartbeat (see the module docstring); raises StorageError when it fails."""
+        storage = self._beats or self.storage
+        sent = time.monotonic()
+        storage.heartbeat(
+            self.instance_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            info={"runs": self.runs},
+        )
+        with self._lock:
+            self._renewed_at = sent
+        for run_id in storage.mark_abandoned_runs(None, timedelta(seconds=self.stale_after)):
+            logger.warning(
+                "run %s was left by an owner that stopped sending heartbeats; marked abandoned",
+                run_id,
+            )
+        for run_id in storage.runs_to_cancel(self.instance_id):
+            with self._lock:
+                token = self._runs.get(run_id)
+            if token is not None and not token.cancelled:
+                logger.info("run %s: cancel requested; stopping it", run_id)
+                token.cancel()
+        self._retry_outcomes(storage)
+
+    def _retry_outcomes(self, storage: Coordination) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for index, item in enumerate(pending):
+            try:
+                storage.finish_run(
+                    item.run_id, item.status, finished_at=item.finished_at, error=item.error
+                )
+            except NotFoundError:
+                logger.warning("run %s is no longer stored; its outcome is dropped", item.run_id)
+            except StorageError:
+                with self._lock:
+                    self._pending.extend(pending[index:])
+                raise
+
+    def _loop(self) -> None:
+        delay = self.heartbeat_interval
+        while not self._stopping.wait(delay):
+            try:
+                self.beat()
+            except StorageError as exc:
+                self._failures += 1
+                delay = min(2.0 ** (self._failures - 1), self.heartbeat_interval / 2)
+                log = logger.warning if self._failures == 1 else logger.info
+                log(
+                    "owner %s: heartbeat failed (%s); retrying in %.3gs",
+                    self.instance_id,
+                    exc,
+                    delay,
+                )
+                self._check_lease()
+                continue
+            if self._failures:
+                logger.warning("owner %s: heartbeats are back", self.instance_id)
+            self._failures = 0
+            delay = self.heartbeat_interval
+            if self.after_beat is not None:
+                try:
+                    self.after_beat()
+                except Exception:
+                    logger.exception("owner %s: after its heartbeat", self.instance_id)
+
+    def _lease_lost(self) -> bool:
+        renewed = self._renewed_at
+        return renewed is not None and time.monotonic() - renewed > self.stale_after
+
+    def _check_lease(self) -> None:
+        with self._lock:
+            if not self._lease_lost():
+                return
+            runs = [
+                (run_id, token) for run_id, token in self._runs.items() if run_id not in self._lost
+            ]
+        for run_id, token in runs:
+            self._lose(run_id, token)
+
+    def _lose(self, run_id: str, token: CancelToken) -> None:
+        reason = (
+            f"abandoned: its owner {self.instance_id} could not renew its lease for "
+            f"{self.stale_after:g}s (the database was unreachable) and stopped it"
+        )
+        with self._lock:
+            self._lost[run_id] = reason
+        logger.warning("run %s: %s", run_id, reason)
+        token.cancel()
+
+    def __repr__(self) -> str:
+        return f"RunOwner({self.instance_id!r}, runs={self.runs})"
