@@ -93,6 +93,7 @@ def test_one_run_per_fire_time_each_for_its_own_day_across_dst(
     assert short_day.interval_start.isoformat() == "2026-03-08T00:00:00-05:00"
     assert short_day.value("date") == "2026-03-08"
     assert {run.attempt for run in runs} == {1}
+    assert {run.started_by for run in runs} == {"backfill:daily"}
     # Running it again runs nothing: every tick ran (the failed one is kept as it is).
     again = plan_backfill(storage, "daily", ny("2026-03-06"), ny("2026-03-10"), now=NOW)
     assert again.to_run == ()

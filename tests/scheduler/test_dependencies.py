@@ -81,6 +81,8 @@ def test_a_dependent_runs_once_all_upstream_succeeded_for_the_same_logical_time(
     results = clock.advance(until=at("2026-05-16 02:50"))
     manager.stop()
     assert [r.scheduler_name for r in results].count("report_after") == 2
+    reports = storage.list_runs(scheduler_name="report_after")
+    assert {run.started_by for run in reports} == {"dependency:orders,customers"}
     # Each report is for the orders' logical time, with its interval.
     assert runs_of(storage, "report_after") == [
         ("05-14 02:00", "05-13 02:00", "succeeded"),
