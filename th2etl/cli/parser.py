@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "th2etl.cli.project",
     "th2etl.cli.prune",
     "th2etl.cli.notify",
+    "th2etl.cli.legacy",
 )
 """Each defines ``EXAMPLES`` and ``register(commands)`` (see :mod:`th2etl.cli`); their
 order is the order of ``th2etl --help``."""

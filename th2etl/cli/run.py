@@ -141,6 +141,11 @@ def _run(args: argparse.Namespace) -> int:
                 if args.pipeline in names:
                     raise  # the pipeline exists; something it needs does not
                 message = unknown_pipeline(args.pipeline, names, storage.describe())
+                if "pipelines" in storage.legacy_tables():
+                    message += (
+                        "; this database has th2etl 0.0.x tables (etl_pipelines): import them "
+                        "with 'th2etl import-legacy'"
+                    )
                 raise NotFoundError(message) from None
             variables = dict(args.var)
             at = None if args.at is None else LogicalTime.at(parse_instant(args.at, "--at"))

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from th2etl.clock import Clock
 from th2etl.configs.settings import Settings, get_settings
+from th2etl.exceptions import Th2etlError
+from th2etl.storage._legacy import Legacy
 from th2etl.storage._notifications import Notifications
 from th2etl.storage._projects import Projects
 from th2etl.storage._retention import Retention
@@ -36,7 +38,7 @@ def _is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://")) or bool(_CONNINFO.match(target))
 
 
-class DatabaseStorage(Schedules, Ticks, Projects, Retention, Notifications):
+class DatabaseStorage(Schedules, Ticks, Projects, Retention, Notifications, Legacy):
     """th2etl's storage in PostgreSQL or SQLite; see :class:`~th2etl.storage.base.Storage`.
 
     ``DatabaseStorage("postgresql://user@host/db", schema="etl")`` opens PostgreSQL (a URL or
@@ -67,12 +69,18 @@ class DatabaseStorage(Schedules, Ticks, Projects, Retention, Notifications):
         if settings.backend == "postgresql":
             from th2etl.storage.postgres import PostgresStorage
 
-            return PostgresStorage(
+            storage = PostgresStorage(
                 settings.postgres_conninfo(),
                 schema=settings.database_schema,
                 clock=clock,
                 connect=connect,
             )
+            if connect:
+                try:
+                    storage.log_legacy_hint()
+                except Th2etlError:  # a hint never keeps storage from opening
+                    logger.debug("could not look for th2etl 0.0.x tables", exc_info=True)
+            return storage
         from th2etl.storage.sqlite import SQLiteStorage
 
         if settings.embedded_default:
