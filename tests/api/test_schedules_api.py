@@ -86,6 +86,43 @@ def test_a_run_now_takes_its_logical_time_from_at(client: TestClient) -> None:
     assert run["logical_time"]["date"] == "2026-03-02"
 
 
+def test_a_queued_run_keeps_its_at(storage: Any, tmp_path: Path) -> None:
+    import threading
+
+    from tests.scheduler.helpers import GATES, Gate
+    from th2etl.blocs import register_bloc
+    from th2etl.blocs.registry import unregister_bloc
+
+    register_bloc(Gate, replace=True)  # type: ignore[call-overload]
+    GATES["api_queue"] = threading.Event()
+    try:
+        app = create_app(storage, start_scheduler=False, api_key="", run_workers=1)
+        with TestClient(app, base_url=LOCAL) as client:
+            (tmp_path / "sales_2026-03-02.csv").write_text("region\nnorth\n", encoding="utf-8")
+            path = str(tmp_path / "sales_${run:date}.csv")
+            for name, bloc_type, config in (
+                ("wait", "scheduler_test_gate", {"gate": "api_queue"}),
+                ("load", "csv_loader", {"file_path": path}),
+            ):
+                client.post("/blocs", json={"name": name, "bloc_type": bloc_type, "config": config})
+                client.post("/pipelines", json={"name": f"p_{name}", "stages": [[name]]})
+            busy = client.post("/pipelines/p_wait/run").json()
+            queued = client.post("/pipelines/p_load/run", json={"at": "2026-03-02T12:00:00Z"})
+            assert queued.json()["status"] == "queued"
+            GATES["api_queue"].set()
+            run_id = queued.json()["run_id"]
+            wait_until(
+                lambda: client.get(f"/runs/{run_id}").json()["status"] == "succeeded",
+                timeout=30,
+                what="the queued run to succeed on the freed worker",
+            )
+            assert client.get(f"/runs/{run_id}").json()["logical_time"]["date"] == "2026-03-02"
+            assert client.get(f"/runs/{busy['run_id']}").json()["status"] == "succeeded"
+    finally:
+        GATES["api_queue"].set()
+        unregister_bloc(Gate.bloc_type)
+
+
 def test_backfill_dry_run_refusals_and_a_run_in_the_service(client: TestClient) -> None:
     client.post(
         "/schedulers",

@@ -256,9 +256,10 @@ class RunExecutor:
                 variables=variables,
                 definition=snapshot,
                 max_queued=self.max_queued,
+                logical_time=None if at is None else LogicalTime.at(at),
             )
             if free:
-                self._start(record, pipeline, at)
+                self._start(record, pipeline)
         return record
 
     def fill(self) -> None:
@@ -280,10 +281,11 @@ class RunExecutor:
                         record.run_id, RunStatus.FAILED, finished_at=self.clock.now(), error=message
                     )
                     continue
-                self._start(record, pipeline, None)
+                self._start(record, pipeline)
 
-    def _start(self, record: RunRecord, pipeline: Pipeline, at: datetime | None) -> None:
-        """Under the lock: run ``record`` on a worker."""
+    def _start(self, record: RunRecord, pipeline: Pipeline) -> None:
+        """Under the lock: run ``record`` on a worker, for the logical time it was recorded
+        with (its ``at``; none: the moment it starts)."""
         token = CancelToken()
         self.owner.track(record.run_id, token)
         recorder = self.storage.recorder(
@@ -301,7 +303,7 @@ class RunExecutor:
             cancel_token=token,
             run_id=record.run_id,
             clock=self.clock,
-            logical_time=None if at is None else LogicalTime.at(at),
+            logical_time=record.logical_time,
             keep_outputs=False,  # rows go to the exporters, not to the service's memory
         )
         self._runs[record.run_id] = (token, future)
