@@ -114,3 +114,33 @@ def test_max_active_runs_counts_every_run_of_the_schedule(
     storage.finish_run("by-hand", RunStatus.SUCCEEDED, finished_at=clock.now(), error=None)
     assert statuses(clock.advance(until=at("10:10"))) == ["10:10 started"]
     manager.stop()
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_the_cli_shows_and_changes_options_and_defaults(
+    tmp_path: Any, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from th2etl.cli import main
+    from th2etl.storage import DatabaseStorage
+
+    clean_env.setenv("TH2ETL_SQLITE_PATH", str(tmp_path / "th2etl.db"))
+    with DatabaseStorage(tmp_path / "th2etl.db") as storage:
+        storage.create_bloc("quick_noop", "scheduler_test_noop")
+        storage.create_pipeline("quick", stages=[["quick_noop"]])
+        storage.create_trigger("every5", cron_expression="*/5 * * * *")
+        storage.create_scheduler("job", "quick", "every5", timeout=60)
+    command = ["schedule", "job", "--missed", "all", "--var", "region=north", "--reset", "timeout"]
+    assert main([*command, "--start-date", "2026-06-01"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert "missed           all" in shown and "timeout          (unset)" in shown
+    assert "start_date       2026-06-01T00:00:00+00:00" in shown
+    assert "variables        {'region': 'north'}" in shown
+    assert main(["schedule", "job", "--max-active-runs", "0"]) == 1
+    assert (
+        "max_active_runs must be a whole number from 1 to 10000, got 0" in capsys.readouterr().err
+    )
+    assert main(["schedule-defaults", "--overlap", "allow", "--json"]) == 0
+    assert '"overlap": "allow"' in capsys.readouterr().out
+    with DatabaseStorage(tmp_path / "th2etl.db") as storage:
+        assert storage.get_scheduler("job").max_active_runs is None
+        assert storage.get_schedule_defaults().overlap == "allow"

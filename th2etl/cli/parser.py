@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "th2etl.cli.service",
     "th2etl.cli.run",
     "th2etl.cli.backfill",
+    "th2etl.cli.schedules",
     "th2etl.cli.demo",
     "th2etl.cli.history",
     "th2etl.cli.definitions",
