@@ -258,6 +258,15 @@ class Bloc(ABC):
     def run(self, context: RunContext, rows: Rows) -> Rows:
         """Do the bloc's work on ``rows`` and return the output rows."""
 
+    @classmethod
+    def fuses(cls, source: Bloc) -> bool:
+        """Whether this type can read ``source``'s data itself, faster than through rows, when
+        ``source`` feeds only this bloc (``postgres_exporter`` reads a ``csv_loader``'s file).
+        The engine then hands ``source`` over as ``batches.fused``: ``stream`` either does the
+        work itself and calls ``batches.skip(rows)``, or iterates ``batches`` as usual (the
+        source then runs inside this bloc's thread)."""
+        return False
+
     def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         """Turn the input batches into output batches; what the engine calls.
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal, InvalidOperation
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from th2etl.blocs._cells import COLUMN_TYPES, FAST_PARSERS
 from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc, collect
 from th2etl.blocs.registry import register_bloc
 from th2etl.exceptions import BlocError, ValidationError
@@ -23,15 +21,6 @@ if TYPE_CHECKING:
     from th2etl.pipelines.context import RunContext
 
 __all__ = ["COLUMN_TYPES", "CsvExporterBloc", "CsvLoaderBloc"]
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "t", "1", "yes", "y"):
-        return True
-    if lowered in ("false", "f", "0", "no", "n"):
-        return False
-    raise ValueError(text)
 
 
 def _check_encoding(config: dict[str, Any], where: str) -> None:
@@ -45,32 +34,6 @@ def _check_encoding(config: dict[str, Any], where: str) -> None:
                 f"{where}: unknown encoding {encoding!r}; use e.g. 'utf-8', 'latin-1' or "
                 "'utf-8-sig'"
             ) from None
-
-
-def _parse_decimal(text: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise ValueError(text) from None
-
-
-# The usual spellings of a bool, looked up in C; _parse_bool (a Python call per cell, a third
-# of the conversion time of a typical CSV) then only sees the others.
-_BOOL_WORDS: dict[str, bool] = dict.fromkeys(
-    ("true", "t", "1", "yes", "y", "True", "TRUE", "T", "Yes", "Y"), True
-) | dict.fromkeys(("false", "f", "0", "no", "n", "False", "FALSE", "F", "No", "N"), False)
-
-COLUMN_TYPES: dict[str, Callable[[str], Any]] = {
-    "str": str,
-    "int": int,
-    "float": float,
-    "decimal": _parse_decimal,
-    "bool": _parse_bool,
-    "date": dt.date.fromisoformat,
-    "datetime": dt.datetime.fromisoformat,
-    "json": json.loads,
-}
-"""Names accepted in ``csv_loader``'s ``types`` and how a cell is parsed. An empty cell is None."""
 
 
 @register_bloc
@@ -175,9 +138,9 @@ def _typed_columns(
             f"{where}: types names column {missing[0]!r}, which is not in the header; "
             f"columns: {', '.join(header)}"
         )
-    fast: dict[str, Callable[[str], Any]] = {"bool": _BOOL_WORDS.__getitem__}
     return [
-        (header.index(column), fast.get(name, COLUMN_TYPES[name])) for column, name in types.items()
+        (header.index(column), FAST_PARSERS.get(name, COLUMN_TYPES[name]))
+        for column, name in types.items()
     ]
 
 

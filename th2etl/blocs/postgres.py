@@ -38,8 +38,10 @@ from psycopg.rows import dict_row
 from th2etl._postgres import check_conninfo, check_identifier, connect, describe_conninfo
 from th2etl.blocs._pg_columns import quick_names, row_names
 from th2etl.blocs._pg_interval import delete_interval, interval_bounds, require_interval
+from th2etl.blocs._pg_fast import CsvPlan, Refused, copy_csv, plan_csv
 from th2etl.blocs._pg_writer import AppendWriter, NewTableWriter, one_line
-from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc, collect
+from th2etl.blocs.base import Bloc, ConfigField, ExporterBloc, LoaderBloc, collect
+from th2etl.blocs.files import CsvLoaderBloc
 from th2etl.blocs.registry import register_bloc
 from th2etl.exceptions import (
     BlocError,
@@ -392,10 +394,22 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
     def run(self, context: RunContext, rows: Rows) -> Rows:
         return collect(self.stream(context, [rows]))
 
+    @classmethod
+    def fuses(cls, source: Bloc) -> bool:
+        return isinstance(source, CsvLoaderBloc) and plan_csv(source) is not None
+
     def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         mode = IfExists(self.config["if_exists"])
         if mode is IfExists.REPLACE_INTERVAL:
             require_interval(self.where, context.logical_time)
+        fused = getattr(batches, "fused", None)  # the engine fused a csv_loader into this bloc
+        creates = mode in (IfExists.REPLACE, IfExists.FAIL)
+        plan = plan_csv(fused) if fused is not None and creates else None
+        if plan is not None:
+            fast = self._fast(context, plan, batches, mode)
+            if fast is not None:
+                yield [{"table": fast[0], "rows": fast[1], "if_exists": mode.value}]
+                return
         pending = iter(batches)
         first = next((batch for batch in pending if batch), None)  # waits for the first rows
         if first is not None:  # bad keys are refused before connecting
@@ -460,6 +474,38 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
         if replaced is not None:
             outcome["replaced"] = replaced
         yield [outcome]
+
+    def _fast(
+        self, context: RunContext, plan: CsvPlan, batches: Any, mode: IfExists
+    ) -> tuple[str, int] | None:
+        """The file straight into COPY (:mod:`th2etl.blocs._pg_fast`): the label and the rows
+        written, or None when the general path must do it (nothing was changed then)."""
+        with self._session(context) as (conn, database):
+            schema, table = self._table_config(conn)
+            label = _label(schema, table)
+            _require_schema(conn, schema, self.where, database)
+            found = _find_table(conn, schema, table)
+            if found is not None and mode is IfExists.FAIL:
+                raise self._exists_error(label)
+            if found is not None and found.kind not in ("r", "p"):
+                return None  # the general path says what is wrong
+            new = f"_th2etl_new_{uuid.uuid4().hex[:16]}" if found is not None else table
+            with conn.transaction():
+                try:
+                    with conn.transaction():  # a savepoint: a refusal undoes the fast path
+                        rows = copy_csv(self.where, context, conn, schema, new, plan)
+                except Refused as refused:
+                    context.logger.info("%s: the general path writes it (%s)", self.where, refused)
+                    return None
+                batches.skip(rows)  # the end of the input: every earlier stage succeeded
+                if found is not None:
+                    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                            sql.Identifier(schema, new), sql.Identifier(table)
+                        )
+                    )
+        return label, rows
 
     def _exists_error(self, label: str) -> BlocError:
         return BlocError(

@@ -180,6 +180,8 @@ class _Node:
         self.stop_reason: tuple[BlocStatus, str] | None = None
         self.t0 = 0.0
         self.shown = (0, 0)
+        self.fused: _Node | None = None  # a source this bloc reads itself (Bloc.fuses)
+        self.fused_into: _Node | None = None
 
     @property
     def where(self) -> str:
@@ -204,6 +206,23 @@ class _Group:
         self.retry_at = 0.0
         self.stop_deadline = 0.0
         self.running: list[_Node] = []
+
+
+class _SourceFailed(BaseException):
+    """A fused source failed inside the bloc that reads it: its own failure, not the reader's."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _fused_stream(bloc: Bloc, context: RunContext) -> Iterator[Rows]:
+    try:
+        yield from bloc.stream(context, [])
+    except (Stopped, GeneratorExit):
+        raise
+    except BaseException as exc:
+        raise _SourceFailed(exc) from exc
 
 
 def _attempt(bloc: Bloc, context: RunContext, rows: Input, output: Output) -> None:
@@ -295,6 +314,18 @@ class _Run:
                 group = _Group(node)
                 for member in group.nodes:
                     member.group = group
+            feeder = node.parent
+            if (
+                self.keep == 0  # the source's rows are kept nowhere: nothing asks for them
+                and feeder is not None
+                and feeder.parent is None
+                and feeder.spill is None
+                and len(feeder.children) == 1
+                and feeder.resolved is not None
+                and not any(feeder.stage < n.stage < node.stage for n in nodes.values())
+                and type(node.bloc).fuses(feeder.resolved)
+            ):
+                node.fused, feeder.fused_into = feeder, node
         return nodes
 
     # --- the coordinating loop ------------------------------------------------------------
@@ -420,6 +451,15 @@ class _Run:
             self._end_group(group)
             return
         group.state = _State.RUNNING
+        fused = [n for n in nodes if n.fused_into is not None]
+        for node in fused:  # runs inside the bloc it is fused into
+            node.context = self.context._attempt(node.batch_size)
+            if node.result.attempts == 0:
+                node.result.attempts = 1
+                node.result.started_at = self.clock.now()
+                node.t0 = time.perf_counter()
+                self.notify("bloc_started", node.bloc, node.result.attempts)
+        nodes = [n for n in nodes if n.fused_into is None]
         group.running = nodes
         group.charged = group.error = None
         for node in nodes:
@@ -440,6 +480,8 @@ class _Run:
             )
         for node in nodes:
             node.input = Input(self._sources(node), self._at_end(node))
+            if node.fused is not None:
+                node.input.fused = node.fused.resolved
             if not node.feeding and node.result.attempts == 0:
                 node.result.attempts = 1
                 node.result.started_at = self.clock.now()
@@ -456,6 +498,11 @@ class _Run:
                 self.notify("bloc_started", node.bloc, node.result.attempts)
 
     def _sources(self, node: _Node) -> list[Any]:
+        source = node.fused
+        if source is not None:
+            bloc, context = source.resolved, source.context
+            assert bloc is not None and context is not None
+            return [lambda: _fused_stream(bloc, context)]
         if node.parent is not None:
             pipe = node.in_pipe
             assert pipe is not None
@@ -473,7 +520,7 @@ class _Run:
         return [lambda spill=spill: checked(spill) for spill in spills if spill is not None]
 
     def _at_end(self, node: _Node) -> Any:
-        earlier = [n for n in self.nodes.values() if n.stage < node.stage]
+        earlier = [n for n in self.nodes.values() if n.stage < node.stage and n is not node.fused]
         context = node.context
         assert context is not None
 
@@ -535,6 +582,18 @@ class _Run:
         group.running.remove(node)
         node.future = None
         exc = future.exception() if not future.cancelled() else Stopped()
+        source = node.fused
+        if source is not None and not source.final:
+            if isinstance(exc, _SourceFailed):
+                if group.state is _State.RUNNING:
+                    self._stop(group, source, exc.error)
+                return
+            if exc is None and group.state is _State.RUNNING:
+                assert node.input is not None
+                source.result.rows_out = node.input.rows
+                source.result.batches_out = node.input.batches
+                self._finish(source, BlocStatus.SUCCEEDED)
+                self.dropped[source.bloc.name] = node.input.rows
         if node.feeding:
             if exc is not None and not isinstance(exc, Stopped) and group.state is _State.RUNNING:
                 self._stop(group, node, exc)
@@ -569,6 +628,8 @@ class _Run:
     def _tell_stop(node: _Node) -> None:
         if node.context is not None:
             node.context._request_cancel()
+        if node.fused is not None and node.fused.context is not None:
+            node.fused.context._request_cancel()
         if node.in_pipe is not None:
             node.in_pipe.stop()
         if node.output is not None:

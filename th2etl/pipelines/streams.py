@@ -186,6 +186,14 @@ class Input:
         self._at_end = at_end
         self.rows = 0
         self.batches = 0
+        self.fused: Any = None  # the source bloc, when the engine fused it into this one
+
+    def skip(self, rows: int) -> None:
+        """The bloc read its fused source itself (``rows`` of them): end the input here, as
+        iterating it to the end would (waiting for the earlier stages, raising if one failed)."""
+        self.rows += rows
+        self.batches += 1
+        self._at_end()
 
     def __iter__(self) -> Iterator[Rows]:
         for source in self._sources:

@@ -1,0 +1,263 @@
+"""The fast path of ``csv_loader`` -> ``postgres_exporter``: the file's bytes, as they are, into
+COPY ... (FORMAT csv), the server parsing each typed cell (no Python value, no dict per row).
+
+Used when the engine fuses the two blocs (nothing sits between them and the run keeps no rows,
+see :mod:`th2etl.pipelines.engine`), the exporter creates or replaces its table, the server is
+PostgreSQL 15 or older (16 reads ``1_000`` and ``0x1F`` as integers, which the accepted syntax
+refuses), the file is UTF-8 with a plain header line, and no column is typed ``json``.
+
+The result is the general path's, exactly: the columns get the types the general path would
+infer from the parsed values (int -> bigint, float -> double precision, decimal -> numeric,
+bool -> boolean, date -> date, datetime -> timestamp or timestamptz, others -> text; a typed
+column that holds no value at all -> text), and the cells accepted are those of
+:mod:`th2etl.blocs._cells`: PostgreSQL parses int, float, decimal and bool cells exactly so, and
+the client checks date and datetime cells against the accepted syntax, which is narrower than
+PostgreSQL's. Anything the server or the check refuses (a malformed line, a bad value, an int
+past bigint's range, naive and aware datetimes mixed, no rows at all) raises :class:`Refused`:
+the caller rolls the fast path back and runs the general path, which either succeeds the same
+way or fails with the general path's message naming the line, the row, the column and the value.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from th2etl._postgres import check_identifier
+from th2etl.blocs._cells import AWARE_DATETIME, DATE, DATETIME, NAIVE_DATETIME
+from th2etl.exceptions import BlocError, ValidationError
+
+if TYPE_CHECKING:
+    from th2etl.blocs.base import Bloc
+    from th2etl.pipelines.context import RunContext
+
+__all__ = ["CsvPlan", "Refused", "copy_csv", "plan_csv"]
+
+_Connection = psycopg.Connection[Any]
+
+_SQL_TYPES = {
+    "int": "bigint",
+    "float": "double precision",
+    "decimal": "numeric",
+    "bool": "boolean",
+    "date": "date",
+    "str": "text",
+}
+_CHUNK = 1 << 20  # bytes sent per COPY write (and checked at once)
+_NAIVE = re.compile(NAIVE_DATETIME.encode())
+_AWARE = re.compile(AWARE_DATETIME.encode())
+_DATE = re.compile(DATE.pattern.encode())
+
+
+class Refused(Exception):
+    """The fast path cannot take this file as the general path would: use the general path."""
+
+
+@dataclass(frozen=True)
+class CsvPlan:
+    path: Path
+    delimiter: str
+    bom: bool
+    types: dict[str, str]
+
+
+def plan_csv(loader: Bloc) -> CsvPlan | None:
+    """The fast path's plan for a ``csv_loader``'s config, or None when it does not apply."""
+    config = loader.config
+    types: dict[str, str] = dict(config.get("types") or {})
+    if "json" in types.values() or len(config["delimiter"]) != 1:
+        return None
+    try:
+        encoding = codecs.lookup(config["encoding"]).name
+    except LookupError:
+        return None
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return None
+    return CsvPlan(Path(config["file_path"]), config["delimiter"], encoding == "utf-8-sig", types)
+
+
+def copy_csv(
+    where: str,
+    context: RunContext,
+    conn: _Connection,
+    schema: str,
+    table: str,
+    plan: CsvPlan,
+) -> int:
+    """Create ``schema.table`` and COPY the file into it; return the rows written. Raises
+    :class:`Refused` (the caller's savepoint then undoes everything)."""
+    if conn.info.server_version >= 160000:
+        raise Refused("PostgreSQL 16 reads integers more widely than the accepted syntax")
+    try:
+        handle = plan.path.open("rb")
+    except OSError:
+        raise Refused("the file cannot be opened: the general path says why") from None
+    with handle:
+        header = _header(handle, plan)
+        first = handle.read(_CHUNK)
+        checks, columns = _columns(header, plan, first)
+        definition = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in columns
+        )
+        conn.execute(
+            sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, table), definition)
+        )
+        typed = [sql.Identifier(name) for name in header if name in plan.types]
+        text = [sql.Identifier(name) for name in header if name not in plan.types]
+        options = [
+            sql.SQL("FORMAT csv"),
+            sql.SQL("DELIMITER {}").format(sql.Literal(plan.delimiter)),
+        ]
+        if typed:
+            options.append(sql.SQL("FORCE_NULL ({})").format(sql.SQL(", ").join(typed)))
+        if text:
+            options.append(sql.SQL("FORCE_NOT_NULL ({})").format(sql.SQL(", ").join(text)))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN ({})").format(
+            sql.Identifier(schema, table),
+            sql.SQL(", ").join(map(sql.Identifier, header)),
+            sql.SQL(", ").join(options),
+        )
+        try:
+            with conn.cursor() as cur:
+                with cur.copy(statement) as copy:
+                    tail = b""
+                    chunk = first
+                    while chunk:
+                        if context.cancel_requested:
+                            raise BlocError(
+                                f"{where}: the run was cancelled while writing; nothing was "
+                                "written, the table is unchanged"
+                            )
+                        data = tail + chunk
+                        cut = _last_record_end(data)
+                        _check(data[:cut], checks, plan.delimiter)
+                        copy.write(data[:cut])
+                        tail = data[cut:]
+                        chunk = handle.read(_CHUNK)
+                    if tail:
+                        _check(tail, checks, plan.delimiter)
+                        copy.write(tail)
+                rows = cur.rowcount
+        except psycopg.Error as exc:
+            if context.cancel_requested:
+                raise
+            raise Refused(str(exc)) from None
+    if rows <= 0:
+        raise Refused("no rows: the general path decides what an empty input does")
+    _untype_empty_columns(conn, schema, table, columns, plan)
+    return rows
+
+
+def _header(handle: IO[bytes], plan: CsvPlan) -> list[str]:
+    line = handle.readline()
+    if plan.bom and line.startswith(codecs.BOM_UTF8):
+        line = line[len(codecs.BOM_UTF8) :]
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("the header is not UTF-8") from None
+    if '"' in text or not text.endswith("\n"):
+        raise Refused("a quoted header, or no data line")
+    header = text.rstrip("\r\n").split(plan.delimiter)
+    if len(set(header)) != len(header) or any(name not in header for name in plan.types):
+        raise Refused("duplicate or missing columns: the general path says which")
+    for name in header:
+        try:
+            check_identifier("column name", name, "")
+        except ValidationError:
+            raise Refused("a column name the general path refuses") from None
+    return header
+
+
+def _columns(
+    header: list[str], plan: CsvPlan, first: bytes
+) -> tuple[list[tuple[int, re.Pattern[bytes]]], list[tuple[str, str]]]:
+    """The table's columns and the client-side checks (column index, pattern)."""
+    checks: list[tuple[int, re.Pattern[bytes]]] = []
+    columns: list[tuple[str, str]] = []
+    for index, name in enumerate(header):
+        kind = plan.types.get(name, "str")
+        if kind == "date":
+            checks.append((index, _DATE))
+        if kind == "datetime":
+            # Naive or aware, as the column's first value: a later mix is refused by the check.
+            sample = _values(first[: _last_record_end(first)], index, plan.delimiter)
+            value = next((v for v in sample if v), b"")
+            match = DATETIME.fullmatch(value.decode("ascii", "replace"))
+            aware = match is not None and match.group(1) is not None
+            checks.append((index, _AWARE if aware else _NAIVE))
+            columns.append((name, "timestamp with time zone" if aware else "timestamp"))
+            continue
+        columns.append((name, _SQL_TYPES[kind]))
+    return checks, columns
+
+
+def _last_record_end(data: bytes) -> int:
+    """Where the last complete record of ``data`` (which starts at a record) ends, after its
+    newline; a newline inside quotes ends no record."""
+    end = data.rfind(b"\n") + 1
+    while end > 0 and data.count(b'"', 0, end) % 2:
+        end = data.rfind(b"\n", 0, end - 1) + 1
+    return end
+
+
+def _check(records: bytes, checks: list[tuple[int, re.Pattern[bytes]]], delimiter: str) -> None:
+    for index, pattern in checks:
+        for value in _values(records, index, delimiter):
+            if value and pattern.fullmatch(value) is None:
+                raise Refused(f"{value!r} is not in the accepted syntax")
+
+
+def _values(records: bytes, index: int, delimiter: str) -> list[bytes]:
+    """The cells of column ``index`` in complete CSV records."""
+    if b'"' not in records:
+        # No quotes: every newline ends a record and every delimiter ends a cell.
+        sep = delimiter.encode()
+        if b"\r" in records:
+            records = records.replace(b"\r\n", b"\n")
+        try:
+            return [line.split(sep, index + 1)[index] for line in records.split(b"\n") if line]
+        except IndexError:
+            raise Refused("a line with too few fields: the general path names it") from None
+    try:
+        text = records.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("bytes that are not UTF-8: the general path names the line") from None
+    out = []
+    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+        if index >= len(row):
+            raise Refused("a line with too few fields: the general path names it")
+        out.append(row[index].encode())
+    return out
+
+
+def _untype_empty_columns(
+    conn: _Connection, schema: str, table: str, columns: list[tuple[str, str]], plan: CsvPlan
+) -> None:
+    """A typed column with no value at all is text on the general path (its values are all
+    None): make it so here too."""
+    typed = [name for name, _ in columns if name in plan.types and plan.types[name] != "str"]
+    if not typed:
+        return
+    counts = conn.execute(
+        sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(n)) for n in typed),
+            sql.Identifier(schema, table),
+        )
+    ).fetchone()
+    assert counts is not None
+    for name, count in zip(typed, counts, strict=True):
+        if count == 0:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE text USING NULL").format(
+                    sql.Identifier(schema, table), sql.Identifier(name)
+                )
+            )
