@@ -171,6 +171,9 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each measurement; the best one counts"
     )
+    parser.add_argument(
+        "--load-only", action="store_true", help="only the CSV load (e.g. to compare RSS at 5M)"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -229,6 +232,8 @@ def main() -> None:
             best(args.repeat, lambda: th2etl_run(folder, "bench_load")),
             LOAD_TARGET,
         )
+        if args.load_only:
+            return
         transformed = best(args.repeat, lambda: th2etl_run(folder, "bench_transform"))
         print(
             f"{'load   + example_transformer':34} {transformed[0]:7.2f} s  "

@@ -48,6 +48,12 @@ Semantics, in one place:
   API and CLI runs do). ``RunResult`` reports rows and batches in and out per bloc, and
   listeners receive ``bloc_progress`` about once a second while rows flow.
 
+* **Fusion.** When a bloc streams from a source that feeds nothing else, no bloc of a stage
+  between them waits, the run keeps no rows (``keep_outputs=False``), and the reader's type
+  ``fuses`` the source (``postgres_exporter`` a ``csv_loader``), the source runs inside the
+  reader, which may read the source's data itself (the file straight into COPY) or iterate its
+  batches as usual; the source's result follows the reader's, and its own failure is its own.
+
 A run given an ``executor=`` (any :class:`concurrent.futures.Executor`) does not stream between
 blocs, since the engine cannot know how many blocs that executor runs at once: every bloc
 starts with its stage and reads spilled input; rows still travel in batches.
