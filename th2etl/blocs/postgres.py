@@ -37,8 +37,8 @@ from psycopg.rows import dict_row
 
 from th2etl._postgres import check_conninfo, check_identifier, connect, describe_conninfo
 from th2etl.blocs._pg_columns import quick_names, row_names
-from th2etl.blocs._pg_interval import delete_interval, interval_bounds, require_interval
 from th2etl.blocs._pg_fast import CsvPlan, Refused, copy_csv, plan_csv
+from th2etl.blocs._pg_interval import delete_interval, interval_bounds, require_interval
 from th2etl.blocs._pg_writer import AppendWriter, NewTableWriter, one_line
 from th2etl.blocs.base import Bloc, ConfigField, ExporterBloc, LoaderBloc, collect
 from th2etl.blocs.files import CsvLoaderBloc
