@@ -144,3 +144,7 @@ def test_the_cli_shows_and_changes_options_and_defaults(
     with DatabaseStorage(tmp_path / "th2etl.db") as storage:
         assert storage.get_scheduler("job").max_active_runs is None
         assert storage.get_schedule_defaults().overlap == "allow"
+        storage.create_pipeline("report", stages=[["quick_noop"]])
+        storage.create_scheduler("report_after", "report", after_pipelines=["quick"])
+    assert main(["next", "report_after"]) == 1
+    assert "has no fire times of its own: it runs once quick succeeded" in capsys.readouterr().err

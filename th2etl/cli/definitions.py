@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from th2etl.cli._source import KINDS, add_source_options, print_json, print_table, with_source
+from th2etl.exceptions import NotFoundError
 
 if TYPE_CHECKING:
     from th2etl.cli._args import Commands
@@ -203,6 +204,12 @@ def _next(args: argparse.Namespace, source: Source) -> int:
     from th2etl.scheduler.triggers import CronTrigger
 
     scheduler = source.definition("schedulers", args.scheduler)
+    if scheduler.get("trigger_name") is None:
+        raise NotFoundError(
+            f"scheduler {args.scheduler!r} has no fire times of its own: it runs once "
+            f"{', '.join(scheduler.get('after_pipelines') or [])} succeeded for a logical time; "
+            "see the next fire times of those pipelines' schedulers"
+        )
     record = source.definition("triggers", scheduler["trigger_name"])
     trigger = CronTrigger(record["cron_expression"], record["timezone"])
     after = args.after or datetime.now(UTC)
