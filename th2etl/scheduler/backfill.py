@@ -311,6 +311,7 @@ class Backfill:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._tokens: dict[str, CancelToken] = {}
+        self._snapshot: dict[str, Any] = {}
         defaults = storage.get_schedule_defaults()
         self.options = plan.scheduler.options.effective(defaults)
 
@@ -324,7 +325,12 @@ class Backfill:
 
     def run(self, on_progress: Progress | None = None) -> BackfillReport:
         """Claim and run the plan's ticks in order, ``max_active`` at once; return the report."""
-        pipeline = self.storage.build_pipeline(self.plan.scheduler.pipeline_name)
+        from th2etl.storage.recorder import pipeline_from_snapshot
+
+        # One snapshot for the whole backfill: every run executes (and records) the same
+        # definitions, whatever is edited meanwhile.
+        self._snapshot = self.storage.definition_snapshot(self.plan.scheduler.pipeline_name)
+        pipeline = pipeline_from_snapshot(self._snapshot)
         intervals = self._intervals()
         self._heartbeat()
         pending: dict[Future[RunResult], tuple[datetime, str]] = {}
@@ -398,6 +404,7 @@ class Backfill:
             trigger_name=record.trigger_name,
             instance_id=self.instance_id,
             clock=self.clock,
+            definition=self._snapshot,
         )
         try:
             return run_pipeline(
