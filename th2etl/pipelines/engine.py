@@ -283,6 +283,14 @@ class _Run:
             context.logical_time = LogicalTime.at(context.scheduled_time or clock.now())
         self.nodes = self._plan()
         self.groups = [node.group for node in self.nodes.values() if node.group.root is node]
+        self.waiting = list(self.groups)  # in stage order
+        self.groups_started: list[_Group] = []
+        # Blocs not final yet, per stage, and the first stage where one ended otherwise than
+        # succeeded: "have the earlier stages finished, and well?" in O(stages).
+        self.open = [0] * (len(pipeline.stages) + 2)
+        for node in self.nodes.values():
+            self.open[node.stage] += 1
+        self.bad_stage = len(pipeline.stages) + 1
 
     # --- plan -----------------------------------------------------------------------------
 
@@ -397,11 +405,14 @@ class _Run:
                     if group.state is _State.RUNNING:
                         self._stop(group, None, None)
             self._start_ready()
-            if all(group.state is _State.DONE for group in self.groups):
+            # The streams started and not done (what each wakeup looks at).
+            active = [group for group in self.groups_started if group.state is not _State.DONE]
+            self.groups_started = active
+            if not active and not self.waiting:
                 return
             now = time.perf_counter()
             wake = [next_progress]
-            for group in self.groups:
+            for group in active:
                 if group.state is _State.RETRY:
                     wake.append(group.retry_at)
                 elif group.state is _State.STOPPING:
@@ -412,22 +423,33 @@ class _Run:
             with contextlib.suppress(queue.Empty):
                 self.wakeup.get(timeout=max(0.0, min(wake) - now))
             now = time.perf_counter()
-            for group in self.groups:
+            for group in active:
                 self._advance(group, now)
             if now >= next_progress:
                 next_progress = now + _PROGRESS_EVERY
                 self._progress()
 
+    def _settled(self, stage: int, fused: _Node | None = None) -> bool:
+        """Whether every bloc of the stages before ``stage`` is final (but ``fused``, which
+        ends with the bloc it runs in)."""
+        left = sum(self.open[1:stage])
+        if fused is not None and not fused.final and fused.stage < stage:
+            left -= 1
+        return left == 0
+
     def _start_ready(self) -> None:
-        for group in self.groups:
+        while self.waiting:
+            group = self.waiting[0]
             if group.state is not _State.WAITING:
+                self.waiting.pop(0)
                 continue
-            earlier = [n for n in self.nodes.values() if n.stage < group.root.stage]
-            if not all(n.final for n in earlier):
-                continue
+            stage = group.root.stage
+            if not self._settled(stage):
+                return
+            self.waiting.pop(0)
             if self.cancel.cancelled:
                 self._close_group(group, BlocStatus.CANCELLED, None)
-            elif all(n.result.status is BlocStatus.SUCCEEDED for n in earlier):
+            elif self.bad_stage >= stage:
                 self._launch(group)
             else:
                 self._close_group(group, BlocStatus.SKIPPED, None)
@@ -435,6 +457,8 @@ class _Run:
     # --- attempts -------------------------------------------------------------------------
 
     def _launch(self, group: _Group) -> None:
+        if group.state is _State.WAITING:
+            self.groups_started.append(group)
         if self.failed_stage is not None:
             for node in group.nodes:
                 if not node.final and node.stage > self.failed_stage:
@@ -526,21 +550,18 @@ class _Run:
         return [lambda spill=spill: checked(spill) for spill in spills if spill is not None]
 
     def _at_end(self, node: _Node) -> Any:
-        earlier = [n for n in self.nodes.values() if n.stage < node.stage and n is not node.fused]
         context = node.context
         assert context is not None
 
         def wait() -> None:
-            if not earlier:
+            if node.stage == 1:
                 return
             with self.finals:
-                while not all(n.final for n in earlier):
+                while not self._settled(node.stage, node.fused):
                     if context.cancel_requested:
                         raise Stopped
                     self.finals.wait(0.1)
-            if context.cancel_requested:
-                raise Stopped
-            if any(n.result.status is not BlocStatus.SUCCEEDED for n in earlier):
+            if context.cancel_requested or self.bad_stage < node.stage:
                 raise Stopped
 
         return wait
@@ -777,11 +798,14 @@ class _Run:
             node.output = None  # its kept rows are not outputs
         with self.finals:
             node.final = True
+            self.open[node.stage] -= 1
+            if status is not BlocStatus.SUCCEEDED:
+                self.bad_stage = min(self.bad_stage, node.stage)
             self.finals.notify_all()
         self.notify("bloc_finished", result)
 
     def _progress(self) -> None:
-        for group in self.groups:
+        for group in self.groups_started:
             if group.state is not _State.RUNNING:
                 continue
             for node in group.running:
