@@ -105,6 +105,7 @@ def test_the_old_client_drives_the_service(
         kept = old.update("blocs", "double", config={"factor": 4}, description=None)
         assert (kept["description"], kept["config"]) == ("doubles", {"factor": 4})
         assert old.update("schedulers", "p_hourly", description=None)["enabled"] is True
+        old.update("schedulers", "p_hourly", variables={"region": "north", "day": "0"})
 
         # 0.0.15's routes: run a scheduler now, read a run's log events.
         started = old._request("POST", "/schedulers/p_hourly/run", {"variables": {"day": "1"}})
@@ -115,7 +116,11 @@ def test_the_old_client_drives_the_service(
             timeout=30,
             what="the scheduler's run",
         )
-        assert old._request("GET", f"/runs/{run_id}")["variables"] == {"day": "1"}
+        # The scheduler's stored variables, the request's over them (as 0.0.15 did).
+        assert old._request("GET", f"/runs/{run_id}")["variables"] == {
+            "region": "north",
+            "day": "1",
+        }
         events = old._request("GET", f"/runs/{run_id}/logs")
         assert events[0]["run_id"] == run_id
         assert events[0]["message"] == f"run {run_id} of pipeline 'p' started"

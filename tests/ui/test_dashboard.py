@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -178,6 +179,28 @@ def test_a_user_signs_in_runs_follows_cancels_and_disables(
     )
     assert storage.get_scheduler("sales_nightly").enabled is False
     screenshot(browser, "schedulers")
+
+    # Backfill its last week (the form's default range): preview, then run it.
+    browser.find_element(By.CSS_SELECTOR, "#s-sales_nightly details summary").click()
+    browser.find_element(By.CSS_SELECTOR, "#s-sales_nightly button[value=true]").click()
+    result = "#s-sales_nightly .backfill-result"
+    _wait_for(browser, lambda: " to run" in _text(browser, result), "the backfill preview")
+    preview = _text(browser, result)
+    # 02:30 in Paris on each day from a week ago at midnight to this hour: 7 or 8 of them.
+    planned = int(re.search(r"(\d+) to run", preview).group(1))  # type: ignore[union-attr]
+    assert planned in (7, 8), preview
+    assert len([line for line in preview.splitlines() if line.endswith("  run")]) == planned
+    assert storage.list_runs(scheduler_name="sales_nightly") == []
+    browser.find_element(By.CSS_SELECTOR, "#s-sales_nightly button[value=false]").click()
+    _wait_for(browser, lambda: "started" in _text(browser, result), "the backfill to start")
+    wait_until(
+        lambda: (
+            [r.status for r in storage.list_runs(scheduler_name="sales_nightly")]
+            == ["succeeded"] * planned
+        ),
+        timeout=60,
+        what="the backfilled runs",
+    )
 
 
 class _EvilPage(http.server.BaseHTTPRequestHandler):

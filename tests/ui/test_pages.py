@@ -85,6 +85,10 @@ def test_schedulers_page_lists_ten_fire_times_with_the_dst_note(keyless: TestCli
     assert "2026-03-29 03:00 CEST (+0200)" in page
     assert "DST: clocks go forward from 02:00 to 03:00 on 2026-03-29" in page
     assert 'data-action="enable" data-scheduler="p_nightly" data-enabled="false"' in page
+    # The backfill form proposes the last week, from midnight, in the trigger's zone.
+    assert 'data-action="backfill" data-scheduler="p_nightly"' in page
+    assert 'name="from" value="2026-03-13T00:00:00+01:00"' in page
+    assert 'name="to" value="2026-03-20T13:00:00+01:00"' in page
 
 
 def test_pipeline_history_is_paginated_newest_first(keyless: TestClient, storage: Any) -> None:
@@ -165,3 +169,12 @@ def test_a_forged_or_expired_session_is_refused() -> None:
     expires, signature = token.split(".")
     assert not valid(KEY, f"{int(expires) + 999}.{signature}", now=1_000_000)
     assert not valid(KEY, "garbage", now=1_000_000)
+
+
+def test_a_scheduler_after_other_pipelines_names_them(keyless: TestClient, storage: Any) -> None:
+    storage.create_pipeline("report", [["double"]])
+    storage.create_scheduler("report_after_p", "report", after_pipelines=["p"])
+    page = keyless.get("/ui/schedulers").text
+    section = page.split('id="s-report_after_p"')[1]
+    assert 'runs after <a href="/ui/pipelines/p">p</a> succeeded' in section
+    assert 'data-action="backfill" data-scheduler="report_after_p"' not in page

@@ -3,8 +3,8 @@
 * ``GET /runs/{run_id}/logs?limit=500``: the run's log as a list of events, oldest first
   (0.0.15's shape: ``id``, ``run_id``, ``ts``, ``level``, ``event``, ``message``, ``fields``),
   one per line of the log that ``GET /runs/{run_id}/log`` returns as text.
-* ``POST /schedulers/{name}/run``: run a scheduler's pipeline now, with the body's
-  ``variables``; answers as ``POST /pipelines/{name}/run`` does.
+* ``POST /schedulers/{name}/run``: run a scheduler's pipeline now, with its stored
+  ``variables`` and the body's over them; answers as ``POST /pipelines/{name}/run`` does.
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ def get_run_log_events(
 )
 def run_scheduler_now(name: str, request: Request, body: RunRequest | None = None) -> Response:
     state = state_of(request)
-    pipeline = state.storage.get_scheduler(name).pipeline_name
-    variables = body.variables if body is not None else {}
+    scheduler = state.storage.get_scheduler(name)
+    pipeline = scheduler.pipeline_name
+    # As 0.0.15 did: the scheduler's stored variables, with the body's over them.
+    variables = {**scheduler.variables, **(body.variables if body is not None else {})}
     at = body.at if body is not None else None
     run_id = state.runs.submit(pipeline, variables, at=at).run_id
     return json_response(

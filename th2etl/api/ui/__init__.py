@@ -10,7 +10,9 @@ Pages (th2etl/api/ui/pages.py):
 * ``/ui/runs/{run_id}``: a timeline (one bar per bloc on the run's time axis, in stage order),
   rows in and out, errors, and the log, followed live by polling while the run is active; a
   cancel button.
-* ``/ui/schedulers``: enable and disable; the next 10 fire times of each, with DST notes.
+* ``/ui/schedulers``: enable and disable; the next 10 fire times of each, with DST notes (a
+  scheduler that runs after other pipelines names them); a backfill form (a preview of the
+  fire times, then the backfill itself: ``POST /schedulers/{name}/backfill``).
 
 Every asset (``static/ui.css``, ``static/ui.js``, the favicon) ships in the wheel and pages
 allow only this origin (Content-Security-Policy), so the dashboard works offline. The pages

@@ -318,7 +318,15 @@ def schedulers_page(request: Request) -> Response:
             f'data-enabled="{"false" if scheduler.enabled else "true"}">'
             f"{'Disable' if scheduler.enabled else 'Enable'}</button>"
         )
-        if trigger is None:
+        if scheduler.after_pipelines:
+            after = ", ".join(
+                f'<a href="/ui/pipelines/{h(p)}">{h(p)}</a>' for p in scheduler.after_pipelines
+            )
+            times = (
+                f"<p>runs after {after} succeeded for the same logical time (no fire times of "
+                "its own)</p>"
+            )
+        elif trigger is None:
             times = '<p class="error">its trigger is missing</p>'
         else:
             upcoming = _next_fire_times(trigger, now, 10)
@@ -338,10 +346,35 @@ def schedulers_page(request: Request) -> Response:
             f"<h2>{h(scheduler.name)} {badge('enabled' if scheduler.enabled else 'disabled')}"
             f'</h2><p>runs pipeline <a href="/ui/pipelines/{h(scheduler.pipeline_name)}">'
             f"{h(scheduler.pipeline_name)}</a> {toggle}</p>"
-            f"<h3>Next 10 fire times</h3>{times}</section>"
+            f"<h3>Next 10 fire times</h3>{times}"
+            + (_backfill_form(scheduler.name, trigger.timezone, now) if trigger else "")
+            + "</section>"
         )
     body = "".join(sections) or '<p class="muted">No scheduler yet.</p>'
     return page("Schedulers", body, active="/ui/schedulers", logout=state.api_key is not None)
+
+
+def _backfill_form(scheduler: str, zone: str, now: datetime) -> str:
+    """Backfill (th2etl.scheduler.backfill) of the last week by default, in the trigger's zone:
+    "Preview" is a dry run listing the fire times, "Backfill" starts it in the service."""
+    from zoneinfo import ZoneInfo
+
+    local = now.astimezone(ZoneInfo(zone)).replace(minute=0, second=0, microsecond=0)
+    start = (local - timedelta(days=7)).replace(hour=0).isoformat()
+    return (
+        f'<details><summary>Backfill past fire times</summary><form class="run backfill" '
+        f'data-action="backfill" data-scheduler="{h(scheduler)}">'
+        f'<label>from (inclusive, ISO 8601 with offset)<input name="from" value="{h(start)}" '
+        "required></label>"
+        f'<label>to (inclusive)<input name="to" value="{h(local.isoformat())}" required></label>'
+        '<label>runs at once <input name="max_active" type="number" min="1" max="1000" '
+        'value="1"></label>'
+        '<label><input name="rerun_failed" type="checkbox"> rerun failed and abandoned ticks'
+        "</label>"
+        '<div><button type="submit" name="dry_run" value="true">Preview</button> '
+        '<button type="submit" class="primary" name="dry_run" value="false">Backfill</button>'
+        '</div><pre class="backfill-result" hidden></pre></form></details>'
+    )
 
 
 # -- login ----------------------------------------------------------------------------------------

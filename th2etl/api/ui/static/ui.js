@@ -104,11 +104,46 @@ function followRun(head) {
   window.setTimeout(poll, 500);
 }
 
+async function backfill(form, dryRun) {
+  const out = form.querySelector(".backfill-result");
+  const buttons = form.querySelectorAll("button");
+  buttons.forEach(function (b) { b.disabled = true; });
+  try {
+    const body = {
+      from: form.elements["from"].value.trim(),
+      to: form.elements["to"].value.trim(),
+      max_active: parseInt(form.elements["max_active"].value || "1", 10),
+      rerun_failed: form.elements["rerun_failed"].checked,
+      dry_run: dryRun,
+    };
+    const path = "/schedulers/" + encodeURIComponent(form.dataset.scheduler) + "/backfill";
+    const answer = await api("POST", path, body);
+    let text = answer.summary;
+    if (answer.notes && answer.notes.length) text += "\n" + answer.notes.join("\n");
+    if (answer.ticks) {
+      text += "\n" + answer.ticks.map(function (t) {
+        return t.scheduled_time + "  " + t.state;
+      }).join("\n");
+    }
+    if (!dryRun) text += "\nstarted: follow its runs in the pipeline's history";
+    out.textContent = text;
+    out.hidden = false;
+  } catch (error) {
+    flash(error.message, false);
+  }
+  buttons.forEach(function (b) { b.disabled = false; });
+}
+
 document.addEventListener("submit", function (event) {
   const form = event.target;
   if (form.dataset && form.dataset.action === "run") {
     event.preventDefault();
     runPipeline(form);
+  }
+  if (form.dataset && form.dataset.action === "backfill") {
+    event.preventDefault();
+    const dryRun = !(event.submitter && event.submitter.value === "false");
+    backfill(form, dryRun);
   }
 });
 
