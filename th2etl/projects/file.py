@@ -34,6 +34,7 @@ so a file read and rendered again is the same file.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import json
 import re
@@ -59,6 +60,7 @@ REQUIRED: Any = inspect.Parameter.empty
 """The default of a key that must be given."""
 
 
+@functools.cache
 def fields_of(kind: str) -> dict[str, Any]:
     """The keys a definition of ``kind`` takes, in order, each with its default (or
     :data:`REQUIRED`): the parameters of the storage's ``create_<kind>`` after its name."""
@@ -188,6 +190,9 @@ def _did_you_mean(key: str, allowed: list[str]) -> str:
     return f"{hint} allowed keys: {', '.join(allowed)}"
 
 
+_HEADER = re.compile(r"^\s*\[([^\[\]]+)\]\s*(?:#.*)?$")
+
+
 class _Locator:
     """Finds the line of a table or key in the file's text (tomllib gives lines only for
     syntax errors), and builds errors that name it."""
@@ -195,8 +200,19 @@ class _Locator:
     def __init__(self, path: str, text: str) -> None:
         self.path = path
         self.lines = text.splitlines()
+        # Table headers by their dotted name without spaces or quotes: one pass, so that
+        # finding a definition's line does not scan the file once per definition.
+        self.headers: dict[str, int] = {}
+        for number, line in enumerate(self.lines, start=1):
+            match = _HEADER.match(line)
+            if match is not None:
+                name = re.sub(r"\s+|[\"']", "", match[1])
+                self.headers.setdefault(name, number)
 
     def _header(self, section: str, name: str) -> int | None:
+        found = self.headers.get(f"{section}.{name}")
+        if found is not None or "." in name:
+            return found
         quoted = rf'(?:{re.escape(name)}|"{re.escape(name)}"|\'{re.escape(name)}\')'
         header = re.compile(rf"^\s*\[\s*{section}\s*\.\s*{quoted}\s*\]")
         inline = re.compile(rf"^\s*{quoted}\s*=")
