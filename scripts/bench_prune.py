@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from th2etl.pipelines.result import BlocResult, BlocStatus
-from th2etl.retention import prune
+from th2etl.retention import DEFAULT_BATCH_SIZE, DEFAULT_PAUSE, prune
 from th2etl.storage import DatabaseStorage
 
 LOAD = (
@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--reference-seconds", type=float, default=10.0)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--pause", type=float, default=DEFAULT_PAUSE)
     args = parser.parse_args()
     import psycopg
     from psycopg import sql
@@ -120,10 +122,17 @@ def main() -> None:
         recorder = Recorder(recording)
         recorder.start()
         started = time.perf_counter()
-        result = prune(storage, timedelta(days=30), now=datetime.now(UTC))
+        result = prune(
+            storage,
+            timedelta(days=30),
+            now=datetime.now(UTC),
+            batch_size=args.batch_size,
+            pause=args.pause,
+        )
         seconds = time.perf_counter() - started
         recorder.stop.set()
         recorder.join()
+        print(f"batches of {args.batch_size}, {args.pause * 1000:.0f} ms apart")
         print(
             f"prune deleted {result.runs:,} runs ({result.ticks:,} ticks kept) in {seconds:.1f} s "
             f"= {result.runs / seconds:,.0f} runs/s"

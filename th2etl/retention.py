@@ -8,8 +8,9 @@
 * **What stays.** Which scheduler ticks ran: (scheduler, scheduled time, attempt, final
   status) in the compact ``th2etl_ticks`` table. A pruned tick stays taken, so neither the
   scheduler's catch-up nor a backfill runs it again.
-* **How.** Batches of ``batch_size`` runs (default 1,000), each one short transaction, so the
-  run tables are never locked for long and new runs are recorded meanwhile.
+* **How.** Batches of ``batch_size`` runs (default 500), each one short transaction with a
+  pause (``pause``, 20 ms) after it, so the run tables are never locked for long and new runs
+  are recorded meanwhile.
 * **When.** ``th2etl prune --older-than 30d`` (``--dry-run`` counts only), and the service
   (``th2etl``, ``th2etl --serve-api``) once a day when ``TH2ETL_RUN_RETENTION_DAYS`` is set.
   Time is an input: :func:`prune` takes ``now``; :class:`DailyRetention` takes a clock.
@@ -21,6 +22,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,11 +32,19 @@ from typing import Any
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import Th2etlError, ValidationError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DailyRetention", "PruneResult", "parse_age", "prune"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_PAUSE",
+    "DailyRetention",
+    "PruneResult",
+    "parse_age",
+    "prune",
+]
 
 logger = logging.getLogger("th2etl.retention")
 
-DEFAULT_BATCH_SIZE = 1000
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_PAUSE = 0.02
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _AGE = re.compile(r"\s*(\d+)\s*([smhdw])\s*")
 _STAMP = re.compile(r"(\d{8}_\d{6})(?:_\d+)?")
@@ -80,6 +90,7 @@ def prune(
     logs_dir: Path | None = None,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    pause: float = DEFAULT_PAUSE,
 ) -> PruneResult:
     """Delete what is older than ``older_than`` at ``now``, as the module docstring says."""
     if older_than <= timedelta(0):
@@ -95,6 +106,7 @@ def prune(
         runs, ticks = runs + deleted, ticks + kept
         if deleted < batch_size:
             break
+        time.sleep(pause)  # room for the writes of running pipelines between two batches
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     return PruneResult(cutoff, runs, ticks, folders)
