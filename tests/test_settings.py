@@ -215,3 +215,25 @@ def test_chosen_sqlite_path_is_not_announced(
     with DatabaseStorage.from_settings(settings) as storage:
         assert storage.describe() == f"SQLite database at {tmp_path / 'mine.db'}"
     assert not [r for r in caplog.records if "embedded" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("TH2ETL_HEARTBEAT_INTERVAL", "0",
+         r"TH2ETL_HEARTBEAT_INTERVAL '0' is not allowed; use a number from 0.1 to 3600"),
+        ("TH2ETL_HEARTBEAT_INTERVAL", "nan", r"from 0.1 to 3600, or unset it for the default 10"),
+        ("TH2ETL_MAX_QUEUED_RUNS", "-1",
+         r"TH2ETL_MAX_QUEUED_RUNS '-1' is not allowed; use a whole number from 0 to 1000000"),
+        ("TH2ETL_MAX_QUEUED_RUNS", "2.5", r"use a whole number from 0"),
+    ],
+)  # fmt: skip
+def test_run_lifecycle_settings_are_bounded(key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        get_settings({key: value})
+
+
+def test_run_lifecycle_settings_are_read() -> None:
+    settings = get_settings({"TH2ETL_HEARTBEAT_INTERVAL": "2.5", "TH2ETL_MAX_QUEUED_RUNS": "0"})
+    assert (settings.heartbeat_interval, settings.max_queued_runs) == (2.5, 0)
+    assert get_settings({}).heartbeat_interval == 10.0

@@ -267,3 +267,34 @@ def test_a_version_1_database_is_migrated_with_its_runs(
 
 def test_terminal_and_transitions_agree() -> None:
     assert {status for status, nexts in TRANSITIONS.items() if not nexts} == TERMINAL_STATUSES
+
+
+def test_the_statement_cache_does_not_grow_with_limits_or_lists(storage: DatabaseStorage) -> None:
+    """Listing with 1,500 different limits (over runs that each have blocs) compiles the same
+    statements as listing once: LIMIT and the list of run ids are parameters."""
+    from th2etl.pipelines.result import BlocResult, BlocStatus
+
+    for number in range(12):
+        run = storage.create_run(f"r{number:02}", "p", owner_id="me", started_by="cli")
+        storage.record_bloc_run(run.run_id, BlocResult("b", "t", 1, BlocStatus.SUCCEEDED))
+    assert len(storage.list_runs(limit=1)[0].blocs) == 1
+    cached = len(storage._compiled)
+    for limit in range(1, 1501):
+        assert len(storage.list_runs(limit=limit)) == min(limit, 12)
+    assert len(storage._compiled) == cached
+
+
+def test_the_readme_run_lifecycle_example_runs(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.readme import code_blocks, run_snippet
+
+    clean_env.setenv("TH2ETL_SQLITE_PATH", str(tmp_path / "th2etl.db"))
+    with SQLiteStorage(tmp_path / "th2etl.db") as storage:
+        storage.create_run("waiting", "p", owner_id="api-1", started_by="api")
+    [example] = code_blocks("Run lifecycle")
+    run_snippet(example, tmp_path, "lifecycle")
+    assert capsys.readouterr().out.splitlines() == [
+        "waiting queued api-1 api",
+        "1 runs wait for a worker",
+    ]

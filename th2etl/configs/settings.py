@@ -79,9 +79,6 @@ class Settings:
     max_queued_runs: int = 1000
     """``TH2ETL_MAX_QUEUED_RUNS`` (0 to 1000000): how many runs may wait ``queued`` in the whole
     database; the API answers 429 beyond it."""
-    pool_size: int = 10
-    """``TH2ETL_POOL_SIZE`` (1 to 100): PostgreSQL connections a process keeps for its API
-    requests and runs (heartbeats have their own)."""
 
     @property
     def backend(self) -> Literal["postgresql", "sqlite"]:
@@ -142,7 +139,6 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         run_retention_days=int(retention) if retention is not None else None,
         heartbeat_interval=_bounded(get, "TH2ETL_HEARTBEAT_INTERVAL", 10.0, 0.1, 3600, float),
         max_queued_runs=int(_bounded(get, "TH2ETL_MAX_QUEUED_RUNS", 1000, 0, 1_000_000, int)),
-        pool_size=int(_bounded(get, "TH2ETL_POOL_SIZE", 10, 1, 100, int)),
         database_url=database_url,
         sqlite_path=sqlite_path,
         database_schema=schema,
@@ -169,9 +165,13 @@ def _bounded(
         value = None
     if value is None or not low <= value <= high:
         what = "a whole number" if kind is int else "a number"
+
+        def show(number: float) -> str:
+            return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
         raise ConfigurationError(
-            f"{key} {text!r} is not allowed; use {what} from {low:g} to {high:g}, or unset "
-            f"it for the default {default:g}"
+            f"{key} {text!r} is not allowed; use {what} from {show(low)} to {show(high)}, or "
+            f"unset it for the default {show(default)}"
         )
     return value
 

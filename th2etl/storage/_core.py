@@ -1,7 +1,9 @@
 """What both SQL backends share: one connection behind a lock, SQL templates, migrations.
 
 SQL is written once as templates: ``{blocs}`` stands for the quoted (schema-qualified on
-PostgreSQL) ``th2etl_blocs`` table and ``%s`` for a parameter. A backend compiles a template
+PostgreSQL) ``th2etl_blocs`` table and ``%s`` for a parameter; ``column {in_list}`` tests
+membership in a list passed as one parameter (:meth:`SqlCore._list_param`), so that the
+statement does not change with the list's length. A backend compiles a template
 once (identifiers quoted by the driver, ``?`` placeholders for SQLite) and keeps the result.
 Templates are built from fixed fragments only; values always travel as parameters.
 """
@@ -45,6 +47,11 @@ TABLES = (
     "outbox",
     "schedule_defaults",
 )
+
+MAX_STATEMENTS = 256
+"""Compiled statements kept per storage object. Templates are fixed text: a count never
+changes one (a list of values is one parameter, ``column {in_list}``; LIMIT is a parameter),
+so normal use stays far below this bound."""
 
 _MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS {migrations} (
@@ -183,8 +190,14 @@ class SqlCore(Storage):
         compiled = self._compiled.get(template)
         if compiled is None:
             compiled = self._compile_template(self._conn, template)
+            if len(self._compiled) >= MAX_STATEMENTS:  # the oldest goes
+                self._compiled.pop(next(iter(self._compiled)))
             self._compiled[template] = compiled
         return compiled
+
+    def _list_param(self, values: Sequence[Any]) -> Any:
+        """``values`` as the one parameter of ``{in_list}`` (``column {in_list}``)."""
+        return list(values)
 
     @contextmanager
     def _session(self, *, write: bool = True) -> Iterator[Session]:

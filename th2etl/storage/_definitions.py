@@ -216,9 +216,8 @@ class Definitions(SqlCore):
         """The stage blocs, locked against change until commit, checked for existence/order."""
         names = sorted({bloc for stage in stages for bloc in stage})
         rows = db.all(
-            f"SELECT {_BLOC} FROM {{blocs}} WHERE name IN ({_placeholders(len(names))})"
-            "{for_share}",
-            names,
+            f"SELECT {_BLOC} FROM {{blocs}} WHERE name {{in_list}}{{for_share}}",
+            (self._list_param(names),),
         )
         blocs = {row[0]: self._bloc(row) for row in rows}
         check_stage_blocs(name, stages, blocs)

@@ -166,9 +166,9 @@ class Runs(SqlCore):
             return runs
         ids = [run.run_id for run in runs]
         rows = db.all(
-            f"SELECT {_BLOC_RUN} FROM {{bloc_runs}} WHERE run_id IN "
-            f"({', '.join(['%s'] * len(ids))}) ORDER BY run_id, position",
-            ids,
+            f"SELECT {_BLOC_RUN} FROM {{bloc_runs}} WHERE run_id {{in_list}} "
+            "ORDER BY run_id, position",
+            (self._list_param(ids),),
         )
         blocs: dict[str, list[BlocRunRecord]] = {}
         for row in rows:

@@ -122,6 +122,7 @@ class PostgresStorage(DatabaseStorage):
                 skip_locked=sql.SQL(" FOR UPDATE SKIP LOCKED"),
                 # Liveness is judged by the server's clock, whatever the hosts' clocks say.
                 db_now=sql.SQL("now()"),
+                in_list=sql.SQL("= ANY(%s)"),
                 db_ago=sql.SQL("(now() - %s * interval '1 second')"),
             )
             .as_string(conn)

@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -126,6 +127,7 @@ class SQLiteStorage(DatabaseStorage):
             for_update="",
             for_share="",
             skip_locked="",
+            in_list="IN (SELECT value FROM json_each(%s))",
             db_now=_SQLITE_NOW.format(""),
             db_ago=_SQLITE_NOW.format(", '-' || %s || ' seconds'"),
         ).replace("%s", "?")
@@ -186,6 +188,9 @@ class SQLiteStorage(DatabaseStorage):
         finally:
             conn.execute("PRAGMA foreign_keys=ON")
         return version
+
+    def _list_param(self, values: Sequence[Any]) -> Any:
+        return json.dumps(list(values))
 
     # Timestamps are text in UTC with microseconds, so that they compare correctly as text.
     def _time_in(self, value: datetime) -> Any:
