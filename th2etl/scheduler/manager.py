@@ -18,16 +18,19 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
   with the same run id and adopted (see ``Coordination.claim_run``): the tick runs once, not never.
 * **Heartbeats.** Every ``heartbeat_interval`` seconds (default 10) the manager records its
   heartbeat and marks ``abandoned`` the runs of instances silent for ``stale_after`` (default
-  1.5 heartbeat intervals): a run left ``running`` by a dead process is abandoned at most
-  ``stale_after + heartbeat_interval`` (two heartbeat periods) after that process's last
-  heartbeat. At each heartbeat the manager also settles its own runs: final statuses the
-  database missed are written again (also for schedulers removed since), and a ``running`` row
-  of this instance that none of its schedulers answers for is marked ``abandoned``; so no run
-  stays ``running`` forever because its instance lives; ``stop()`` settles them once more (a
-  claimed tick it will not retry is marked ``abandoned``). ``instance_id`` must therefore be
+  1.5 heartbeat intervals), both by the database's clock (by the manager's clock when it is a
+  fake one), so hosts whose clocks disagree change nothing: a run left ``running`` by a dead
+  process is abandoned at most ``stale_after + heartbeat_interval`` (two heartbeat periods)
+  after that process's last heartbeat. At each heartbeat the manager also settles its own
+  runs: final statuses the database missed are written again (also for schedulers removed
+  since), and an active row of this instance that none of its schedulers answers for is
+  marked ``abandoned``; so no run stays active forever because its instance lives.
+  ``stop()`` settles them once more (a claimed tick it will not retry is marked
+  ``abandoned``). ``instance_id`` must therefore be
   this manager's own (the default is unique per process).
 * **Outages.** When the database cannot be reached, ticks are deferred (not run: nothing can be
-  claimed) and retried with exponential backoff (1 s doubling to 30 s); the manager logs the
+  claimed) and retried with exponential backoff (1 s doubling to 30 s; its heartbeat within
+  half a heartbeat period, so that it fits ``stale_after``); the manager logs the
   outage once, keeps its timing, and when the database is back handles the deferred ticks by the
   missed-tick policy. After an outage it waits ``stale_after`` before marking other instances'
   runs abandoned, so live instances get time to send their heartbeat again.
@@ -209,16 +212,19 @@ class SchedulerManager(Loop):
 
     def _housekeeping(self, now: datetime) -> None:
         assert self.storage is not None
+        # Liveness is judged by the database's clock (hosts' clocks may disagree), unless
+        # this manager runs on a fake clock, which then drives everything.
+        liveness = None if isinstance(self.clock, SystemClock) else now
         try:
             self.storage.heartbeat(
-                self.instance_id or "", now, hostname=socket.gethostname(), pid=os.getpid()
+                self.instance_id or "", liveness, hostname=socket.gethostname(), pid=os.getpid()
             )
             if self._storage_failures:
                 logger.warning("the database is reachable again (%s)", self.storage.describe())
                 self._abandon_after = now + self.stale_after
             self._storage_failures = 0
             if self._abandon_after is None or now >= self._abandon_after:
-                for run_id in self.storage.mark_abandoned_runs(now, self.stale_after):
+                for run_id in self.storage.mark_abandoned_runs(liveness, self.stale_after):
                     logger.warning(
                         "run %s was left running by an instance that stopped sending heartbeats; "
                         "marked abandoned",
@@ -229,7 +235,11 @@ class SchedulerManager(Loop):
             self._next_heartbeat = now + self.heartbeat_interval
         except StorageError as exc:
             self._storage_failures += 1
-            delay = backoff(self._storage_failures)
+            # Retried within half a heartbeat period, so that the heartbeat is renewed before
+            # other instances count this one stale (after 1.5 periods).
+            delay = min(
+                backoff(self._storage_failures), self.heartbeat_interval.total_seconds() / 2
+            )
             log = logger.warning if self._storage_failures == 1 else logger.info
             log("the database is unavailable (%s); retrying in %.0fs", exc, delay)
             self._next_heartbeat = now + timedelta(seconds=delay)

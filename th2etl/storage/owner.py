@@ -11,7 +11,8 @@ manager heartbeats in its own loop). The owner side of the contract, in one plac
   own (:meth:`~th2etl.storage.connection.StorageConnection.reopen`): load on the run's or the
   API's connections never delays it.
 * **Each heartbeat** (:meth:`RunOwner.beat`): ``last_seen`` is written by the database's
-  clock; the active runs of owners silent for ``stale_after`` are marked ``abandoned`` (any
+  clock, with ``info`` listing the owner's ``runs`` and those ``stopping`` (cancelled, not
+  ended yet); the active runs of owners silent for ``stale_after`` are marked ``abandoned`` (any
   live th2etl process does this, so a dead owner's runs end within two heartbeat periods);
   runs of this owner asked to stop (:meth:`~th2etl.storage.coordination.Coordination.
   runs_to_cancel`, from any process) have their :class:`~th2etl.pipelines.CancelToken`
@@ -201,11 +202,13 @@ class RunOwner:
         """One heartbeat (see the module docstring); raises StorageError when it fails."""
         storage = self._beats or self.storage
         sent = time.monotonic()
+        with self._lock:
+            stopping = sorted(run_id for run_id, token in self._runs.items() if token.cancelled)
         storage.heartbeat(
             self.instance_id,
             hostname=socket.gethostname(),
             pid=os.getpid(),
-            info={"runs": self.runs},
+            info={"runs": self.runs, "stopping": stopping},
         )
         with self._lock:
             self._renewed_at = sent
