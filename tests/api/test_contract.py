@@ -68,6 +68,11 @@ def test_every_operation_documents_its_errors_with_the_one_shape(storage: Any) -
     }
     assert create_bloc["409"]["description"] == "A bloc of that name exists"
     assert "409" in schema["paths"]["/runs/{run_id}/cancel"]["post"]["responses"]
+    for queued in ("/pipelines/{name}/run", "/schedulers/{name}/run"):
+        assert (
+            "TH2ETL_MAX_QUEUED_RUNS"
+            in schema["paths"][queued]["post"]["responses"]["429"]["description"]
+        )
     name = schema["paths"]["/blocs/{name}"]["get"]["parameters"][0]["schema"]
     assert name["pattern"] == NAME_PATTERN
     assert name["maxLength"] == 128

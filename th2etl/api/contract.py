@@ -42,7 +42,7 @@ from fastapi.openapi.utils import get_openapi
 from th2etl._names import MAX_NAME_LENGTH, NAME_PATTERN
 from th2etl.api.schemas import Error
 
-__all__ = ["ERROR_DESCRIPTIONS", "install_contract"]
+__all__ = ["ERROR_DESCRIPTIONS", "QUEUE_FULL", "install_contract"]
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The Host header is not a name of this service, or the body is not valid JSON",
@@ -58,6 +58,11 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     429: "Too many requests",
     503: "The database is unavailable; try again later",
 }
+QUEUE_FULL = {
+    "description": "The run queue is full (TH2ETL_MAX_QUEUED_RUNS, named in the message); "
+    "try again once runs have started"
+}
+"""``responses={429: QUEUE_FULL}`` for the routes that queue a run."""
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _UNSAFE = {"post", "put", "patch", "delete"}
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")

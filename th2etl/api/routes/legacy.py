@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from th2etl.api.contract import QUEUE_FULL
 from th2etl.api.deps import json_response, state_of
 from th2etl.api.schemas import LogEvent, RunRequest, RunStarted
 
@@ -66,7 +67,7 @@ def get_run_log_events(
     "/schedulers/{name}/run",
     status_code=202,
     summary="Run a scheduler's pipeline now",
-    responses={202: {"model": RunStarted}},
+    responses={202: {"model": RunStarted}, 429: QUEUE_FULL},
     description="As ``POST /pipelines/{pipeline}/run`` for the scheduler's pipeline.",
 )
 def run_scheduler_now(name: str, request: Request, body: RunRequest | None = None) -> Response:

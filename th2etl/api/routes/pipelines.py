@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from th2etl.api.contract import QUEUE_FULL
 from th2etl.api.deps import json_response, state_of
 from th2etl.api.graph import mermaid_graph
 from th2etl.api.routes._crud import add_definition_routes
@@ -37,7 +38,7 @@ add_definition_routes(
     "/{name}/run",
     status_code=202,
     summary="Run a pipeline now",
-    responses={202: {"model": RunStarted}},
+    responses={202: {"model": RunStarted}, 429: QUEUE_FULL},
 )
 def run_pipeline(name: str, request: Request, body: RunRequest | None = None) -> Response:
     """Start a run and answer at once with its id; follow it with ``GET /runs/{run_id}``."""
