@@ -139,8 +139,7 @@ class Schedules(Definitions):
         found = {
             row[0]
             for row in db.all(
-                f"SELECT name FROM {{pipelines}} WHERE name IN ({_placeholders(len(wanted))})",
-                wanted,
+                "SELECT name FROM {pipelines} WHERE name {in_list}", (self._list_param(wanted),)
             )
         }
         missing = [name for name in wanted if name not in found]

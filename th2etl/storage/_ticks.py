@@ -92,14 +92,13 @@ class Ticks(Coordinating):
     ) -> list[RunRecord]:
         if not pipeline_names:
             return []
-        names = ", ".join(["%s"] * len(pipeline_names))
         rows = self._all(
-            f"SELECT {RUN} FROM {{runs}} WHERE status = %s AND pipeline_name IN ({names}) "
+            f"SELECT {RUN} FROM {{runs}} WHERE status = %s AND pipeline_name {{in_list}} "
             "AND scheduled_time IS NOT NULL AND finished_at >= %s "
             "ORDER BY scheduled_time, finished_at",
             (
                 RunStatus.SUCCEEDED.value,
-                *pipeline_names,
+                self._list_param(list(pipeline_names)),
                 self._time_in(aware(finished_since, "finished_since")),
             ),
         )
@@ -110,13 +109,12 @@ class Ticks(Coordinating):
     ) -> dict[str, RunRecord]:
         if not pipeline_names:
             return {}
-        names = ", ".join(["%s"] * len(pipeline_names))
         rows = self._all(
-            f"SELECT {RUN} FROM {{runs}} WHERE status = %s AND pipeline_name IN ({names}) "
+            f"SELECT {RUN} FROM {{runs}} WHERE status = %s AND pipeline_name {{in_list}} "
             "AND scheduled_time = %s ORDER BY finished_at",
             (
                 RunStatus.SUCCEEDED.value,
-                *pipeline_names,
+                self._list_param(list(pipeline_names)),
                 self._time_in(aware(scheduled_time, "scheduled_time")),
             ),
         )
