@@ -346,8 +346,9 @@ def test_foreground_scheduler_waits_for_a_database_that_is_down_at_start(
         url = f"postgresql://{postgres.user}@127.0.0.1:{proxy.port}/{postgres.dbname}"
         env = _env(tmp_path, DATABASE_URL=url, DATABASE_SCHEMA=pg_schema)
         with foreground_scheduler(tmp_path, env) as process:
-            first = read_until(process, "\n")
-            assert "database unavailable:" in first
+            # Other threads (notifications) may log their own wait first: find the line.
+            seen = read_until(process, "database unavailable:")
+            first = next(line for line in seen.splitlines() if "database unavailable:" in line)
             assert f"127.0.0.1:{proxy.port}" in first
             assert "retrying in 1s" in first
             proxy.start()  # the database comes back on the same address
