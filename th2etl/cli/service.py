@@ -165,8 +165,20 @@ def _serve(args: argparse.Namespace) -> int:
     except Th2etlError as exc:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 2
-    retention = _start_retention()
-    notifier = _start_notifications()
+    helpers: list[DailyRetention | Dispatcher] = []
+
+    def start_helpers() -> None:
+        # Retention and notifications start once the service has reached its database, so an
+        # outage at start-up is reported once, by the service's own wait.
+        retention = _start_retention()
+        if retention is not None:
+            helpers.append(retention)
+        helpers.append(_start_notifications())
+
+    def api_ready() -> None:
+        start_helpers()
+        mark_ready()
+
     try:
         if args.serve_api:
             from th2etl.api.server import serve
@@ -175,17 +187,16 @@ def _serve(args: argparse.Namespace) -> int:
                 host=args.host,
                 port=args.port,
                 insecure_no_auth=args.insecure_no_auth,
-                on_ready=mark_ready,
+                on_ready=api_ready,
             )
         else:
-            _run_scheduler(on_ready=mark_ready)
+            _run_scheduler(on_ready=mark_ready, on_started=start_helpers)
     except Th2etlError as exc:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        if retention is not None:
-            retention.stop()
-        notifier.stop()
+        for helper in helpers:
+            helper.stop()
         remove_own_pid_file()
     return 0
 
@@ -220,7 +231,11 @@ def _start_retention() -> DailyRetention | None:
     return retention
 
 
-def _run_scheduler(on_ready: Callable[[], None]) -> None:
+def _run_scheduler(
+    on_ready: Callable[[], None], on_started: Callable[[], None] = lambda: None
+) -> None:
+    """The foreground scheduler: ``on_ready`` once the process is up (also while it waits for
+    its database), ``on_started`` once the database answered and the scheduler is loaded."""
     import logging
     import signal
     import time
@@ -260,6 +275,7 @@ def _run_scheduler(on_ready: Callable[[], None]) -> None:
             manager = load_scheduler_manager(storage)
             logger.info("scheduler started on %s (Ctrl-C or SIGTERM stops it)", settings.describe())
             on_ready()
+            on_started()
             # start() stops on SIGINT and SIGTERM, letting running pipelines finish.
             manager.start()
     except KeyboardInterrupt:
