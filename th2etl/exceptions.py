@@ -6,7 +6,8 @@ The tree::
     ├── ConfigurationError (ValueError)      settings, environment, logging configuration
     ├── ValidationError (ValueError)         a definition or input refused before it is used
     │   ├── CronError                        a cron expression or timezone that cannot be used
-    │   └── ProjectFileError                 a definitions file (th2etl apply) that cannot be used
+    │   ├── ProjectFileError                 a definitions file (th2etl apply) that cannot be used
+    │   └── ExecutorError                    a run that cannot execute where TH2ETL_EXECUTOR says
     ├── NotFoundError (LookupError)          a named bloc, pipeline, trigger, ... is unknown
     ├── AlreadyExistsError                   a name is taken
     ├── InUseError                           something still referenced by others cannot be deleted
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigurationError",
     "CronError",
     "DatabaseUnavailableError",
+    "ExecutorError",
     "ExecutorUnavailableError",
     "HttpBlocError",
     "InUseError",
@@ -76,6 +78,11 @@ class ProjectFileError(ValidationError):
         self.file = file
         self.line = line
         self.key = key
+
+
+class ExecutorError(ValidationError):
+    """A run refused by its executor before it starts (e.g. a bloc class a worker process
+    cannot import)."""
 
 
 class NotFoundError(Th2etlError, LookupError):

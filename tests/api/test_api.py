@@ -580,7 +580,7 @@ def waiting_bloc_type() -> Iterator[threading.Event]:
 def test_cancel_a_running_run_and_shutdown_ends_the_others(
     storage: Any, waiting_bloc_type: threading.Event
 ) -> None:
-    app = create_app(storage, start_scheduler=False, api_key="", run_workers=1)
+    app = create_app(storage, start_scheduler=False, api_key="", run_workers=1, drain_grace=0.01)
     with TestClient(app, base_url=LOCAL) as client:
         client.post("/blocs", json={"name": "wait", "bloc_type": "test_wait_for_cancel"})
         client.post("/blocs", json={"name": "after", "bloc_type": "example_transformer"})
@@ -599,7 +599,8 @@ def test_cancel_a_running_run_and_shutdown_ends_the_others(
 
         running = client.post("/pipelines/slow/run").json()["run_id"]
         queued = client.post("/pipelines/slow/run").json()["run_id"]  # one worker: it waits
-    # Shutdown cancels the running run and the queued one; neither stays "running".
+    # Shutdown cancels the running run once its drain grace is over, and the queued one at
+    # once; neither stays "running".
     assert storage.get_run(running).status == "cancelled"
     assert storage.get_run(queued).status == "cancelled"
 

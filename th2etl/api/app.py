@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ from th2etl.api.service import HealthProbe, RunExecutor, SchedulerThread
 from th2etl.api.ui import pages as ui_pages
 from th2etl.clock import Clock, SystemClock
 from th2etl.configs.settings import Settings, get_settings
+from th2etl.executors import Executor, make_executor
 from th2etl.storage.base import Storage
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
@@ -60,10 +62,13 @@ def _to_dashboard() -> RedirectResponse:
     return RedirectResponse("/ui", status_code=307)
 
 
-def _default_scheduler(storage: Storage) -> Any:
-    from th2etl.scheduler import load_scheduler_manager
+def _default_scheduler(executor: Executor, drain_grace: float) -> Callable[[Storage], Any]:
+    def load(storage: Storage) -> Any:
+        from th2etl.scheduler import load_scheduler_manager
 
-    return load_scheduler_manager(storage)
+        return load_scheduler_manager(storage, executor=executor, stop_grace=drain_grace)
+
+    return load
 
 
 def create_app(
@@ -80,6 +85,8 @@ def create_app(
     listing_ttl: float = 0.1,
     bound_host: str = "127.0.0.1",
     allowed_hosts: Sequence[str] | None = None,
+    executor: str | Executor | None = None,
+    drain_grace: float | None = None,
 ) -> FastAPI:
     """Build the API application.
 
@@ -94,7 +101,11 @@ def create_app(
     revision again (writes through this API refresh it at once). ``bound_host``: the address
     the server listens on, and ``allowed_hosts`` (default ``TH2ETL_ALLOWED_HOSTS``): the names
     the ``Host`` header may carry besides IP addresses and loopback names (see
-    :mod:`th2etl.api.security`).
+    :mod:`th2etl.api.security`). ``executor``: where whole runs (manual and scheduled) execute, an
+    :class:`~th2etl.executors.Executor` or a ``TH2ETL_EXECUTOR`` value (default: that
+    setting, else ``thread``; ``th2etl --serve-api`` defaults to ``process``).
+    ``drain_grace``: at shutdown, the seconds runs going get to end before they are cancelled
+    (default: ``TH2ETL_DRAIN_GRACE``, else 30); runs waiting for a worker never start.
 
     Serve it with uvicorn, e.g. ``th2etl --serve-api`` or
     ``uvicorn --factory th2etl.api.app:create_app``.
@@ -107,6 +118,10 @@ def create_app(
         storage = DatabaseStorage.from_settings(settings, connect=False)
     key = service_api_key() if api_key is None else api_key
     clock = clock or SystemClock()
+    if not isinstance(executor, Executor):
+        kind = executor or settings.executor or "thread"
+        executor = make_executor(kind, storage, grace=settings.cancel_grace, clock=clock)
+    drain = settings.drain_grace if drain_grace is None else drain_grace
     state = ApiState(
         storage=storage,
         runs=RunExecutor(
@@ -115,13 +130,14 @@ def create_app(
             clock=clock,
             max_queued=settings.max_queued_runs,
             heartbeat_interval=settings.heartbeat_interval,
+            executor=executor,
         ),
         clock=clock,
         api_key=key or None,
         health=HealthProbe(storage, interval=health_interval),
         lists=ListingCache(storage, ttl=listing_ttl),
     )
-    factory = scheduler_factory or _default_scheduler
+    factory = scheduler_factory or _default_scheduler(executor, drain)
     served = storage
 
     @asynccontextmanager
@@ -139,10 +155,21 @@ def create_app(
         try:
             yield
         finally:
+            # Drain the scheduled runs and the manual ones side by side, each within ``drain``
+            # seconds (plus the executor's grace for those that ignore their cancel).
+            stopping = None
             if state.scheduler is not None:
-                state.scheduler.stop()
+                stopping = threading.Thread(
+                    target=state.scheduler.stop,
+                    args=(drain + 3 * state.runs.executor.grace + 5,),
+                    name="th2etl-stop-scheduler",
+                )
+                stopping.start()
             state.backfills.stop()
-            state.runs.shutdown()
+            state.runs.shutdown(drain)
+            if stopping is not None:
+                stopping.join()
+            state.runs.executor.shutdown()
             state.health.stop()
             if owns_storage:
                 served.close()

@@ -108,7 +108,8 @@ def serve(
     on_ready: Callable[[], None] | None = None,
     **app_options: Any,
 ) -> None:
-    """Run the API (and the scheduler, unless ``start_scheduler=False``) until SIGINT/SIGTERM.
+    """Run the API (and the scheduler, unless ``start_scheduler=False``) until SIGINT/SIGTERM,
+    its runs in worker processes unless ``TH2ETL_EXECUTOR`` (or ``executor=``) says otherwise.
 
     ``on_ready`` is called once the server accepts requests; ``app_options`` go to
     :func:`~th2etl.api.app.create_app`.
@@ -120,6 +121,8 @@ def serve(
     check_bind(host, app_options.get("api_key") or service_api_key(), insecure_no_auth)
     sock = bind_socket(host, port)
     try:
+        # A service executes its runs in worker processes unless TH2ETL_EXECUTOR says otherwise.
+        app_options.setdefault("executor", os.environ.get("TH2ETL_EXECUTOR") or "process")
         app = create_app(bound_host=host, **app_options)
         # log_config=None: keep th2etl's logging (configure_logging); uvicorn's loggers go to
         # the console and to api.log under LOG_DIR.

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import Th2etlError
+from th2etl.executors import Executor, RunJob, RunSlot, ThreadExecutor
 from th2etl.logical_time import LogicalTime
-from th2etl.pipelines.engine import CancelToken, run_pipeline
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.scheduler.backfill import Backfill
@@ -199,7 +199,8 @@ class SchedulerThread:
 
 class RunExecutor:
     """Runs stored pipelines on request (``POST /pipelines/{name}/run``), at most
-    ``max_workers`` at a time, each recorded in ``storage`` and owned by this service's
+    ``max_workers`` at a time, on ``executor`` (where whole runs execute; default: threads of
+    this process), each recorded in ``storage`` and owned by this service's
     :class:`~th2etl.storage.owner.RunOwner` (which heartbeats for them, and stops one when a
     cancel is asked from any process).
 
@@ -207,7 +208,7 @@ class RunExecutor:
     ``max_queued`` runs: beyond, :class:`~th2etl.exceptions.QueueFullError`, API 429). Whenever
     a worker frees up, and at each heartbeat, the executor claims the oldest queued run of any
     service on the database (:meth:`Coordination.claim_queued_run`) and runs the definitions
-    recorded with it.
+    recorded with it. :meth:`shutdown` drains.
     """
 
     def __init__(
@@ -219,17 +220,19 @@ class RunExecutor:
         max_queued: int = 1000,
         heartbeat_interval: float | None = None,
         started_by: str = "api",
+        executor: Executor | None = None,
     ):
         self.storage = storage
         self.clock = clock or SystemClock()
         self.max_workers = max_workers
         self.max_queued = max_queued
         self.started_by = started_by
+        self.executor = executor or ThreadExecutor(storage, clock=self.clock)
         self.owner = RunOwner(storage, kind="api", heartbeat_interval=heartbeat_interval)
         self.owner.after_beat = self.fill
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="th2etl-run")
         self._lock = threading.Lock()
-        self._runs: dict[str, tuple[CancelToken, Future[RunResult]]] = {}
+        self._runs: dict[str, tuple[RunSlot, Future[RunResult | None]]] = {}
         self._closed = False
 
     def start(self) -> None:
@@ -242,9 +245,11 @@ class RunExecutor:
         """Record the run now (so it can be read at once) with the definitions it executes,
         ``running`` on a free worker or else ``queued``, and return its record; ``at`` is the
         moment it is for (``${run:...}``, default: its start). Raises what building the
-        pipeline raises (NotFound, Validation), and QueueFullError."""
+        pipeline raises (NotFound, Validation), ExecutorError when the executor cannot run it,
+        and QueueFullError."""
         snapshot = self.storage.definition_snapshot(pipeline_name)
         pipeline = pipeline_from_snapshot(snapshot)
+        self.executor.check(pipeline)
         with self._lock:
             free = not self._closed and len(self._runs) < self.max_workers
             record = self.storage.create_run(
@@ -255,6 +260,7 @@ class RunExecutor:
                 status=RunStatus.RUNNING if free else RunStatus.QUEUED,
                 variables=variables,
                 definition=snapshot,
+                executor=self.executor.kind,
                 max_queued=self.max_queued,
                 logical_time=None if at is None else LogicalTime.at(at),
             )
@@ -271,10 +277,9 @@ class RunExecutor:
                 record = self.storage.claim_queued_run(self.owner.instance_id)
                 if record is None:
                     return
-                if not self.storage.mark_running(record.run_id):
-                    continue  # cancelled or abandoned while it waited
                 try:
                     pipeline = pipeline_from_snapshot(record.definition or {})
+                    self.executor.check(pipeline)
                 except Exception as exc:  # its bloc types are gone: it cannot run
                     message = f"the run could not start: {type(exc).__name__}: {exc}"
                     self.storage.finish_run(
@@ -284,54 +289,54 @@ class RunExecutor:
                 self._start(record, pipeline)
 
     def _start(self, record: RunRecord, pipeline: Pipeline) -> None:
-        """Under the lock: run ``record`` on a worker, for the logical time it was recorded
-        with (its ``at``; none: the moment it starts)."""
-        token = CancelToken()
-        self.owner.track(record.run_id, token)
-        recorder = self.storage.recorder(
-            run_id=record.run_id,
-            clock=self.clock,
-            instance_id=self.owner.instance_id,
-            started_by=record.started_by,
-            owner=self.owner,
-        )
-        future = self._pool.submit(
-            run_pipeline,
+        """Under the lock: run ``record`` on a worker (the executor marks it running), for the
+        logical time it was recorded with (its ``at``; none: the moment it starts)."""
+        slot = RunSlot(record.run_id)
+        self.owner.track(record.run_id, slot)
+        job = RunJob(
+            record.run_id,
             pipeline,
             variables=record.variables,
-            listeners=[recorder],
-            cancel_token=token,
-            run_id=record.run_id,
-            clock=self.clock,
+            instance_id=self.owner.instance_id,
             logical_time=record.logical_time,
-            keep_outputs=False,  # rows go to the exporters, not to the service's memory
         )
-        self._runs[record.run_id] = (token, future)
+        future = self._pool.submit(self._execute, job, slot)
+        self._runs[record.run_id] = (slot, future)
         future.add_done_callback(lambda done: self._finished(record.run_id, done))
 
-    def _finished(self, run_id: str, future: Future[RunResult]) -> None:
+    def _execute(self, job: RunJob, slot: RunSlot) -> RunResult | None:
+        if slot.cancelled:  # cancelled, or the service stopped, while it waited for a worker
+            self._record(job.run_id, RunStatus.CANCELLED, "cancelled before it started")
+            return None
+        handle = self.executor.submit(job)
+        slot.attach(handle)
+        result = handle.wait()
+        if result is not None and not handle.recorded:
+            # The database was away: the owner writes the outcome once it is back.
+            status, error = self.owner.outcome(job.run_id, result.status, result.error)
+            self.owner.record_later(job.run_id, status, result.finished_at, error)
+        return result
+
+    def _finished(self, run_id: str, future: Future[RunResult | None]) -> None:
         with self._lock:
             self._runs.pop(run_id, None)
         self.owner.untrack(run_id)
         if future.cancelled():
-            status, message = RunStatus.CANCELLED, "the service stopped before the run started"
-        else:
-            error = future.exception()
-            if error is not None:
-                # The engine raises only for programming errors; the run must not stay running.
-                logger.error("run %s ended abnormally", run_id, exc_info=error)
-                status, message = RunStatus.FAILED, f"{type(error).__name__}: {error}"
-            else:
-                status, message = RunStatus.SUCCEEDED, ""
-        if message:
-            try:
-                self.storage.finish_run(run_id, status, finished_at=self.clock.now(), error=message)
-            except Exception:
-                logger.exception("could not record the end of run %s", run_id)
+            self._record(run_id, RunStatus.CANCELLED, "the service stopped before the run started")
+        elif (error := future.exception()) is not None:
+            # The executor raises only for programming errors; the run must not stay running.
+            logger.error("run %s ended abnormally", run_id, exc_info=error)
+            self._record(run_id, RunStatus.FAILED, f"{type(error).__name__}: {error}")
         try:
             self.fill()  # a worker is free: take the next queued run
         except Exception as exc:
             logger.warning("could not claim a queued run: %s", exc)
+
+    def _record(self, run_id: str, status: RunStatus, message: str) -> None:
+        try:
+            self.storage.finish_run(run_id, status, finished_at=self.clock.now(), error=message)
+        except Exception:
+            logger.exception("could not record the end of run %s", run_id)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run of this process; False when it is not one (or has finished)."""
@@ -347,10 +352,11 @@ class RunExecutor:
         with self._lock:
             return len(self._runs)
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop claiming, cancel the runs still going and the queued runs this service
-        recorded (nobody claimed them), wait up to ``timeout`` seconds for the runs, close the
-        pool, and stop heartbeating."""
+    def shutdown(self, grace: float = 30.0) -> None:
+        """Drain: stop claiming; cancel the queued runs this service recorded (nobody claimed
+        them) and the runs not started yet; give the runs going up to ``grace`` seconds to
+        end, then cancel what still runs (the executor stops what ignores its cancel, and
+        records it); close the pool, and stop heartbeating."""
         with self._lock:
             self._closed = True
             entries = list(self._runs.values())
@@ -360,9 +366,19 @@ class RunExecutor:
                     self.storage.request_cancel(run.run_id, by=f"{self.started_by} (stopping)")
         except Th2etlError as exc:  # the database is away: others abandon them later
             logger.warning("could not cancel the queued runs of this service: %s", exc)
-        for token, _ in entries:
-            token.cancel()
-        _, pending = wait_futures([future for _, future in entries], timeout=timeout)
+        for slot, _ in entries:
+            if slot.handle is None:
+                slot.cancel()
+        _, pending = wait_futures([future for _, future in entries], timeout=grace)
+        if pending:
+            logger.warning(
+                "%d run(s) still going after %.3gs at shutdown; cancelling them",
+                len(pending),
+                grace,
+            )
+            for slot, _ in entries:
+                slot.cancel()
+            _, pending = wait_futures(pending, timeout=3 * self.executor.grace)
         if pending:
             logger.warning("%d run(s) still going at shutdown; abandoning them", len(pending))
         self._pool.shutdown(wait=not pending, cancel_futures=True)

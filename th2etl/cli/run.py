@@ -4,20 +4,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import threading
 import time
-import uuid
+from collections.abc import Iterator
+from signal import SIGINT, SIGTERM
 from typing import TYPE_CHECKING, Any
 
 from th2etl.cli._args import key_value
 from th2etl.exceptions import ConfigurationError, NotFoundError, Th2etlError
-from th2etl.pipelines.engine import CancelToken, RunListener
+from th2etl.pipelines.engine import RunListener
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from th2etl.blocs.base import Bloc
     from th2etl.cli._args import Commands
+    from th2etl.executors import RunSlot
     from th2etl.pipelines.context import RunContext
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.pipelines.result import BlocResult, RunResult
@@ -34,7 +40,9 @@ def register(commands: Commands) -> None:
         "run",
         help="run a stored pipeline now (example: th2etl run daily_sales --var day=2026-11-25)",
         description="Run a pipeline stored in the database once, now, showing each bloc's "
-        "progress; the run is recorded. Exit status 0 when it succeeds, 1 when it fails.",
+        "progress; the run is recorded. SIGTERM or Ctrl-C cancels it (TH2ETL_CANCEL_GRACE "
+        "seconds to stop, then it is stopped). Exit status 0 when it succeeds, 1 when it "
+        "fails, 128 + the signal's number when a signal cancelled it.",
     )
     run.add_argument("pipeline", metavar="PIPELINE", help="name of the stored pipeline")
     run.add_argument(
@@ -123,8 +131,9 @@ class ProgressPrinter(RunListener):
 def _run(args: argparse.Namespace) -> int:
     from th2etl.configs.logging import configure_logging
     from th2etl.configs.settings import get_settings
+    from th2etl.executors import RunJob, RunSlot, make_executor
     from th2etl.logical_time import LogicalTime, parse_instant
-    from th2etl.pipelines.engine import run_pipeline
+    from th2etl.pipelines.result import RunStatus
     from th2etl.storage import DatabaseStorage
     from th2etl.storage.owner import RunOwner
     from th2etl.storage.recorder import pipeline_from_snapshot
@@ -149,53 +158,84 @@ def _run(args: argparse.Namespace) -> int:
                 raise NotFoundError(message) from None
             variables = dict(args.var)
             at = None if args.at is None else LogicalTime.at(parse_instant(args.at, "--at"))
+            # A process of its own already: the run executes here unless TH2ETL_EXECUTOR
+            # says otherwise.
+            executor = make_executor(
+                settings.executor or "thread", storage, grace=settings.cancel_grace
+            )
+            executor.check(pipeline)
             # This process owns the run: it heartbeats for it, so a cancel from any process
             # reaches it and, if it dies, any live th2etl process marks the run abandoned.
             owner = RunOwner(storage, kind="cli").start()
-            token = CancelToken()
-            run_id = uuid.uuid4().hex
-            owner.track(run_id, token)
-            recorder = storage.recorder(
-                run_id=run_id,
-                instance_id=owner.instance_id,
-                started_by="cli",
-                definition=snapshot,
-                owner=owner,
-            )
-            outcome: list[RunResult] = []
-
-            def work() -> None:
-                outcome.append(
-                    run_pipeline(
-                        pipeline,
-                        variables=variables,
-                        listeners=[recorder, ProgressPrinter()],
-                        cancel_token=token,
-                        run_id=run_id,
-                        logical_time=at,
-                        keep_outputs=False,  # rows go to the exporters, not to this process
-                    )
-                )
-
-            worker = threading.Thread(target=work, name=f"th2etl-run-{pipeline.name}")
-            worker.start()
             try:
-                while worker.is_alive():
-                    worker.join(0.2)
-            except KeyboardInterrupt:
-                print("interrupted: cancelling the run", file=sys.stderr, flush=True)
-                token.cancel()
-                worker.join()
+                record = storage.create_run(
+                    None,
+                    pipeline.name,
+                    owner_id=owner.instance_id,
+                    started_by="cli",
+                    status=RunStatus.RUNNING,
+                    variables=variables,
+                    definition=snapshot,
+                    executor=executor.kind,
+                )
+                slot = RunSlot(record.run_id)
+                owner.track(record.run_id, slot)
+                job = RunJob(
+                    record.run_id,
+                    pipeline,
+                    variables=variables,
+                    instance_id=owner.instance_id,
+                    logical_time=at,
+                )
+                # Signals cancel the run from before it starts: it may begin at once.
+                with _signals_cancel(slot, executor.grace) as received:
+                    handle = executor.submit(job, listeners=[ProgressPrinter()])
+                    slot.attach(handle)
+                    result = None
+                    while result is None:
+                        result = handle.wait(0.2)
+                if not handle.recorded:  # the database was away: written once it is back
+                    status, error = owner.outcome(record.run_id, result.status, result.error)
+                    owner.record_later(record.run_id, status, result.finished_at, error)
+                executor.shutdown()
             finally:
                 owner.stop()
     except Th2etlError as exc:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigurationError) else 1
-    if not outcome:
-        print("th2etl: error: the run ended without a result (see the log)", file=sys.stderr)
-        return 1
-    print(f"run id: {outcome[0].run_id}")
-    return 0 if outcome[0].succeeded else 1
+    print(f"run id: {result.run_id}")
+    code = 128 + received[0] if received else (0 if result.succeeded else 1)
+    if handle.stopped:
+        # A run thread that ignored its cancel would keep the process from exiting.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+@contextlib.contextmanager
+def _signals_cancel(slot: RunSlot, grace: float) -> Iterator[list[int]]:
+    """While inside, SIGTERM and SIGINT cancel the run (it gets ``grace`` seconds to stop, then
+    it is stopped and recorded ``cancelled``); yields the signals received, in order."""
+    received: list[int] = []
+
+    def cancel(signum: int, frame: FrameType | None) -> None:
+        if not received:
+            print(
+                f"received {signal.Signals(signum).name}: cancelling the run (it has "
+                f"{grace:g}s to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+        received.append(signum)
+        slot.cancel()
+
+    previous = {number: signal.signal(number, cancel) for number in (SIGTERM, SIGINT)}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def unknown_pipeline(name: str, names: list[str], where: str) -> str:

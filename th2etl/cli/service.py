@@ -243,6 +243,7 @@ def _run_scheduler(
 
     from th2etl.configs.settings import get_settings
     from th2etl.exceptions import DatabaseUnavailableError
+    from th2etl.executors import make_executor
     from th2etl.scheduler import load_scheduler_manager
     from th2etl.storage import DatabaseStorage
 
@@ -272,12 +273,19 @@ def _run_scheduler(
                 continue
             break
         with storage:
-            manager = load_scheduler_manager(storage)
+            # Runs execute in worker processes unless TH2ETL_EXECUTOR says otherwise.
+            executor = make_executor(
+                settings.executor or "process", storage, grace=settings.cancel_grace
+            )
+            manager = load_scheduler_manager(
+                storage, executor=executor, stop_grace=settings.drain_grace
+            )
             logger.info("scheduler started on %s (Ctrl-C or SIGTERM stops it)", settings.describe())
             on_ready()
             on_started()
             # start() stops on SIGINT and SIGTERM, letting running pipelines finish.
             manager.start()
+            executor.shutdown()
     except KeyboardInterrupt:
         logger.info("interrupted: stopping the scheduler")
     finally:

@@ -10,6 +10,12 @@ Where th2etl keeps its definitions and run history:
 
 ``DATABASE_SCHEMA`` (default ``public``) is the PostgreSQL schema of th2etl's own ``th2etl_*``
 tables. The password is kept out of ``repr``, :meth:`Settings.describe` and every error message.
+
+``TH2ETL_EXECUTOR`` (``thread`` or ``process``) says where a whole run executes; unset, each
+entry point picks its default (see :mod:`th2etl.executors`). ``TH2ETL_CANCEL_GRACE`` (seconds,
+default 10) is how long a cancelled run gets to stop before it is stopped for good;
+``TH2ETL_DRAIN_GRACE`` (seconds, default 30) how long a service stopped by SIGTERM waits for its
+runs before it cancels them.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from th2etl.exceptions import ConfigurationError
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
+    "EXECUTORS",
     "SSL_MODES",
     "Settings",
+    "check_executor",
     "check_schema",
     "describe_url",
     "get_settings",
@@ -37,6 +45,8 @@ __all__ = [
 DEFAULT_SQLITE_PATH = Path("th2etl.db")
 DEFAULT_PORT = 5432
 DEFAULT_DATABASE_NAME = "th2etl"
+EXECUTORS = ("thread", "process")
+"""The values of ``TH2ETL_EXECUTOR``."""
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _URL_SCHEMES = ("postgresql", "postgres")
 _PART_VARIABLES = (
@@ -79,6 +89,15 @@ class Settings:
     max_queued_runs: int = 1000
     """``TH2ETL_MAX_QUEUED_RUNS`` (0 to 1000000): how many runs may wait ``queued`` in the whole
     database; the API answers 429 beyond it."""
+    executor: str | None = None
+    """``TH2ETL_EXECUTOR``: where whole runs execute; None when unset (each entry point's
+    default)."""
+    cancel_grace: float = 10.0
+    """``TH2ETL_CANCEL_GRACE``: seconds a cancelled run gets to stop (then a terminated worker
+    to exit) before the next step."""
+    drain_grace: float = 30.0
+    """``TH2ETL_DRAIN_GRACE``: seconds a stopping service waits for its runs to end before it
+    cancels them."""
 
     @property
     def backend(self) -> Literal["postgresql", "sqlite"]:
@@ -144,6 +163,9 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_schema=schema,
         pipelines_logs_dir=Path(logs_dir).expanduser() if logs_dir else None,
         embedded_default=database_url is None and get("TH2ETL_SQLITE_PATH") is None,
+        executor=check_executor(executor) if (executor := get("TH2ETL_EXECUTOR")) else None,
+        cancel_grace=_seconds("TH2ETL_CANCEL_GRACE", get("TH2ETL_CANCEL_GRACE"), 10.0),
+        drain_grace=_seconds("TH2ETL_DRAIN_GRACE", get("TH2ETL_DRAIN_GRACE"), 30.0),
     )
 
 
@@ -174,6 +196,32 @@ def _bounded(
             f"unset it for the default {show(default)}"
         )
     return value
+
+
+def _seconds(name: str, value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(
+            f"{name}={value!r} is not a number of seconds; give a positive number, e.g. "
+            f"{name}={default:g}"
+        )
+    return seconds
+
+
+def check_executor(value: str, where: str = "TH2ETL_EXECUTOR") -> str:
+    """``value`` if it names an executor (see :data:`EXECUTORS`), else a ConfigurationError."""
+    name = value.strip().lower()
+    if name not in EXECUTORS:
+        raise ConfigurationError(
+            f"{where}={value!r} is not an executor; use one of {', '.join(EXECUTORS)} "
+            "(process: each run in a worker process of its own; thread: in this process)"
+        )
+    return name
 
 
 def check_schema(schema: object, where: str = "DATABASE_SCHEMA") -> str:

@@ -1,4 +1,47 @@
-"""Where a whole run executes (the run-level executor), one module per kind.
+"""Where whole runs execute: in a thread of this process, or in worker processes.
 
+The contract every executor keeps is in :mod:`th2etl.executors.base`; ``TH2ETL_EXECUTOR``
+chooses one (:func:`make_executor`): ``process`` is the default of the services (``th2etl``,
+``th2etl --serve-api``), ``thread`` of ``th2etl run`` (already a process of its own) and of
+embedded use (``Pipeline.run()``, ``load_scheduler_manager()`` in a script).
 :mod:`th2etl.executors.dask` sends each run to a Dask cluster.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from th2etl.configs.settings import check_executor
+from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob, RunSlot
+from th2etl.executors.thread import ThreadExecutor
+
+if TYPE_CHECKING:
+    from th2etl.clock import Clock
+    from th2etl.storage.run_history import RunHistory
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "Executor",
+    "RunHandle",
+    "RunJob",
+    "RunSlot",
+    "ThreadExecutor",
+    "make_executor",
+]
+
+
+def make_executor(
+    kind: str,
+    storage: RunHistory | None,
+    *,
+    grace: float = DEFAULT_GRACE,
+    clock: Clock | None = None,
+) -> Executor:
+    """The executor ``kind`` names (a ``TH2ETL_EXECUTOR`` value: ``thread`` or ``process``),
+    recording runs in ``storage``. Raises ConfigurationError, listing the kinds, for another."""
+    kind = check_executor(kind)
+    if kind == "process":
+        from th2etl.executors.process import ProcessExecutor
+
+        return ProcessExecutor(storage, grace=grace, clock=clock)
+    return ThreadExecutor(storage, grace=grace, clock=clock)

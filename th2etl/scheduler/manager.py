@@ -28,6 +28,9 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
   ``stop()`` settles them once more (a claimed tick it will not retry is marked
   ``abandoned``). ``instance_id`` must therefore be
   this manager's own (the default is unique per process).
+* **Where runs execute.** ``executor`` (an :class:`~th2etl.executors.Executor`) runs each
+  whole run; default: a thread of this process. ``th2etl`` and ``th2etl --serve-api`` pass the
+  one ``TH2ETL_EXECUTOR`` names (worker processes by default).
 * **Outages.** When the database cannot be reached, ticks are deferred (not run: nothing can be
   claimed) and retried with exponential backoff (1 s doubling to 30 s; its heartbeat within
   half a heartbeat period, so that it fits ``stale_after``); the manager logs the
@@ -59,6 +62,7 @@ from th2etl.scheduler.scheduler import CronScheduler
 from th2etl.scheduler.triggers import CronTrigger
 
 if TYPE_CHECKING:
+    from th2etl.executors import Executor
     from th2etl.storage.base import SchedulerRecord, Storage, TriggerRecord
     from th2etl.storage.coordination import Coordination
     from th2etl.storage.definition_store import DefinitionStore
@@ -95,6 +99,7 @@ class SchedulerManager(Loop):
         heartbeat_interval: timedelta | float = 10.0,
         stale_after: timedelta | float | None = None,
         inline: bool | None = None,
+        executor: Executor | None = None,
     ) -> None:
         super().__init__()
         schedulers = list(schedulers)
@@ -120,6 +125,7 @@ class SchedulerManager(Loop):
             else check_seconds("stale_after", stale_after)
         )
         self._executor: Any = None
+        self.run_executor = executor
         self._schedulers: dict[str, CronScheduler] = {}
         self._retired: list[CronScheduler] = []
         self._next_heartbeat: datetime | None = None
@@ -142,6 +148,7 @@ class SchedulerManager(Loop):
             storage=self.storage,
             instance_id=self.instance_id,
             inline=self.inline,
+            run_executor=self.run_executor,
         )
         if not scheduler.inline:
             scheduler.use_executor(self._get_executor())
@@ -505,11 +512,14 @@ def load_scheduler_manager(
     max_workers: int = 32,
     stop_grace: float = 30.0,
     inline: bool | None = None,
+    executor: Executor | None = None,
     **scheduler_options: Any,
 ) -> SchedulerManager:
     """A :class:`SchedulerManager` running the enabled schedulers stored in ``storage``, and
     following the database from then on (see the module docstring).
 
+    ``executor`` runs each whole run (default: a thread of this process; e.g.
+    ``make_executor("process", storage)`` for worker processes).
     ``scheduler_options`` go to every :class:`CronScheduler` (``missed``, ``grace``,
     ``tolerance``, ``max_catch_up``, ``overlap``, ``logs_dir``, ``variables``). They are for
     embedded use (a program running its own manager): a stored scheduler's own options and the
@@ -544,6 +554,7 @@ def load_scheduler_manager(
         max_workers=max_workers,
         stop_grace=stop_grace,
         inline=inline,
+        executor=executor,
     )
     manager.reload(manager.clock.now(), force=True)
     return manager

@@ -34,7 +34,6 @@ run's log goes to ``run.log`` and its result (``RunResult.to_dict()``) to ``resu
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -45,23 +44,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from th2etl import executors
 from th2etl._names import check_name
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import NotFoundError, StorageError, ValidationError
+from th2etl.executors.thread import ThreadExecutor
 from th2etl.logical_time import LogicalTime
-from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.scheduler._loop import Loop, backoff
-from th2etl.scheduler._runs import (
-    INLINE,
-    LostFinish,
-    RunLogFilter,
-    SafeListener,
-    default_logs_dir,
-    make_run_dir,
-    note,
-)
+from th2etl.scheduler._runs import LostFinish, default_logs_dir, make_run_dir
 from th2etl.scheduler.options import ScheduleOptions, check_options
 from th2etl.scheduler.policies import (
     MissedTickPolicy,
@@ -97,6 +89,15 @@ RECORDED_MISSED_LIMIT = 100
 
 
 _FROM_SETTINGS: Any = object()
+
+
+class _Going(executors.RunSlot):
+    """A run this scheduler started: its tick and the pool future that waits for it."""
+
+    def __init__(self, run_id: str, scheduled: datetime) -> None:
+        super().__init__(run_id)
+        self.scheduled = scheduled
+        self.future: Future[Any] | None = None
 
 
 # -- the scheduler -------------------------------------------------------------------------------
@@ -198,12 +199,14 @@ class CronScheduler(Loop):
         self.instance_id: str | None = None
         self._executor: Executor | None = None
         self._own_executor = False
+        self.run_executor: executors.Executor | None = None
+        """Where whole runs execute (set by a manager; default: a thread of this process)."""
         self._cursor: datetime | None = None
         self._next: datetime | None = None
         self._retry_at: datetime | None = None
         self._failures = 0
         self._lock = threading.Lock()
-        self._running: dict[str, tuple[datetime, CancelToken, Future[Any] | None]] = {}
+        self._running: dict[str, _Going] = {}
         self._claims: dict[datetime, str] = {}
         """Run ids of claims whose answer never came (the database went away): the tick's
         retry claims with the same id, and so adopts the row if the claim was made."""
@@ -220,14 +223,17 @@ class CronScheduler(Loop):
         storage: Coordination | None,
         instance_id: str | None,
         inline: bool,
+        run_executor: executors.Executor | None = None,
     ) -> None:
-        """Take a manager's clock, storage and instance id; ``inline`` applies unless this
-        scheduler was given its own. The manager then lends its pool (:meth:`use_executor`)."""
+        """Take a manager's clock, storage, instance id and run executor (where whole runs
+        execute); ``inline`` applies unless this scheduler was given its own. The manager
+        then lends its pool (:meth:`use_executor`)."""
         self.clock = clock
         if not self._inline_given:
             self.inline = inline
         self.storage = storage
         self.instance_id = instance_id
+        self.run_executor = run_executor
         self.use_executor(None)
 
     def use_executor(self, executor: Executor | None) -> None:
@@ -533,23 +539,22 @@ class CronScheduler(Loop):
             if record is None:
                 return TickResult(self.name, scheduled, TickAction.TAKEN)
             run_id = record.run_id
-        token = CancelToken()
         logger.info("scheduler %r starts run %s for %s", self.name, run_id, scheduled.isoformat())
+        going = _Going(run_id, scheduled)
         if self.inline:
             with self._lock:
-                self._running[run_id] = (scheduled, token, None)
-            result = self._execute(scheduled, run_id, token, logical_time)
+                self._running[run_id] = going
+            result = self._execute(scheduled, run_id, going, logical_time)
             if result is None:
                 return TickResult(self.name, scheduled, TickAction.FAILED, run_id=run_id)
             return TickResult(
                 self.name, scheduled, TickAction.STARTED, run_id=run_id, result=result
             )
         with self._lock:  # held until registered: the run's own clean-up waits for it
-            self._running[run_id] = (scheduled, token, None)
-            future = self._get_executor().submit(
-                self._execute, scheduled, run_id, token, logical_time
+            self._running[run_id] = going
+            going.future = self._get_executor().submit(
+                self._execute, scheduled, run_id, going, logical_time
             )
-            self._running[run_id] = (scheduled, token, future)
         return TickResult(self.name, scheduled, TickAction.STARTED, run_id=run_id)
 
     def _get_executor(self) -> Executor:
@@ -562,94 +567,57 @@ class CronScheduler(Loop):
 
     # -- one run -------------------------------------------------------------------------------
 
+    def _run_executor(self) -> executors.Executor:
+        if self.inline:  # the caller's thread, blocs one after another: deterministic
+            return ThreadExecutor(self.storage, clock=self.clock, inline=True)
+        if self.run_executor is None:
+            self.run_executor = ThreadExecutor(self.storage, clock=self.clock)
+        return self.run_executor
+
     def _execute(
-        self, scheduled: datetime, run_id: str, token: CancelToken, logical_time: LogicalTime
+        self, scheduled: datetime, run_id: str, going: _Going, logical_time: LogicalTime
     ) -> RunResult | None:
-        """Run the pipeline once (in a pool thread, or inline on a fake clock)."""
-        run_dir: Path | None = None
-        handler: logging.Handler | None = None
-        executor: Executor | None = INLINE if self.inline else None
-        prefix: str | None = None
+        """Run the pipeline once on the run executor, and wait for it (in a pool thread, or
+        inline on a fake clock)."""
         try:
             pipeline = self._pipeline if self._pipeline is not None else self._build_pipeline()
+            run_dir = None
             if self.logs_dir is not None:
                 run_dir = make_run_dir(Path(self.logs_dir), self.name, scheduled)
-                prefix = f"th2etl-run-{run_id[:12]}"
-                handler = self._attach_log(run_dir, prefix)
-                note(
-                    handler,
-                    f"run {run_id} of scheduler {self.name!r} (pipeline {pipeline.name!r}, "
-                    f"trigger {self.trigger!r}) for {scheduled.isoformat()} in {run_dir}",
-                )
-            listeners: list[RunListener] = []
-            if self.storage is not None:
-                recorder = self.storage.recorder(
-                    run_id=run_id,
-                    scheduler_name=self.name,
-                    trigger_name=self.trigger_name,
-                    instance_id=self.instance_id,
-                    clock=self.clock,
-                )
-                listeners.append(SafeListener(recorder, self._lost_finish))
-            result = run_pipeline(
+            job = executors.RunJob(
+                run_id,
                 pipeline,
                 variables=self.variables,
-                executor=executor,
-                listeners=listeners,
-                cancel_token=token,
-                run_id=run_id,
                 scheduler_name=self.name,
                 trigger_name=self.trigger_name,
                 scheduled_time=scheduled,
+                instance_id=self.instance_id,
                 output_dir=run_dir,
-                clock=self.clock,
                 logical_time=logical_time,
-                thread_name_prefix=prefix,  # bloc threads named after the run, for the log filter
+                log_file=None if run_dir is None else run_dir / "run.log",
+                note=(
+                    f"run {run_id} of scheduler {self.name!r} (pipeline {pipeline.name!r}, "
+                    f"trigger {self.trigger!r}) for {scheduled.isoformat()} in {run_dir}"
+                ),
             )
-            if run_dir is not None:
-                if handler is not None:
-                    note(handler, result.summary())
-                self._write_result(run_dir, result)
+            handle = self._run_executor().submit(job)
+            going.attach(handle)
+            result = handle.wait()
+            assert result is not None
+            if not handle.recorded and self.storage is not None:
+                self._lost_finish(result)
             return result
         except Exception as exc:
             logger.exception("scheduler %r could not run its pipeline for %s", self.name, scheduled)
             self._record_failure(run_id, exc)
             return None
         finally:
-            if handler is not None:
-                logging.getLogger().removeHandler(handler)
-                handler.close()
             with self._lock:
                 self._running.pop(run_id, None)
-
-    def _write_result(self, run_dir: Path, result: RunResult) -> None:
-        # The run is over and recorded: a result.json that cannot be written must not turn it
-        # into a run that "could not start".
-        summary = json.dumps(result.to_dict(), indent=2, default=str)
-        try:
-            (run_dir / "result.json").write_text(summary + "\n", encoding="utf-8")
-        except OSError as exc:
-            logger.warning(
-                "scheduler %r: run %s %s, but its result.json in %s could not be written: %s",
-                self.name,
-                result.run_id,
-                result.status.value,
-                run_dir,
-                exc,
-            )
 
     def _build_pipeline(self) -> Pipeline:
         assert self._build is not None
         return self._build()
-
-    def _attach_log(self, run_dir: Path, prefix: str) -> logging.Handler:
-        handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8", delay=False)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-8s %(threadName)s %(name)s: %(message)s")
-        )
-        handler.addFilter(RunLogFilter(threading.get_ident(), prefix))
-        logging.getLogger().addHandler(handler)
-        return handler
 
     def _record_failure(self, run_id: str, exc: Exception) -> None:
         if self.storage is None:
@@ -720,20 +688,20 @@ class CronScheduler(Loop):
     def running_runs(self) -> list[tuple[str, datetime]]:
         """(run id, scheduled time) of the runs this scheduler started that are still going."""
         with self._lock:
-            return [(run_id, item[0]) for run_id, item in self._running.items()]
+            return [(run_id, going.scheduled) for run_id, going in self._running.items()]
 
     def cancel_run(self, run_id: str) -> bool:
         """Ask a running run of this scheduler to stop; False if it is not running here."""
         with self._lock:
-            item = self._running.get(run_id)
-        if item is None:
+            going = self._running.get(run_id)
+        if going is None:
             return False
-        item[1].cancel()
+        going.cancel()
         return True
 
     def wait_for_runs(self, grace: float) -> None:
         with self._lock:
-            futures = [f for _, _, f in self._running.values() if f is not None]
+            futures = [g.future for g in self._running.values() if g.future is not None]
         if not futures:
             return
         _, pending = wait(futures, timeout=grace)
@@ -745,10 +713,13 @@ class CronScheduler(Loop):
                 grace,
             )
             with self._lock:
-                tokens = [token for _, token, _ in self._running.values()]
-            for token in tokens:
-                token.cancel()
-            wait(pending, timeout=max(grace, 1.0))
+                going = list(self._running.values())
+            for run in going:
+                run.cancel()
+            # A run that ignores its cancel is stopped by its executor after the executor's
+            # grace (a worker is terminated, a thread abandoned): wait that long too.
+            executor_grace = self.run_executor.grace if self.run_executor is not None else 0.0
+            wait(pending, timeout=max(grace, 1.0) + 2 * executor_grace)
 
     def _on_stop(self, grace: float) -> None:
         self.wait_for_runs(grace)

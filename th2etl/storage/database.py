@@ -96,6 +96,11 @@ class DatabaseStorage(Schedules, Ticks, Projects, Retention, Notifications, Lega
                 )
         return SQLiteStorage(settings.sqlite_path, clock=clock, connect=connect)
 
+    def address(self) -> tuple[str, str]:
+        """``(target, schema)``: what ``DatabaseStorage(target, schema=schema)`` takes to open
+        this same database again, e.g. in a worker process (the target holds the password)."""
+        raise NotImplementedError
+
 
 def _backend_for(target: object) -> type[PostgresStorage] | type[SQLiteStorage]:
     from th2etl.storage.postgres import PostgresStorage

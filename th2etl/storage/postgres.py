@@ -75,6 +75,9 @@ class PostgresStorage(DatabaseStorage):
     def describe(self) -> str:
         return self._where
 
+    def address(self) -> tuple[str, str]:
+        return self._conninfo, self.schema
+
     def _scrub(self, exc: BaseException) -> str:
         text = str(exc).strip().replace("\n", " ")
         return text.replace(self._password, "***") if self._password else text

@@ -63,6 +63,9 @@ class SQLiteStorage(DatabaseStorage):
     def describe(self) -> str:
         return f"SQLite database at {self.path}"
 
+    def address(self) -> tuple[str, str]:
+        return str(self.path), "public"
+
     def _connect(self) -> Any:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise StorageError(

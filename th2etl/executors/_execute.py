@@ -1,0 +1,185 @@
+"""One job, executed where it is called: the part every executor shares (a thread executor
+calls it in its run thread, a worker process in its main thread)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor as BlocExecutor
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from th2etl.clock import Clock
+from th2etl.executors.base import RunJob
+from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
+from th2etl.pipelines.result import RunResult
+
+if TYPE_CHECKING:
+    from th2etl.pipelines.context import RunContext
+    from th2etl.storage.run_history import RunHistory
+
+__all__ = ["INLINE", "InlineExecutor", "RunLogFilter", "execute", "note"]
+
+logger = logging.getLogger("th2etl.executors")
+
+LOG_FORMAT = "%(asctime)s %(levelname)-8s %(threadName)s %(name)s: %(message)s"
+
+
+class RunLogFilter(logging.Filter):
+    """Keeps the records of one run: its coordinating thread and its bloc threads."""
+
+    def __init__(self, thread_id: int, prefix: str) -> None:
+        super().__init__()
+        self.thread_id = thread_id
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.thread_id or (record.threadName or "").startswith(self.prefix)
+
+
+class InlineExecutor(BlocExecutor):
+    """Runs each submitted call at once, in the caller's thread (fake-clock mode): a stage's
+    blocs run one after another, deterministically; bloc timeouts cannot interrupt them."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+INLINE = InlineExecutor()
+
+
+def note(handler: logging.Handler, message: str) -> None:
+    """Write a line to the run's log whatever the logging levels are."""
+    record = logging.LogRecord(__name__, logging.INFO, __file__, 0, message, None, None)
+    handler.handle(record)
+
+
+class _Recorded(RunListener):
+    """The storage recorder, noting whether the run's end reached the database, and silent
+    once ``abandoned`` is set (the executor recorded the run's end itself)."""
+
+    def __init__(self, inner: RunListener, abandoned: threading.Event) -> None:
+        self.inner = inner
+        self.abandoned = abandoned
+        self.recorded = False
+
+    def run_started(self, context: RunContext, pipeline: Any) -> None:
+        if not self.abandoned.is_set():
+            self.inner.run_started(context, pipeline)
+
+    def bloc_started(self, context: RunContext, bloc: Any, attempt: int) -> None:
+        if not self.abandoned.is_set():
+            self.inner.bloc_started(context, bloc, attempt)
+
+    def bloc_progress(self, context: RunContext, result: Any) -> None:
+        if not self.abandoned.is_set():
+            self.inner.bloc_progress(context, result)
+
+    def bloc_finished(self, context: RunContext, result: Any) -> None:
+        if not self.abandoned.is_set():
+            self.inner.bloc_finished(context, result)
+
+    def run_finished(self, context: RunContext, result: RunResult) -> None:
+        if not self.abandoned.is_set():
+            self.inner.run_finished(context, result)
+            self.recorded = True
+
+
+def _attach_log(path: Path, log_filter: logging.Filter | None) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8", delay=False)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    if log_filter is not None:
+        handler.addFilter(log_filter)
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _write_result(path: Path, result: RunResult) -> None:
+    # The run is over and recorded: a result.json that cannot be written must not turn it
+    # into a run that failed.
+    summary = json.dumps(result.to_dict(), indent=2, default=str)
+    try:
+        path.write_text(summary + "\n", encoding="utf-8")
+    except OSError as exc:
+        logger.warning(
+            "run %s %s, but its %s in %s could not be written: %s",
+            result.run_id,
+            result.status.value,
+            path.name,
+            path.parent,
+            exc,
+        )
+
+
+def execute(
+    job: RunJob,
+    *,
+    storage: RunHistory | None,
+    listeners: Sequence[RunListener] = (),
+    cancel_token: CancelToken | None = None,
+    clock: Clock | None = None,
+    inline: bool = False,
+    whole_process: bool = False,
+    abandoned: threading.Event | None = None,
+) -> tuple[RunResult, bool]:
+    """Run ``job`` in this thread, recorded in ``storage``; return its result and whether its
+    end was recorded. ``inline`` runs the blocs one after another in this thread (fake
+    clocks); ``whole_process`` sends every log record of this process to ``job.log_file``
+    (a worker runs one job), not only those of this thread and the run's bloc threads. Once
+    ``abandoned`` is set, nothing more is recorded (the executor recorded the run's end)."""
+    handler: logging.Handler | None = None
+    prefix: str | None = None
+    recorder: _Recorded | None = None
+    try:
+        if job.log_file is not None:
+            prefix = f"th2etl-run-{job.run_id[:12]}"  # the engine's threads, for the log filter
+            log_filter = None if whole_process else RunLogFilter(threading.get_ident(), prefix)
+            handler = _attach_log(job.log_file, log_filter)
+            if job.note:
+                note(handler, job.note)
+        every: list[RunListener] = []
+        if storage is not None:
+            recorder = _Recorded(
+                storage.recorder(
+                    run_id=job.run_id,
+                    scheduler_name=job.scheduler_name,
+                    trigger_name=job.trigger_name,
+                    instance_id=job.instance_id,
+                    clock=clock,
+                ),
+                abandoned or threading.Event(),
+            )
+            every.append(recorder)
+        every.extend(listeners)
+        result = run_pipeline(
+            job.pipeline,
+            variables=job.variables,
+            executor=INLINE if inline else None,
+            listeners=every,
+            cancel_token=cancel_token,
+            run_id=job.run_id,
+            scheduler_name=job.scheduler_name,
+            trigger_name=job.trigger_name,
+            scheduled_time=job.scheduled_time,
+            output_dir=job.output_dir,
+            clock=clock,
+            logical_time=job.logical_time,
+            keep_outputs=False if storage is not None else None,  # recorded: rows go to storage
+            thread_name_prefix=prefix,
+        )
+        if handler is not None and job.log_file is not None:
+            note(handler, result.summary())
+            _write_result(job.log_file.parent / "result.json", result)
+        return result, recorder is None or recorder.recorded
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()

@@ -1,0 +1,169 @@
+"""The worker process's side of :class:`~th2etl.executors.process.ProcessExecutor`.
+
+A worker executes one job and exits. It talks to its parent over one pipe:
+
+* parent -> worker: ``("cancel",)``; the pipe closing means the parent is gone, which cancels
+  the run too (and ends the worker ``grace`` seconds later if the run does not stop);
+* worker -> parent: ``("log", LogRecord)`` for every log record (the parent's handlers write
+  them, so log files have one writer and rotate safely), ``("event", name, payload)`` for the
+  parent's listeners, then ``("result", RunResult, recorded)`` or ``("error", text)``.
+
+This module is preloaded into the forkserver, with what it imports, so a worker starts
+without importing th2etl again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, replace
+from logging.handlers import QueueHandler
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from th2etl.executors._execute import execute
+from th2etl.pipelines.engine import CancelToken, RunListener
+from th2etl.storage.database import DatabaseStorage
+
+if TYPE_CHECKING:
+    from th2etl.blocs.base import Bloc
+    from th2etl.executors.base import RunJob
+    from th2etl.pipelines.context import RunContext
+    from th2etl.pipelines.pipeline import Pipeline
+    from th2etl.pipelines.result import BlocResult, RunResult
+
+__all__ = ["WorkerSpec", "main"]
+
+PARENT_GONE_EXIT = 70
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker gets besides its pipe: the pickled job and its parent's surroundings."""
+
+    job: bytes
+    storage: tuple[str, str] | None
+    """``DatabaseStorage.address()`` of the parent's storage (None: the run is not recorded)."""
+    environ: dict[str, str]
+    """The parent's environment when it submitted the job: ``${env:...}`` resolves the same."""
+    log_levels: dict[str, int]
+    """Logger name (``""`` for the root) -> level, as set in the parent."""
+    forward_events: bool
+    grace: float
+
+
+class _Sender:
+    """The worker's end of the pipe, shared by its threads."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+
+class _PipeQueue:
+    """What a :class:`logging.handlers.QueueHandler` puts records into: the parent's pipe."""
+
+    def __init__(self, sender: _Sender) -> None:
+        self.sender = sender
+
+    def put_nowait(self, record: logging.LogRecord) -> None:
+        # The parent is gone, or the record carries something unpicklable: drop it.
+        with contextlib.suppress(OSError, pickle.PicklingError, TypeError, AttributeError):
+            self.sender.send(("log", record))
+
+
+class _Forwarder(RunListener):
+    """Sends the run's events to the parent, which replays them to its listeners."""
+
+    def __init__(self, sender: _Sender) -> None:
+        self.sender = sender
+
+    def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
+        self.sender.send(("event", "run_started", None))
+
+    def bloc_started(self, context: RunContext, bloc: Bloc, attempt: int) -> None:
+        self.sender.send(("event", "bloc_started", (bloc.name, attempt)))
+
+    def bloc_progress(self, context: RunContext, result: BlocResult) -> None:
+        self.sender.send(("event", "bloc_progress", result))
+
+    def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
+        self.sender.send(("event", "bloc_finished", result))
+
+    def run_finished(self, context: RunContext, result: RunResult) -> None:
+        self.sender.send(("event", "run_finished", replace(result, outputs={})))
+
+
+def _configure_logging(sender: _Sender, levels: dict[str, int]) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(QueueHandler(_PipeQueue(sender)))  # type: ignore[arg-type]
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+
+
+def _listen(conn: Connection, token: CancelToken, grace: float) -> None:
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            break
+        if message == ("cancel",):
+            token.cancel()
+    # The parent is gone: nobody supervises this run any more.
+    token.cancel()
+    timer = threading.Timer(grace, os._exit, (PARENT_GONE_EXIT,))
+    timer.daemon = True
+    timer.start()
+
+
+def main(conn: Connection, spec: WorkerSpec) -> None:
+    """Execute ``spec``'s job, report its outcome to the parent, and exit."""
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides what happens.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(spec.environ)
+    sender = _Sender(conn)
+    _configure_logging(sender, spec.log_levels)
+    token = CancelToken()
+    threading.Thread(
+        target=_listen, args=(conn, token, spec.grace), name="th2etl-worker-pipe", daemon=True
+    ).start()
+    storage: DatabaseStorage | None = None
+    code = 0
+    try:
+        job: RunJob = pickle.loads(spec.job)
+        if spec.storage is not None:
+            target, schema = spec.storage
+            # DatabaseStorage(...) picks the backend class in __new__.
+            storage = DatabaseStorage(target, schema=schema, connect=False)  # type: ignore[abstract]
+        listeners = [_Forwarder(sender)] if spec.forward_events else []
+        result, recorded = execute(
+            job, storage=storage, listeners=listeners, cancel_token=token, whole_process=True
+        )
+        sender.send(("result", replace(result, outputs={}), recorded))
+    except Exception as exc:
+        logging.getLogger("th2etl.executors").error(
+            "the worker could not execute its run:\n%s", traceback.format_exc()
+        )
+        sender.send(("error", f"{type(exc).__name__}: {exc}"))
+        code = 1
+    finally:
+        if storage is not None:
+            storage.close()
+    # Not a normal exit: that would wait for the threads of timed-out bloc attempts, which
+    # the engine abandons and which may never end.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,245 @@
+"""Where a whole run executes: the :class:`Executor` contract, shared by every executor.
+
+An executor runs one *recorded* run from start to end, somewhere: in a thread of this process
+(:class:`~th2etl.executors.thread.ThreadExecutor`), in a worker process
+(:class:`~th2etl.executors.process.ProcessExecutor`), or elsewhere. It is not the engine's
+per-bloc ``executor=`` (the :class:`concurrent.futures.Executor` a stage's blocs are submitted
+to), which keeps its meaning wherever the run executes. ``TH2ETL_EXECUTOR`` picks one; see
+:func:`th2etl.executors.make_executor`.
+
+Semantics, in one place:
+
+* **Submit.** The caller (the owner: the scheduler manager, the API service, ``th2etl run``)
+  records the run first, then calls :meth:`Executor.submit` with a :class:`RunJob`, which
+  returns a :class:`RunHandle` at once. A job that cannot execute there (a bloc type a worker
+  cannot import) is refused by ``submit`` with :class:`~th2etl.exceptions.ExecutorError`,
+  before anything runs.
+* **Same records everywhere.** The run executes with the storage recorder, so its status, bloc
+  results and log lines reach the database exactly as in thread mode; with
+  :attr:`RunJob.log_file` the run's log also goes to that file, and the blocs see
+  :attr:`RunJob.output_dir`. The caller's ``listeners`` receive the run's events in the
+  caller's process (a worker forwards them).
+* **Cancel.** :meth:`RunHandle.cancel` asks the run to stop, as a
+  :class:`~th2etl.pipelines.CancelToken` does (the run ends ``cancelled``). A run still going
+  ``grace`` seconds later is stopped for good: a worker process is terminated (SIGTERM), then
+  killed (SIGKILL) ``grace`` seconds after that; a thread cannot be stopped, so it is left to
+  finish on its own, its outcome ignored. The run is recorded ``cancelled``, saying so.
+* **Timeout.** A run going longer than :attr:`RunJob.timeout` (the pipeline-level timeout) is
+  stopped the same way at once and recorded ``failed``, the message naming the timeout.
+* **Crash.** A worker that ends without reporting an outcome (killed, out of memory, crashed)
+  leaves its run ``failed`` with the reason (exit code or signal). The caller's process keeps
+  running.
+* **Outcome.** :meth:`RunHandle.wait` returns the :class:`~th2etl.pipelines.RunResult` (for a
+  run stopped or crashed as above, one made by the executor, without bloc results);
+  :attr:`RunHandle.recorded` says whether its end reached the storage (False when the database
+  was away: the caller writes it again later).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from th2etl.clock import Clock, SystemClock
+from th2etl.pipelines.engine import CancelToken
+from th2etl.pipelines.result import RunResult, RunStatus
+
+if TYPE_CHECKING:
+    from th2etl.logical_time import LogicalTime
+    from th2etl.pipelines.engine import RunListener
+    from th2etl.pipelines.pipeline import Pipeline
+    from th2etl.storage.run_history import RunHistory
+
+__all__ = ["DEFAULT_GRACE", "Executor", "RunHandle", "RunJob", "RunSlot"]
+
+logger = logging.getLogger("th2etl.executors")
+
+DEFAULT_GRACE = 10.0
+"""Seconds a cancelled run gets to stop, and a terminated worker to exit, before the next step."""
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One recorded run to execute: everything an executor needs, picklable.
+
+    ``pipeline`` is built from the definitions the run records; ``instance_id`` is its owner;
+    ``logical_time`` what ``${run:...}`` reads (default: the run's start). ``note`` is a first
+    line for ``log_file``.
+    """
+
+    run_id: str
+    pipeline: Pipeline
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    scheduler_name: str | None = None
+    trigger_name: str | None = None
+    scheduled_time: datetime | None = None
+    instance_id: str | None = None
+    output_dir: Path | None = None
+    log_file: Path | None = None
+    note: str | None = None
+    timeout: float | None = None
+    logical_time: LogicalTime | None = None
+
+
+class RunHandle(ABC):
+    """A run submitted to an executor: cancel it, wait for it (see the module docstring)."""
+
+    def __init__(self, job: RunJob, *, storage: RunHistory | None, grace: float, clock: Clock):
+        self.job = job
+        self.run_id = job.run_id
+        self.storage = storage
+        self.grace = grace
+        self.clock = clock
+        self.worker: str | None = None
+        """Where the run executes: ``host:pid`` of a worker process, or a thread's name."""
+        self.recorded = False
+        self.stopped = False
+        """True when the run did not report its own outcome: the executor stopped it (timeout,
+        cancel grace) or its worker died. A thread stopped so may still be running."""
+        self._result: RunResult | None = None
+        self._done = threading.Event()
+        self._end_lock = threading.Lock()
+        self._started = time.monotonic()
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Ask the run to stop; after ``grace`` seconds it is stopped for good. Idempotent."""
+
+    def wait(self, timeout: float | None = None) -> RunResult | None:
+        """The run's result once it ended; None if it is still going after ``timeout`` s."""
+        if not self._done.wait(timeout):
+            return None
+        return self._result
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def deadline(self) -> float | None:
+        """``time.monotonic()`` at which the run is past its pipeline timeout, or None."""
+        return None if self.job.timeout is None else self._started + self.job.timeout
+
+    def _settle(self, result: RunResult, recorded: bool) -> bool:
+        """Keep the run's outcome, once: False (and nothing kept) if it already has one."""
+        with self._end_lock:
+            if self._done.is_set():
+                return False
+            self._result, self.recorded = result, recorded
+            self._done.set()
+            return True
+
+    def _end_without_outcome(self, status: RunStatus, reason: str) -> None:
+        """The run was stopped (or its worker died) before it reported an outcome: record
+        ``status`` with ``reason`` and keep a result saying so."""
+        now = self.clock.now()
+        job = self.job
+        result = RunResult(
+            run_id=job.run_id,
+            pipeline_name=job.pipeline.name,
+            status=status,
+            started_at=now,
+            finished_at=now,
+            error=reason,
+            scheduler_name=job.scheduler_name,
+            scheduled_time=job.scheduled_time,
+            variables=dict(job.variables),
+        )
+        with self._end_lock:
+            if self._done.is_set():
+                return
+        (logger.warning if status is RunStatus.CANCELLED else logger.error)(
+            "run %s of pipeline %r %s: %s", job.run_id, job.pipeline.name, status.value, reason
+        )
+        recorded = self._record_end(status, reason, now)
+        if self._settle(result, recorded):
+            self.stopped = True
+
+    def _record_end(self, status: RunStatus, reason: str, now: datetime) -> bool:
+        if self.storage is None:
+            return True
+        try:
+            self.storage.append_run_log(self.run_id, f"{now.isoformat()} run {status}: {reason}\n")
+            self.storage.finish_run(self.run_id, status, finished_at=now, error=reason)
+        except Exception:
+            logger.exception("could not record the end of run %s", self.run_id)
+            return False
+        return True
+
+    def _timeout_reason(self, how: str) -> str:
+        return (
+            f"the run went on longer than the pipeline timeout of {self.job.timeout:g}s of "
+            f"pipeline {self.job.pipeline.name!r}; {how}"
+        )
+
+
+class RunSlot(CancelToken):
+    """The cancel token of a run an owner is about to submit, or has submitted: a cancel that
+    comes before its handle is passed on when the handle comes (owners submit from a pool
+    thread), one that comes after goes to the handle. A :class:`RunOwner
+    <th2etl.storage.owner.RunOwner>` tracks it like any token."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.handle: RunHandle | None = None
+        self._handle_lock = threading.Lock()
+
+    def cancel(self) -> None:
+        super().cancel()
+        with self._handle_lock:
+            handle = self.handle
+        if handle is not None:
+            handle.cancel()
+
+    def attach(self, handle: RunHandle) -> None:
+        with self._handle_lock:
+            self.handle = handle
+        if self.cancelled:
+            handle.cancel()
+
+
+class Executor(ABC):
+    """Executes whole runs; see the module docstring for the contract every executor keeps.
+
+    ``storage`` records the runs (None: not recorded, e.g. ``Pipeline.run()``); ``grace`` is
+    the seconds given to a cancelled run, then to a terminated worker.
+    """
+
+    kind: ClassVar[str]
+    """The ``TH2ETL_EXECUTOR`` value that selects this executor."""
+
+    def __init__(
+        self,
+        storage: RunHistory | None,
+        *,
+        grace: float = DEFAULT_GRACE,
+        clock: Clock | None = None,
+    ) -> None:
+        self.storage = storage
+        self.grace = grace
+        self.clock: Clock = clock if clock is not None else SystemClock()
+
+    @abstractmethod
+    def submit(self, job: RunJob, *, listeners: Sequence[RunListener] = ()) -> RunHandle:
+        """Start executing ``job`` and return its handle at once (see the module docstring).
+
+        Raises :class:`~th2etl.exceptions.ExecutorError` when the job cannot execute here.
+        """
+
+    def check(self, pipeline: Pipeline) -> None:
+        """Raise :class:`~th2etl.exceptions.ExecutorError` if ``pipeline`` cannot execute here
+        (before its run is recorded). Every pipeline can execute in a thread."""
+
+    def shutdown(self) -> None:
+        """Release what the executor holds (worker processes, threads). Runs still going are
+        the owner's to cancel or wait for first."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
