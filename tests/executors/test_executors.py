@@ -34,8 +34,10 @@ def storage(postgres: PostgresServer, pg_schema: str) -> Iterator[Storage]:
         yield storage
 
 
-def pipeline(name: str, *stages: tuple[str, str, dict[str, Any]]) -> Pipeline:
-    return Pipeline(name, [[create_bloc(n, t, c)] for n, t, c in stages])
+def pipeline(
+    name: str, *stages: tuple[str, str, dict[str, Any]], timeout: float | None = None
+) -> Pipeline:
+    return Pipeline(name, [[create_bloc(n, t, c)] for n, t, c in stages], timeout=timeout)
 
 
 def submit(
@@ -134,8 +136,10 @@ def test_a_worker_past_its_memory_limit_leaves_its_run_failed(storage: Storage) 
 def test_a_run_past_its_pipeline_timeout_is_terminated_and_recorded_failed(
     storage: Storage,
 ) -> None:
-    stuck = pipeline("stuck", ("s", "test_sleeper", {"seconds": 120, "stubborn": True}))
-    handle = submit(ProcessExecutor(storage, grace=1), storage, stuck, timeout=0.5)
+    stuck = pipeline(
+        "stuck", ("s", "test_sleeper", {"seconds": 120, "stubborn": True}), timeout=0.5
+    )
+    handle = submit(ProcessExecutor(storage, grace=1), storage, stuck)
     result = handle.wait(60)
     assert result is not None and result.status is RunStatus.FAILED
     record = storage.get_run(handle.run_id)
@@ -177,8 +181,8 @@ def test_a_cancelled_run_that_stops_is_recorded_by_its_worker(storage: Storage) 
 
 
 def test_a_thread_past_its_pipeline_timeout_is_recorded_failed(storage: Storage) -> None:
-    stuck = pipeline("stuck", ("s", "test_sleeper", {"seconds": 1, "stubborn": True}))
-    handle = submit(ThreadExecutor(storage), storage, stuck, timeout=0.2)
+    stuck = pipeline("stuck", ("s", "test_sleeper", {"seconds": 1, "stubborn": True}), timeout=0.2)
+    handle = submit(ThreadExecutor(storage), storage, stuck)
     result = handle.wait(30)
     assert result is not None and result.status is RunStatus.FAILED
     assert handle.stopped

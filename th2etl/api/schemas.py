@@ -153,11 +153,18 @@ class PipelineCreate(_Create):
     name: str = _name("daily_sales")
     stages: list[list[str]] = Field(examples=[[["load_sales"], ["double", "triple"], ["export"]]])
     description: str | None = ""
+    timeout: float | None = Field(
+        default=None,
+        examples=[3600],
+        description="Seconds a whole run may take before it is stopped and recorded failed "
+        "(null or 0: no limit).",
+    )
 
 
 class PipelineUpdate(Body):
     stages: list[list[str]] | None = None
     description: str | None = None
+    timeout: float | None = Field(default=None, description="Seconds; 0 removes the timeout.")
 
 
 class TriggerCreate(_Create):

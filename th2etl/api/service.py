@@ -260,6 +260,7 @@ class RunExecutor:
                 status=RunStatus.RUNNING if free else RunStatus.QUEUED,
                 variables=variables,
                 definition=snapshot,
+                timeout=pipeline.timeout,
                 executor=self.executor.kind,
                 max_queued=self.max_queued,
                 logical_time=None if at is None else LogicalTime.at(at),

@@ -176,6 +176,7 @@ def _run(args: argparse.Namespace) -> int:
                     status=RunStatus.RUNNING,
                     variables=variables,
                     definition=snapshot,
+                    timeout=pipeline.timeout,
                     executor=executor.kind,
                 )
                 slot = RunSlot(record.run_id)

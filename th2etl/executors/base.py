@@ -24,7 +24,7 @@ Semantics, in one place:
   ``grace`` seconds later is stopped for good: a worker process is terminated (SIGTERM), then
   killed (SIGKILL) ``grace`` seconds after that; a thread cannot be stopped, so it is left to
   finish on its own, its outcome ignored. The run is recorded ``cancelled``, saying so.
-* **Timeout.** A run going longer than :attr:`RunJob.timeout` (the pipeline-level timeout) is
+* **Timeout.** A run going longer than its pipeline's ``timeout`` (seconds, optional) is
   stopped the same way at once and recorded ``failed``, the message naming the timeout.
 * **Crash.** A worker that ends without reporting an outcome (killed, out of memory, crashed)
   leaves its run ``failed`` with the reason (exit code or signal). The caller's process keeps
@@ -84,7 +84,6 @@ class RunJob:
     output_dir: Path | None = None
     log_file: Path | None = None
     note: str | None = None
-    timeout: float | None = None
     logical_time: LogicalTime | None = None
 
 
@@ -124,7 +123,8 @@ class RunHandle(ABC):
     @property
     def deadline(self) -> float | None:
         """``time.monotonic()`` at which the run is past its pipeline timeout, or None."""
-        return None if self.job.timeout is None else self._started + self.job.timeout
+        timeout = self.job.pipeline.timeout
+        return None if timeout is None else self._started + timeout
 
     def _settle(self, result: RunResult, recorded: bool) -> bool:
         """Keep the run's outcome, once: False (and nothing kept) if it already has one."""
@@ -173,9 +173,10 @@ class RunHandle(ABC):
         return True
 
     def _timeout_reason(self, how: str) -> str:
+        pipeline = self.job.pipeline
         return (
-            f"the run went on longer than the pipeline timeout of {self.job.timeout:g}s of "
-            f"pipeline {self.job.pipeline.name!r}; {how}"
+            f"the run went on longer than the pipeline timeout of {pipeline.timeout:g}s of "
+            f"pipeline {pipeline.name!r}; {how}"
         )
 
 

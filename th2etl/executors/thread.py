@@ -130,7 +130,7 @@ class ThreadExecutor(Executor):
             return handle
         thread = threading.Thread(target=work, name=f"th2etl-run-{job.run_id[:12]}", daemon=True)
         handle.worker = thread.name
-        if job.timeout is not None:
-            handle._after(job.timeout, handle._timed_out)
+        if job.pipeline.timeout is not None:
+            handle._after(job.pipeline.timeout, handle._timed_out)
         thread.start()
         return handle

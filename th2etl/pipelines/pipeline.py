@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from th2etl.exceptions import ValidationError
 if TYPE_CHECKING:
     from th2etl.pipelines.result import RunResult
 
-__all__ = ["Pipeline", "validate_stage_names"]
+__all__ = ["Pipeline", "check_timeout", "validate_stage_names"]
 
 
 def validate_stage_names(
@@ -88,6 +89,18 @@ def _check_source(
         )
 
 
+def check_timeout(pipeline_name: str, timeout: object) -> float | None:
+    """A pipeline's ``timeout``: None (or 0) for none, else seconds > 0; refused otherwise."""
+    if timeout is None or (type(timeout) in (int, float) and timeout == 0):
+        return None
+    if type(timeout) not in (int, float) or not 0 < timeout < math.inf:  # type: ignore[operator]
+        raise ValidationError(
+            f"pipeline {pipeline_name!r}: timeout must be a number of seconds above 0, got "
+            f"{timeout!r}; leave it out (or give 0) for a pipeline without a timeout"
+        )
+    return float(timeout)  # type: ignore[arg-type]
+
+
 def _is_list(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
@@ -107,13 +120,24 @@ class Pipeline:
     >>> pipeline = Pipeline("daily", [[load], [double]])
     >>> pipeline.stage_names
     [['load'], ['double']]
+
+    ``timeout`` (seconds, optional) bounds a whole run where an executor runs it (the
+    scheduler, the service, ``th2etl run``; see :mod:`th2etl.executors`): past it, the run is
+    stopped and recorded ``failed``. ``Pipeline.run()`` runs in the caller's thread and does
+    not enforce it.
     """
 
     def __init__(
-        self, name: str, stages: Sequence[Sequence[Bloc]], *, description: str = ""
+        self,
+        name: str,
+        stages: Sequence[Sequence[Bloc]],
+        *,
+        description: str = "",
+        timeout: float | None = None,
     ) -> None:
         self.name = check_name("pipeline", name)
         self.description = description
+        self.timeout = check_timeout(self.name, timeout)
         # Validate the shape on names first, so every refusal is worded once.
         shape = [_names_of(stage) for stage in stages] if _is_list(stages) else stages
         sources = {
@@ -144,6 +168,7 @@ class Pipeline:
         blocs: Mapping[str, Bloc],
         *,
         description: str = "",
+        timeout: float | None = None,
     ) -> Pipeline:
         """Build a pipeline from stage lists of bloc names and the blocs by name."""
         validate_stage_names(name, stages)
@@ -153,7 +178,12 @@ class Pipeline:
                 f"pipeline {name!r} names bloc {missing[0]!r}, which does not exist; "
                 "create it first"
             )
-        return cls(name, [[blocs[n] for n in stage] for stage in stages], description=description)
+        return cls(
+            name,
+            [[blocs[n] for n in stage] for stage in stages],
+            description=description,
+            timeout=timeout,
+        )
 
     @property
     def stage_names(self) -> list[list[str]]:

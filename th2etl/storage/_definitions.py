@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from th2etl._names import check_name
 from th2etl.exceptions import AlreadyExistsError, InUseError, NotFoundError, ValidationError
+from th2etl.pipelines.pipeline import check_timeout
 from th2etl.storage._core import Conflict, Session, SqlCore
 from th2etl.storage._validation import (
     check_bloc,
@@ -24,7 +25,7 @@ from th2etl.storage.records import BlocRecord, PipelineRecord, TriggerRecord
 __all__ = ["Definitions"]
 
 _BLOC = "name, bloc_type, config, description, created_at, updated_at"
-_PIPELINE = "name, stages, description, created_at, updated_at"
+_PIPELINE = "name, stages, description, created_at, updated_at, timeout"
 _TRIGGER = "name, pipeline_name, cron_expression, timezone, description, created_at, updated_at"
 _SCHEDULER = (
     "name, pipeline_name, trigger_name, enabled, description, created_at, updated_at, "
@@ -72,7 +73,12 @@ class Definitions(SqlCore):
 
     def _pipeline(self, row: Sequence[Any]) -> PipelineRecord:
         return PipelineRecord(
-            row[0], self._json_out(row[1]), row[2], self._time_out(row[3]), self._time_out(row[4])
+            row[0],
+            self._json_out(row[1]),
+            row[2],
+            self._time_out(row[3]),
+            self._time_out(row[4]),
+            row[5],
         )
 
     def _trigger(self, row: Sequence[Any]) -> TriggerRecord:
@@ -224,18 +230,23 @@ class Definitions(SqlCore):
         return blocs
 
     def create_pipeline(
-        self, name: str, stages: Sequence[Sequence[str]], description: str = ""
+        self,
+        name: str,
+        stages: Sequence[Sequence[str]],
+        description: str = "",
+        timeout: float | None = None,
     ) -> PipelineRecord:
         shape = check_stages(name, stages)
         check_description("pipeline", name, description)
+        seconds = check_timeout(name, timeout)
         now = self._now()
         at = self._time_in(now)
         try:
             with self._session() as db:
                 self._stage_blocs(db, name, shape)
                 db.run(
-                    f"INSERT INTO {{pipelines}} ({_PIPELINE}) VALUES ({_placeholders(5)})",
-                    (name, json.dumps(shape), description, at, at),
+                    f"INSERT INTO {{pipelines}} ({_PIPELINE}) VALUES ({_placeholders(6)})",
+                    (name, json.dumps(shape), description, at, at, seconds),
                 )
         except Conflict as exc:
             if exc.kind == "unique":
@@ -244,7 +255,7 @@ class Definitions(SqlCore):
                 f"pipeline {name!r}: one of its blocs was deleted meanwhile; nothing was "
                 "created, try again"
             ) from None
-        return PipelineRecord(name, shape, description, now, now)
+        return PipelineRecord(name, shape, description, now, now, seconds)
 
     def get_pipeline(self, name: str) -> PipelineRecord:
         return self._get("pipeline", name, self._pipeline)
@@ -273,9 +284,11 @@ class Definitions(SqlCore):
         *,
         stages: Sequence[Sequence[str]] | None = None,
         description: str | None = None,
+        timeout: float | None = None,
     ) -> PipelineRecord:
         check_name("pipeline", name)
         shape = None if stages is None else check_stages(name, stages)
+        seconds = check_timeout(name, timeout)
         try:
             with self._session() as db:
                 old = self._get("pipeline", name, self._pipeline, db)
@@ -286,17 +299,24 @@ class Definitions(SqlCore):
                 if shape is not None:
                     self._stage_blocs(db, name, shape)
                 new_stages = old.stages if shape is None else shape
+                new_timeout = old.timeout if timeout is None else seconds
                 db.run(
-                    "UPDATE {pipelines} SET stages = %s, description = %s, updated_at = %s "
-                    "WHERE name = %s",
-                    (json.dumps(new_stages), new_description, self._time_in(now), name),
+                    "UPDATE {pipelines} SET stages = %s, description = %s, updated_at = %s, "
+                    "timeout = %s WHERE name = %s",
+                    (
+                        json.dumps(new_stages),
+                        new_description,
+                        self._time_in(now),
+                        new_timeout,
+                        name,
+                    ),
                 )
         except Conflict:
             raise ValidationError(
                 f"pipeline {name!r}: one of its blocs was deleted meanwhile; nothing was "
                 "changed, try again"
             ) from None
-        return PipelineRecord(name, new_stages, new_description, old.created_at, now)
+        return PipelineRecord(name, new_stages, new_description, old.created_at, now, new_timeout)
 
     def delete_pipeline(self, name: str) -> None:
         check_name("pipeline", name)

@@ -73,10 +73,16 @@ class DefinitionStore(StorageConnection):
 
     @abstractmethod
     def create_pipeline(
-        self, name: str, stages: Sequence[Sequence[str]], description: str = ""
+        self,
+        name: str,
+        stages: Sequence[Sequence[str]],
+        description: str = "",
+        timeout: float | None = None,
     ) -> PipelineRecord:
         """Store a pipeline. ``stages`` is a list of stages, each a list of bloc names; each
-        bloc must exist, appear once, and read ``source_bloc`` only from earlier stages."""
+        bloc must exist, appear once, and read ``source_bloc`` only from earlier stages.
+        ``timeout``: the seconds a whole run may take (None or 0: no limit; see
+        :mod:`th2etl.executors`)."""
 
     @abstractmethod
     def get_pipeline(self, name: str) -> PipelineRecord:
@@ -93,8 +99,10 @@ class DefinitionStore(StorageConnection):
         *,
         stages: Sequence[Sequence[str]] | None = None,
         description: str | None = None,
+        timeout: float | None = None,
     ) -> PipelineRecord:
-        """Change the stages and/or description, validated like a new pipeline."""
+        """Change the stages, description and/or timeout (0 removes it), validated like a new
+        pipeline; None leaves a field as it is."""
 
     @abstractmethod
     def delete_pipeline(self, name: str) -> None:
@@ -231,7 +239,7 @@ class DefinitionStore(StorageConnection):
 
     def definition_snapshot(self, name: str) -> dict[str, Any]:
         """What a run of pipeline ``name`` executes, as stored now, JSON-ready:
-        ``{"pipeline": {name, stages, description}, "blocs": [{name, bloc_type, config,
+        ``{"pipeline": {name, stages, description, timeout}, "blocs": [{name, bloc_type, config,
         description}, ...]}`` with configs verbatim (``${env:}`` references unresolved), for
         the run's record."""
         pipeline, blocs = self.get_pipeline_definition(name)
@@ -240,6 +248,7 @@ class DefinitionStore(StorageConnection):
                 "name": pipeline.name,
                 "stages": pipeline.stages,
                 "description": pipeline.description,
+                "timeout": pipeline.timeout,
             },
             "blocs": [
                 {

@@ -44,7 +44,11 @@ def pipeline_from_snapshot(snapshot: Mapping[str, Any]) -> Pipeline:
         for bloc in snapshot["blocs"]
     }
     return Pipeline.from_names(
-        pipeline["name"], pipeline["stages"], instances, description=pipeline["description"]
+        pipeline["name"],
+        pipeline["stages"],
+        instances,
+        description=pipeline["description"],
+        timeout=pipeline.get("timeout"),  # snapshots made before pipelines had one lack it
     )
 
 

@@ -68,13 +68,15 @@ class BlocRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class PipelineRecord(Record):
-    """A stored pipeline: its stages as lists of bloc names."""
+    """A stored pipeline: its stages as lists of bloc names; ``timeout``: the seconds a whole
+    run may take (None: no limit)."""
 
     name: str
     stages: list[list[str]]
     description: str
     created_at: datetime
     updated_at: datetime
+    timeout: float | None = None
 
     @property
     def bloc_names(self) -> list[str]:
