@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -75,6 +76,9 @@ def test_a_worker_process_records_the_run_as_a_thread_does(
         assert result is not None and result.status is RunStatus.SUCCEEDED, result
         assert handle.recorded
         records[kind] = storage.get_run(handle.run_id)
+        # Where it executed: this process, or the worker.
+        here = f"{socket.gethostname()}:{os.getpid()}"
+        assert records[kind].worker == (here if kind == "thread" else handle.worker)
         # The worker's log records reach this process's logging.
         pids = {int(pid) for pid in re.findall(r"bloc b runs in process (\d+)", caplog.text)}
         assert len(pids) == 1
@@ -213,3 +217,18 @@ def test_an_unknown_executor_is_refused_with_the_allowed_values() -> None:
         make_executor("dask", None)
     assert get_settings({"TH2ETL_EXECUTOR": " Process "}).executor == "process"
     assert get_settings({}).executor is None
+
+
+def test_a_run_cancelled_while_queued_is_not_executed(
+    storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    queued = storage.create_run(None, "one", owner_id="test", started_by="python")
+    storage.request_cancel(queued.run_id, by="test")
+    one = pipeline("one", ("a", "test_where_am_i", {}))
+    for kind in ("thread", "process"):
+        with caplog.at_level(logging.INFO):
+            result = make_executor(kind, storage).submit(RunJob(queued.run_id, one)).wait(60)
+        assert result is not None and result.status is RunStatus.CANCELLED
+        assert result.error == "the run was cancelled before it started; it was not executed"
+        assert "runs in process" not in caplog.text
+    assert storage.get_run(queued.run_id).status is RunStatus.CANCELLED

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor as BlocExecutor
@@ -12,10 +14,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from th2etl.clock import Clock
+from th2etl.clock import Clock, SystemClock
 from th2etl.executors.base import RunJob
 from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
-from th2etl.pipelines.result import RunResult
+from th2etl.pipelines.result import RunResult, RunStatus
+from th2etl.storage.coordination import Coordination
 
 if TYPE_CHECKING:
     from th2etl.pipelines.context import RunContext
@@ -93,6 +96,16 @@ class _Recorded(RunListener):
             self.recorded = True
 
 
+def _start(storage: RunHistory, run_id: str) -> RunStatus | None:
+    """Mark the run ``running`` here, recording where (``host:pid``); its status instead when it
+    ended meanwhile (cancelled while queued, abandoned), so that it is not executed."""
+    if not isinstance(storage, Coordination):
+        return None
+    if storage.mark_running(run_id, worker=f"{socket.gethostname()}:{os.getpid()}"):
+        return None
+    return storage.get_run(run_id).status
+
+
 def _attach_log(path: Path, log_filter: logging.Filter | None) -> logging.Handler:
     handler = logging.FileHandler(path, encoding="utf-8", delay=False)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -135,6 +148,12 @@ def execute(
     clocks); ``whole_process`` sends every log record of this process to ``job.log_file``
     (a worker runs one job), not only those of this thread and the run's bloc threads. Once
     ``abandoned`` is set, nothing more is recorded (the executor recorded the run's end)."""
+    ended = None if storage is None else _start(storage, job.run_id)
+    if ended is not None:
+        logger.warning("run %s is %s already: it is not executed", job.run_id, ended.value)
+        now = (clock or SystemClock()).now()
+        error = f"the run was {ended.value} before it started; it was not executed"
+        return RunResult(job.run_id, job.pipeline.name, ended, now, now, error=error), True
     handler: logging.Handler | None = None
     prefix: str | None = None
     recorder: _Recorded | None = None

@@ -14,7 +14,9 @@ Semantics, in one place:
   returns a :class:`RunHandle` at once. A job that cannot execute there (a bloc type a worker
   cannot import) is refused by ``submit`` with :class:`~th2etl.exceptions.ExecutorError`,
   before anything runs.
-* **Same records everywhere.** The run executes with the storage recorder, so its status, bloc
+* **Same records everywhere.** Where it executes, the run is first marked ``running`` with
+  its ``worker`` (``host:pid``); a run that ended meanwhile (cancelled while queued) is not
+  executed. It executes with the storage recorder, so its status, bloc
   results and log lines reach the database exactly as in thread mode; with
   :attr:`RunJob.log_file` the run's log also goes to that file, and the blocs see
   :attr:`RunJob.output_dir`. The caller's ``listeners`` receive the run's events in the
