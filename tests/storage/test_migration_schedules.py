@@ -74,8 +74,13 @@ def test_a_version_1_database_is_carried_forward_without_loss(
 ) -> None:
     old = at_version_1(monkeypatch, database)
     old.create_bloc("load", "example_transformer")
-    old.create_pipeline("daily", [["load"]])
     t = old._time_in(TICK)
+    raw(  # version-1 columns only (later versions add some)
+        old,
+        "INSERT INTO {pipelines} (name, stages, description, created_at, updated_at) "
+        "VALUES ('daily', %s, '', %s, %s)",
+        ('[["load"]]', t, t),
+    )
     raw(
         old,
         "INSERT INTO {triggers} (name, pipeline_name, cron_expression, timezone, description, "
