@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.api.conftest import postgres_settings_env
-from tests.conftest import ROOT, PostgresServer, subprocess_env
+from tests.conftest import ROOT, PostgresServer, subprocess_env, wait_until
 from th2etl import DatabaseStorage, RunStatus
 from th2etl.storage.base import Storage
 
@@ -85,3 +85,40 @@ def test_a_signal_cancels_the_run_of_th2etl_run(
     assert run.status is RunStatus.CANCELLED
     assert run.error is not None and run.error.startswith(error)
     assert f"run id: {run.run_id}" in out
+
+
+def test_a_killed_th2etl_run_leaves_its_run_abandoned_by_a_live_process(
+    storage: Storage, postgres: PostgresServer, pg_schema: str
+) -> None:
+    from th2etl.storage.owner import RunOwner
+
+    env = subprocess_env(
+        **postgres_settings_env(postgres, pg_schema), TH2ETL_HEARTBEAT_INTERVAL="1"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", COMMAND, "run", "napping"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # the bloc runs once its start is printed
+            if line.strip().startswith("started"):
+                break
+    finally:
+        process.kill()  # as the kernel's out-of-memory killer would: nothing to clean up
+        process.communicate()
+    [run] = storage.list_runs(pipeline_name="napping")
+    assert run.status is RunStatus.RUNNING and run.started_by == "cli"
+    # Any live th2etl process with the same heartbeat settings marks it, within two periods.
+    with RunOwner(storage, kind="python", heartbeat_interval=1):  # type: ignore[arg-type]
+        wait_until(
+            lambda: storage.get_run(run.run_id).status is RunStatus.ABANDONED,
+            timeout=30,
+            what="the killed run to be marked abandoned",
+        )
+    error = storage.get_run(run.run_id).error
+    assert error is not None and error.startswith("abandoned: its owner sent no heartbeat for")
