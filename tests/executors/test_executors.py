@@ -215,6 +215,14 @@ def test_an_unknown_executor_is_refused_with_the_allowed_values() -> None:
         get_settings({"TH2ETL_EXECUTOR": "fork"})
     with pytest.raises(ConfigurationError, match=r"'dask' is not an executor"):
         make_executor("dask", None)
+    with pytest.raises(
+        ConfigurationError,
+        match=r"TH2ETL_CANCEL_GRACE 'soon' is not allowed; use a number from 0.1 to 3600, or "
+        r"unset it for the default 10",
+    ):
+        get_settings({"TH2ETL_CANCEL_GRACE": "soon"})
+    with pytest.raises(ConfigurationError, match=r"TH2ETL_DRAIN_GRACE '-1' is not allowed"):
+        get_settings({"TH2ETL_DRAIN_GRACE": "-1"})
     assert get_settings({"TH2ETL_EXECUTOR": " Process "}).executor == "process"
     assert get_settings({}).executor is None
 

@@ -178,6 +178,7 @@ def _run(args: argparse.Namespace) -> int:
                     definition=snapshot,
                     timeout=pipeline.timeout,
                     executor=executor.kind,
+                    logical_time=at,
                 )
                 slot = RunSlot(record.run_id)
                 owner.track(record.run_id, slot)

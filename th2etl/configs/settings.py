@@ -93,11 +93,11 @@ class Settings:
     """``TH2ETL_EXECUTOR``: where whole runs execute; None when unset (each entry point's
     default)."""
     cancel_grace: float = 10.0
-    """``TH2ETL_CANCEL_GRACE``: seconds a cancelled run gets to stop (then a terminated worker
-    to exit) before the next step."""
+    """``TH2ETL_CANCEL_GRACE`` (0.1 to 3600): seconds a cancelled run gets to stop (then a
+    terminated worker to exit) before the next step."""
     drain_grace: float = 30.0
-    """``TH2ETL_DRAIN_GRACE``: seconds a stopping service waits for its runs to end before it
-    cancels them."""
+    """``TH2ETL_DRAIN_GRACE`` (0 to 3600): seconds a stopping service waits for its runs to end
+    before it cancels them."""
 
     @property
     def backend(self) -> Literal["postgresql", "sqlite"]:
@@ -164,8 +164,8 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pipelines_logs_dir=Path(logs_dir).expanduser() if logs_dir else None,
         embedded_default=database_url is None and get("TH2ETL_SQLITE_PATH") is None,
         executor=check_executor(executor) if (executor := get("TH2ETL_EXECUTOR")) else None,
-        cancel_grace=_seconds("TH2ETL_CANCEL_GRACE", get("TH2ETL_CANCEL_GRACE"), 10.0),
-        drain_grace=_seconds("TH2ETL_DRAIN_GRACE", get("TH2ETL_DRAIN_GRACE"), 30.0),
+        cancel_grace=_bounded(get, "TH2ETL_CANCEL_GRACE", 10.0, 0.1, 3600, float),
+        drain_grace=_bounded(get, "TH2ETL_DRAIN_GRACE", 30.0, 0, 3600, float),
     )
 
 
@@ -196,21 +196,6 @@ def _bounded(
             f"unset it for the default {show(default)}"
         )
     return value
-
-
-def _seconds(name: str, value: str | None, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise ConfigurationError(
-            f"{name}={value!r} is not a number of seconds; give a positive number, e.g. "
-            f"{name}={default:g}"
-        )
-    return seconds
 
 
 def check_executor(value: str, where: str = "TH2ETL_EXECUTOR") -> str:
