@@ -8,7 +8,7 @@ afterwards). Runs alternate between ``ThreadExecutor`` and ``ProcessExecutor`` s
 hits both; each is timed from ``submit`` until its outcome is back (recorded). Prints p50 and
 p99 of each and of the process-over-thread cost (target: <= 150 ms), then the bare start of a
 process that does nothing: ``spawn`` against the ``forkserver`` the executor uses, and peak RSS
-of this process and of the largest worker.
+of this process and of its largest child.
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ def main() -> None:
     show("forkserver (as the executor uses)", bare_starts("forkserver", 10))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak RSS: this process {own:.0f} MB, largest worker {child:.0f} MB")
+    # Forkserver workers are the forkserver's children, not this process's: ``child`` is the
+    # largest bare process started above (spawn), an upper bound of a fresh interpreter.
+    print(f"peak RSS: this process {own:.0f} MB, largest child waited for {child:.0f} MB")
 
 
 if __name__ == "__main__":
