@@ -5,7 +5,7 @@
   subprocesses (random ports, the address read from the scheduler file).
 
 Workers read th2etl's database from their environment, as in production: both clusters run
-with ``dask_database_env``, which points at a PostgreSQL schema of the test module's own.
+with ``dask_database_env``, which points at a PostgreSQL schema of the test session's own.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from tests.conftest import ROOT, PostgresServer, subprocess_env, wait_until
 DASK = str(Path(sys.executable).with_name("dask"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dask_schema(postgres: PostgresServer) -> Iterator[str]:
-    """A PostgreSQL schema shared by the module's tests and its cluster's workers."""
+    """A PostgreSQL schema shared by the session's Dask tests and its clusters' workers."""
     import psycopg
     from psycopg import sql
 
@@ -44,7 +44,7 @@ def dask_schema(postgres: PostgresServer) -> Iterator[str]:
             admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dask_database_env(postgres: PostgresServer, dask_schema: str) -> dict[str, str]:
     """What a worker needs to reach th2etl's database (and this checkout's code)."""
     return {
@@ -54,7 +54,7 @@ def dask_database_env(postgres: PostgresServer, dask_schema: str) -> dict[str, s
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_cluster(dask_database_env: dict[str, str]) -> Iterator[Any]:
     """A 2-worker ``LocalCluster`` (nanny processes, 1 thread each) on 127.0.0.1."""
     from distributed import LocalCluster
@@ -64,7 +64,7 @@ def local_cluster(dask_database_env: dict[str, str]) -> Iterator[Any]:
         n_workers=2,
         threads_per_worker=1,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
         env=dask_database_env,
     )
     try:
@@ -83,15 +83,17 @@ class CommandCluster:
     workers: list[subprocess.Popen[bytes]]
 
     def stop(self) -> None:
-        for process in [*self.workers, self.scheduler]:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in [*self.workers, self.scheduler]:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # Workers first: a worker whose scheduler is gone waits for it before it exits.
+        for group in (self.workers, [self.scheduler]):
+            for process in group:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in group:
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def start_command_cluster(tmp: Path, env: dict[str, str], n_workers: int = 1) -> CommandCluster:
@@ -119,7 +121,7 @@ def start_command_cluster(tmp: Path, env: dict[str, str], n_workers: int = 1) ->
     return cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dask_command_cluster(
     tmp_path_factory: pytest.TempPathFactory, dask_database_env: dict[str, str]
 ) -> Iterator[CommandCluster]:
@@ -134,3 +136,16 @@ def dask_command_cluster(
 def worker_pids(client: Any) -> dict[str, int]:
     """Each worker's address -> its process id."""
     return dict(client.run(os.getpid))
+
+
+def exported(storage: Any, run_id: str) -> list[tuple[int, int]]:
+    """``(i, parent pid)`` of each row the ``dask_test_export`` bloc wrote for ``run_id``."""
+    table = f'"{storage.schema}".dask_export'
+    rows = storage._all(f"SELECT i, ppid FROM {table} WHERE run_id = %s ORDER BY i", (run_id,))
+    return [(row[0], row[1]) for row in rows]
+
+
+def parent_of(pid: int) -> int:
+    """The parent process id of the live process ``pid``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])

@@ -92,6 +92,12 @@ def test_a_missing_scheduler_file_is_named(tmp_path: Any) -> None:
 def test_health_of_a_local_cluster_counts_its_workers(local_cluster: Any) -> None:
     cluster = DaskCluster(local_cluster.scheduler_address)
     try:
+        first = cluster.health()  # answers at once: connecting, in the background
+        assert (first.up, first.error) == (False, f"the Dask scheduler at "
+            f"{local_cluster.scheduler_address} cannot be reached (connecting); start it "
+            "(`dask scheduler`, then `dask worker ADDRESS` on each worker host) or fix "
+            "TH2ETL_EXECUTOR")  # fmt: skip
+        wait_until(lambda: cluster.health().up, timeout=30, what="the connection")
         health = cluster.health()
         assert health.to_dict() == {
             "status": "up",

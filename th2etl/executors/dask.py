@@ -4,9 +4,11 @@ Semantics, in one place:
 
 * **Where a run executes.** Each run is one Dask task (key ``th2etl-run-<run id>``) on one
   worker: its blocs, batches and data stay on that worker. The task starts the run in a child
-  process of its own (``python -m th2etl.executors._dask_task``), which it can kill: a running
-  Dask task cannot be interrupted and nanny workers are daemonic (no ``multiprocessing``
-  children), so a plain ``subprocess`` is how cancel and the pipeline ``timeout`` are enforced.
+  process, which it can kill: a running Dask task cannot be interrupted, and nanny workers are
+  daemonic (no ``multiprocessing`` children), so each worker process starts one ``subprocess``
+  with th2etl preloaded that forks a child per run in milliseconds
+  (:mod:`th2etl.executors._forker`). That is how cancel and the pipeline ``timeout`` are
+  enforced.
 * **What a worker needs.** The child opens th2etl's database from the worker's own
   environment (``DATABASE_URL``/``DATABASE_*``, ``DATABASE_SCHEMA``) and records the run's
   status, bloc results and log there itself, exactly as a local worker process does. Nothing
@@ -39,24 +41,41 @@ be given instead of an address.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
+import pickle
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from th2etl._extras import require_extra
-from th2etl.exceptions import ConfigurationError, ExecutorUnavailableError
+from th2etl.exceptions import (
+    ConfigurationError,
+    ExecutorError,
+    ExecutorUnavailableError,
+    MissingExtraError,
+)
+from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob
+from th2etl.pipelines.result import RunResult, RunStatus
 
 if TYPE_CHECKING:
     from distributed import Client
 
+    from th2etl.clock import Clock
+    from th2etl.pipelines.engine import RunListener
+    from th2etl.pipelines.pipeline import Pipeline
+    from th2etl.storage.coordination import Coordination
+
 __all__ = [
     "ACCEPTED_ADDRESSES",
     "DaskCluster",
+    "DaskExecutor",
     "ExecutorHealth",
     "check_dask_address",
     "is_dask_address",
@@ -90,7 +109,13 @@ def is_dask_address(value: str) -> bool:
 
 def check_dask_address(value: str, where: str = "TH2ETL_EXECUTOR") -> str:
     """``value`` stripped if it is a Dask scheduler address th2etl accepts, else a
-    :class:`ConfigurationError` naming ``where``, the value and the accepted forms."""
+    :class:`ConfigurationError` naming ``where``, the value and the accepted forms; without
+    the extra installed, :class:`MissingExtraError` (checked without importing it)."""
+    if importlib.util.find_spec("distributed") is None:
+        raise MissingExtraError(
+            f"{where} {value!r} runs th2etl on a Dask cluster, which needs the 'distributed' "
+            "package, which is not installed; install it with: pip install 'th2etl[dask]'"
+        )
     text = value.strip()
     if text.startswith(SCHEDULER_FILE):
         if not text[len(SCHEDULER_FILE) :].strip():
@@ -214,15 +239,26 @@ class DaskCluster:
         )
 
     def health(self) -> ExecutorHealth:
-        """Up (with its worker count) when the scheduler answers, else down with the reason."""
-        try:
-            client = self.client()
-            workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-        except ExecutorUnavailableError as exc:
-            return ExecutorHealth(False, self.address, error=str(exc))
-        except Exception as exc:  # the connection broke during the question
-            return ExecutorHealth(False, self.address, error=f"{type(exc).__name__}: {exc}")
-        return ExecutorHealth(True, self.address, workers=workers)
+        """Up (with its worker count) when connected, else down with the reason, at once: a
+        connection that is not there is tried again in the background."""
+        client = self._client
+        if client is not None and client.status == "running":
+            try:
+                workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+            except Exception as exc:  # the connection broke during the question
+                return ExecutorHealth(False, self.address, error=f"{type(exc).__name__}: {exc}")
+            return ExecutorHealth(True, self.address, workers=workers)
+        failed = self._failed
+        if not self._lock.locked():
+            threading.Thread(
+                target=self._try_connect, name="th2etl-dask-connect", daemon=True
+            ).start()
+        reason = failed[1] if failed is not None else "connecting"
+        return ExecutorHealth(False, self.address, error=str(self._unreachable(reason)))
+
+    def _try_connect(self) -> None:
+        with contextlib.suppress(ExecutorUnavailableError):
+            self.client()
 
     def close(self) -> None:
         """Close the connection this object opened (never a client it was given)."""
@@ -230,3 +266,207 @@ class DaskCluster:
             client, self._client = self._client, None
         if client is not None and self._own_client:
             client.close()
+
+
+class _DaskHandle(RunHandle):
+    """The owner's side of one run on the cluster: a thread waits for the Dask future."""
+
+    def __init__(
+        self,
+        job: RunJob,
+        executor: DaskExecutor,
+        future: Any,
+        listeners: Sequence[RunListener],
+    ) -> None:
+        super().__init__(job, storage=executor.storage, grace=executor.grace, clock=executor.clock)
+        self.coordination = executor.coordination
+        self.future = future
+        self.listeners = listeners
+        self.address = executor.cluster.address
+        self._cancelled = threading.Event()
+        if future is not None:
+            threading.Thread(
+                target=self._follow, name=f"th2etl-dask-{job.run_id[:12]}", daemon=True
+            ).start()
+
+    def cancel(self) -> None:
+        if self.done() or self._cancelled.is_set():
+            return
+        self._cancelled.set()
+        try:  # the task on the worker polls this flag
+            self.coordination.request_cancel(self.run_id)
+        except Exception as exc:
+            logger.warning("run %s: the cancel could not be recorded: %s", self.run_id, exc)
+        if self.future is not None:
+            self.future.cancel()  # a task still waiting for a worker never starts
+
+    def _follow(self) -> None:
+        try:
+            answer = self.future.result()
+        except BaseException as exc:  # cancelled, KilledWorker, lost scheduler, ...
+            if self._cancelled.is_set():
+                self._settle_from_storage(
+                    RunStatus.CANCELLED, "the run was cancelled", wait=2 * self.grace + 5
+                )
+            else:
+                self._settle_from_storage(
+                    RunStatus.FAILED,
+                    f"its Dask task on the cluster at {self.address} failed: "
+                    f"{type(exc).__name__}: {exc}",
+                    wait=self.grace,
+                )
+            return
+        kind, worker = answer[0], answer[-1] if answer[0] == "result" else answer[1]
+        self.worker = worker
+        if kind == "result":
+            _, result, recorded, _ = answer
+            self._replay(result)
+            self._settle(result, recorded)
+        elif kind == "fenced":
+            # Dask ran the task again (its first worker died): the first execution's outcome,
+            # if it recorded one, stands; else the run died with that worker.
+            self._settle_from_storage(
+                RunStatus.FAILED,
+                f"the Dask worker executing it died before the run ended (Dask ran its task "
+                f"again on {worker}, which did not execute it again: {answer[2]})",
+                wait=self.grace,
+            )
+        else:
+            self._end_without_outcome(RunStatus.FAILED, answer[2])
+
+    def _replay(self, result: RunResult) -> None:
+        from th2etl.pipelines.context import RunContext
+
+        context = RunContext(
+            self.job.pipeline.name,
+            run_id=self.run_id,
+            scheduler_name=self.job.scheduler_name,
+            trigger_name=self.job.trigger_name,
+            scheduled_time=self.job.scheduled_time,
+            variables=self.job.variables,
+        )
+        for listener in self.listeners:
+            try:
+                listener.run_started(context, self.job.pipeline)
+                for bloc in result.blocs.values():
+                    listener.bloc_finished(context, bloc)
+                listener.run_finished(context, result)
+            except Exception:
+                logger.exception("run listener %r failed", listener)
+
+    def _settle_from_storage(self, status: RunStatus, reason: str, *, wait: float) -> None:
+        """Keep the outcome the run recorded within ``wait`` seconds, else record ``status``.
+        A run still ``queued`` was never claimed by a worker: nothing executes it, no wait."""
+        if self.storage is not None:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    record = self.storage.get_run(self.run_id)
+                except Exception:
+                    logger.exception("run %s: cannot read its record", self.run_id)
+                    break
+                if record.status.finished:
+                    result = RunResult(
+                        run_id=record.run_id,
+                        pipeline_name=record.pipeline_name,
+                        status=record.status,
+                        started_at=record.started_at,
+                        finished_at=record.finished_at or record.started_at,
+                        error=record.error,
+                        scheduler_name=record.scheduler_name,
+                        scheduled_time=record.scheduled_time,
+                        variables=record.variables,
+                    )
+                    self._settle(result, True)
+                    return
+                if record.status is RunStatus.QUEUED or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
+        self._end_without_outcome(status, reason)
+
+
+class DaskExecutor(Executor):
+    """Executes each run as a Dask task on the cluster at ``cluster`` (an address, a
+    ``distributed.Client`` or a :class:`DaskCluster`); see the module docstring.
+
+    >>> executor = DaskExecutor("tcp://10.0.0.5:8786", storage)  # doctest: +SKIP
+    >>> executor.submit(RunJob(run_id, storage.build_pipeline("daily"))).wait()  # doctest: +SKIP
+    """
+
+    kind = "dask"
+
+    def __init__(
+        self,
+        cluster: str | Client | DaskCluster,
+        storage: Coordination | None,
+        *,
+        grace: float = DEFAULT_GRACE,
+        clock: Clock | None = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(storage, grace=grace, clock=clock)
+        if storage is None:
+            raise ConfigurationError(
+                "a Dask executor records every run in th2etl's database, which its workers "
+                "open too; give it a storage (DatabaseStorage.from_settings())"
+            )
+        self.coordination: Coordination = storage
+        if not isinstance(cluster, DaskCluster):
+            cluster = DaskCluster(cluster, connect_timeout=connect_timeout)
+        self.cluster = cluster
+
+    def __repr__(self) -> str:
+        return f"DaskExecutor({self.cluster.address!r})"
+
+    def check(self, pipeline: Pipeline) -> None:
+        from th2etl.executors.process import ProcessExecutor
+
+        # The same rule as worker processes: each bloc class is imported from its module.
+        ProcessExecutor.check(cast(Any, self), pipeline)
+
+    def submit(self, job: RunJob, *, listeners: Sequence[RunListener] = ()) -> RunHandle:
+        from th2etl.executors._dask_task import run_job
+
+        self.check(job.pipeline)
+        try:
+            payload = pickle.dumps(job)
+        except Exception as exc:
+            raise ExecutorError(
+                f"pipeline {job.pipeline.name!r} cannot be sent to a Dask worker: "
+                f"{type(exc).__name__}: {exc}; keep bloc objects free of open connections, "
+                "locks or lambdas"
+            ) from exc
+        bloc_types = {
+            bloc.bloc_type: f"{type(bloc).__module__}.{type(bloc).__qualname__}"
+            for bloc in job.pipeline.blocs.values()
+        }
+        try:
+            client = self.cluster.client()
+            future = client.submit(
+                run_job,
+                job.run_id,
+                payload,
+                bloc_types,
+                grace=self.grace,
+                key=f"th2etl-run-{job.run_id}",
+                pure=False,
+            )
+        except Exception as exc:  # fail fast: this run ends now, naming the address
+            handle = _DaskHandle(job, self, None, listeners)
+            reason = (
+                str(exc)
+                if isinstance(exc, ExecutorUnavailableError)
+                else (
+                    f"it could not be sent to the Dask scheduler at {self.cluster.address}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+            )
+            handle._end_without_outcome(RunStatus.FAILED, reason)
+            return handle
+        return _DaskHandle(job, self, future, listeners)
+
+    def health(self) -> dict[str, Any]:
+        return {**self.cluster.health().to_dict(), "kind": self.kind}
+
+    def shutdown(self) -> None:
+        self.cluster.close()

@@ -1,0 +1,123 @@
+"""The Dask worker's side of :class:`~th2etl.executors.dask.DaskExecutor` (semantics there).
+
+:func:`run_job` is the Dask task. It runs where the worker runs, in one of its threads, and:
+
+1. opens th2etl's database from the worker's environment (once per worker process);
+2. imports the job: a bloc type missing here fails the run naming the type and this worker;
+3. fences: claims the run (``queued`` -> ``running``, ``worker`` = this worker's address); a
+   run claimed already (Dask ran the task again) is not executed, the task answers ``fenced``;
+4. executes it in a child process forked by this worker's forker (:mod:`._forker`, th2etl
+   preloaded), running the worker code of
+   :class:`~th2etl.executors.process.ProcessExecutor` (its log records come back over the
+   socket and go to this worker's log), supervised the same way: a cancel requested in the
+   database, or the pipeline timeout, terminates then kills it;
+5. answers a tuple the owner reads: ``("result", RunResult, recorded, worker)``,
+   ``("fenced", worker, reason)`` or ``("error", worker, message)``.
+
+The child holds one end of a socket pair whose other end only this worker process holds:
+when the worker dies, the child's end closes and the child exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import threading
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from types import SimpleNamespace
+from typing import Any, cast
+
+from th2etl.executors import _worker
+from th2etl.executors._forker import forker
+from th2etl.executors.base import RunJob
+from th2etl.executors.process import _log_levels, _ProcessHandle
+from th2etl.storage.database import DatabaseStorage
+
+__all__ = ["run_job"]
+
+logger = logging.getLogger("th2etl.executors")
+
+_storage_lock = threading.Lock()
+_storage: DatabaseStorage | None = None
+
+
+def _worker_storage() -> DatabaseStorage:
+    """th2etl's database as this worker process's environment describes it, opened once."""
+    global _storage
+    with _storage_lock:
+        if _storage is None:
+            _storage = DatabaseStorage.from_settings()
+        return _storage
+
+
+def _missing_bloc_type(payload: bytes, bloc_types: dict[str, str], worker: str) -> str | None:
+    """Why the job cannot be imported on this worker (naming the bloc type), or None."""
+    try:
+        pickle.loads(payload)
+    except (ImportError, AttributeError) as exc:
+        module = getattr(exc, "name", None) or ""
+        for bloc_type, where in sorted(bloc_types.items()):
+            if where == module or where.startswith(f"{module}.") or where in str(exc):
+                return (
+                    f"bloc type {bloc_type!r} ({where}) cannot be imported on the Dask worker "
+                    f"{worker}: {type(exc).__name__}: {exc}; install the package that defines "
+                    "it on every worker, or start the workers with `dask worker --preload "
+                    "MODULE`"
+                )
+        return (
+            f"the run cannot be imported on the Dask worker {worker}: {type(exc).__name__}: {exc}"
+        )
+    return None
+
+
+def run_job(
+    run_id: str,
+    payload: bytes,
+    bloc_types: dict[str, str],
+    *,
+    grace: float,
+    poll: float = 0.5,
+) -> tuple[Any, ...]:
+    """The Dask task: execute the pickled :class:`RunJob` ``payload`` (see the module
+    docstring). ``bloc_types`` maps each of its bloc types to ``module.Class``."""
+    from distributed import get_worker
+
+    worker = str(get_worker().address)
+    try:
+        storage = _worker_storage()
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return ("error", worker, f"the Dask worker {worker} cannot open th2etl's database: "
+                f"{reason}; set DATABASE_URL in the workers' environment")  # fmt: skip
+    problem = _missing_bloc_type(payload, bloc_types, worker)
+    if problem is not None:
+        return ("error", worker, problem)
+    if not storage.mark_running(run_id, worker=worker):
+        status = storage.get_run(run_id).status
+        return ("fenced", worker, f"the run is {status} already; the Dask task did not run it")
+    job: RunJob = pickle.loads(payload)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        child = forker().fork(theirs.fileno())
+        conn = Connection(os.dup(ours.fileno()))
+    spec = _worker.WorkerSpec(
+        job=payload,
+        storage=storage.address(),
+        environ=dict(os.environ),
+        log_levels=_log_levels(),
+        forward_events=False,
+        grace=0.0,  # the worker died: stop at once, the owner records the run
+    )
+    conn.send(spec)
+    supervisor = SimpleNamespace(storage=storage, grace=grace, clock=storage.clock)
+    handle = _ProcessHandle(job, cast(Any, supervisor), child, conn, ())
+    handle.worker = f"{worker} (pid {child.pid})"
+    while handle.wait(poll) is None:
+        if storage.cancel_requested(run_id):
+            handle.cancel()
+    result = handle.wait()
+    assert result is not None
+    return ("result", replace(result, outputs={}), handle.recorded, worker)
