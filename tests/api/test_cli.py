@@ -233,6 +233,7 @@ def test_background_api_service_starts_answers_health_and_stops(
     assert body["components"] == {
         "database": {"status": "up"},
         "scheduler": {"status": "up", "state": "running"},
+        "executor": {"status": "up", "kind": "process"},
     }
 
     # The detached process got the --env variables and lives in its own session.

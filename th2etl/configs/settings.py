@@ -199,14 +199,21 @@ def _bounded(
 
 
 def check_executor(value: str, where: str = "TH2ETL_EXECUTOR") -> str:
-    """``value`` if it names an executor (see :data:`EXECUTORS`), else a ConfigurationError."""
+    """``value`` if it names an executor (see :data:`EXECUTORS`) or is a Dask scheduler address
+    (see :mod:`th2etl.executors.dask`), else a ConfigurationError listing what is accepted. A
+    Dask address without the ``dask`` extra installed raises MissingExtraError."""
     name = value.strip().lower()
-    if name not in EXECUTORS:
-        raise ConfigurationError(
-            f"{where}={value!r} is not an executor; use one of {', '.join(EXECUTORS)} "
-            "(process: each run in a worker process of its own; thread: in this process)"
-        )
-    return name
+    if name in EXECUTORS:
+        return name
+    from th2etl.executors.dask import ACCEPTED_ADDRESSES, check_dask_address, is_dask_address
+
+    if is_dask_address(value.strip()):
+        return check_dask_address(value, where)
+    raise ConfigurationError(
+        f"{where}={value!r} is not an executor; use one of {', '.join(EXECUTORS)} "
+        "(process: each run in a worker process of its own; thread: in this process), or the "
+        f"address of a Dask scheduler to run on its cluster: {ACCEPTED_ADDRESSES}"
+    )
 
 
 def check_schema(schema: object, where: str = "DATABASE_SCHEMA") -> str:

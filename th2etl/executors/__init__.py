@@ -9,9 +9,10 @@ embedded use (``Pipeline.run()``, ``load_scheduler_manager()`` in a script).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from th2etl.configs.settings import check_executor
+from th2etl.exceptions import ConfigurationError
 from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob, RunSlot
 from th2etl.executors.thread import ThreadExecutor
 
@@ -31,17 +32,29 @@ __all__ = [
 
 
 def make_executor(
-    kind: str,
+    kind: str | Any,
     storage: RunHistory | None,
     *,
     grace: float = DEFAULT_GRACE,
     clock: Clock | None = None,
 ) -> Executor:
-    """The executor ``kind`` names (a ``TH2ETL_EXECUTOR`` value: ``thread`` or ``process``),
-    recording runs in ``storage``. Raises ConfigurationError, listing the kinds, for another."""
-    kind = check_executor(kind)
-    if kind == "process":
-        from th2etl.executors.process import ProcessExecutor
+    """The executor ``kind`` names (a ``TH2ETL_EXECUTOR`` value: ``thread``, ``process`` or a
+    Dask scheduler address; or a ``distributed.Client``), recording runs in ``storage``.
+    Raises ConfigurationError, listing the kinds, for another."""
+    if isinstance(kind, str):
+        kind = check_executor(kind)
+        if kind == "process":
+            from th2etl.executors.process import ProcessExecutor
 
-        return ProcessExecutor(storage, grace=grace, clock=clock)
-    return ThreadExecutor(storage, grace=grace, clock=clock)
+            return ProcessExecutor(storage, grace=grace, clock=clock)
+        if kind == "thread":
+            return ThreadExecutor(storage, grace=grace, clock=clock)
+    from th2etl.executors.dask import DaskExecutor
+    from th2etl.storage.coordination import Coordination
+
+    if storage is not None and not isinstance(storage, Coordination):
+        raise ConfigurationError(
+            f"a Dask executor needs a storage that coordinates runs across processes "
+            f"(DatabaseStorage), got {type(storage).__name__}"
+        )
+    return DaskExecutor(kind, storage, grace=grace, clock=clock)

@@ -244,5 +244,11 @@ class Executor(ABC):
         """Release what the executor holds (worker processes, threads). Runs still going are
         the owner's to cancel or wait for first."""
 
+    def health(self) -> dict[str, Any]:
+        """This executor's part of the service's ``/health``, answered at once: ``status``
+        ``up``, or ``down`` with an ``error`` when runs cannot be submitted (an executor on a
+        remote cluster)."""
+        return {"status": "up", "kind": self.kind}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -24,14 +24,19 @@ router = APIRouter(tags=["service"])
     summary="Is the service healthy?",
     responses={
         200: {"model": Health},
-        503: {"description": "a component (database, scheduler) is down", "model": Health},
+        503: {
+            "description": "a component (database, scheduler, executor) is down",
+            "model": Health,
+        },
     },
 )
 async def health(request: Request) -> Response:
-    """200 when the database answers and the scheduler runs; 503 naming what is down.
+    """200 when the database answers, the scheduler runs and runs can be submitted to the
+    executor (a Dask cluster answers); 503 naming what is down.
 
     The database state comes from a probe that checks it every second (and from any request
-    that just failed to reach it), so this answer never waits on an unreachable database.
+    that just failed to reach it), so this answer never waits on an unreachable database; the
+    executor answers at once too (a Dask cluster is reconnected to in the background).
     """
     state = state_of(request)
     probe = state.health.latest()
@@ -50,10 +55,13 @@ async def health(request: Request) -> Response:
         scheduler = {"status": "up" if running == "running" else "down", "state": running}
         if running != "running":
             down.append("scheduler")
+    executor = await run_in_threadpool(state.runs.executor.health)
+    if executor["status"] != "up":
+        down.append("executor")
     body: dict[str, Any] = {
         "status": "ok" if not down else "unavailable",
         "version": __version__,
-        "components": {"database": database, "scheduler": scheduler},
+        "components": {"database": database, "scheduler": scheduler, "executor": executor},
         "down": down,
         "manual_runs": state.runs.active,
     }
