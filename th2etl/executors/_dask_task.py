@@ -11,8 +11,7 @@
    :class:`~th2etl.executors.process.ProcessExecutor` (its log records come back over the
    socket and go to this worker's log), supervised the same way: a cancel requested in the
    database, or the pipeline timeout, terminates then kills it;
-5. answers a tuple the owner reads: ``("result", RunResult, recorded, worker)``,
-   ``("fenced", worker, reason)`` or ``("error", worker, message)``.
+5. answers an :class:`Answer`: the run's result, or why it did not execute it.
 
 The child holds one end of a socket pair whose other end only this worker process holds:
 when the worker dies, the child's end closes and the child exits at once.
@@ -25,20 +24,35 @@ import os
 import pickle
 import socket
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from th2etl.executors import _worker
 from th2etl.executors._forker import forker
 from th2etl.executors.base import RunJob
 from th2etl.executors.process import _log_levels, _ProcessHandle
+from th2etl.pipelines.result import RunResult
 from th2etl.storage.database import DatabaseStorage
 
-__all__ = ["run_job"]
+__all__ = ["Answer", "run_job"]
 
 logger = logging.getLogger("th2etl.executors")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the task tells the run's owner: ``result`` (the run executed here, ``result`` and
+    whether its end was ``recorded``), ``fenced`` (claimed already: not executed again) or
+    ``error`` (not executed: ``reason``). ``worker`` is this worker's address."""
+
+    outcome: Literal["result", "fenced", "error"]
+    worker: str
+    result: RunResult | None = None
+    recorded: bool = False
+    reason: str | None = None
+
 
 _storage_lock = threading.Lock()
 _storage: DatabaseStorage | None = None
@@ -80,7 +94,7 @@ def run_job(
     *,
     grace: float,
     poll: float = 0.5,
-) -> tuple[Any, ...]:
+) -> Answer:
     """The Dask task: execute the pickled :class:`RunJob` ``payload`` (see the module
     docstring). ``bloc_types`` maps each of its bloc types to ``module.Class``."""
     from distributed import get_worker
@@ -89,15 +103,18 @@ def run_job(
     try:
         storage = _worker_storage()
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        return ("error", worker, f"the Dask worker {worker} cannot open th2etl's database: "
-                f"{reason}; set DATABASE_URL in the workers' environment")  # fmt: skip
+        return Answer(
+            "error",
+            worker,
+            reason=f"the Dask worker {worker} cannot open th2etl's database: "
+            f"{type(exc).__name__}: {exc}; set DATABASE_URL in the workers' environment",
+        )
     problem = _missing_bloc_type(payload, bloc_types, worker)
     if problem is not None:
-        return ("error", worker, problem)
+        return Answer("error", worker, reason=problem)
     if not storage.mark_running(run_id, worker=worker):
         status = storage.get_run(run_id).status
-        return ("fenced", worker, f"the run is {status} already; the Dask task did not run it")
+        return Answer("fenced", worker, reason=f"the run is {status} already")
     job: RunJob = pickle.loads(payload)
     ours, theirs = socket.socketpair()
     with ours, theirs:
@@ -120,4 +137,4 @@ def run_job(
             handle.cancel()
     result = handle.wait()
     assert result is not None
-    return ("result", replace(result, outputs={}), handle.recorded, worker)
+    return Answer("result", worker, replace(result, outputs={}), handle.recorded)

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from th2etl.clock import Clock
+    from th2etl.executors._dask_task import Answer
     from th2etl.pipelines.engine import RunListener
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.storage.coordination import Coordination
@@ -302,7 +303,7 @@ class _DaskHandle(RunHandle):
 
     def _follow(self) -> None:
         try:
-            answer = self.future.result()
+            answer: Answer = self.future.result()
         except BaseException as exc:  # cancelled, KilledWorker, lost scheduler, ...
             if self._cancelled.is_set():
                 self._settle_from_storage(
@@ -316,23 +317,21 @@ class _DaskHandle(RunHandle):
                     wait=self.grace,
                 )
             return
-        kind, worker = answer[0], answer[-1] if answer[0] == "result" else answer[1]
-        self.worker = worker
-        if kind == "result":
-            _, result, recorded, _ = answer
-            self._replay(result)
-            self._settle(result, recorded)
-        elif kind == "fenced":
+        self.worker = answer.worker
+        if answer.result is not None:
+            self._replay(answer.result)
+            self._settle(answer.result, answer.recorded)
+        elif answer.outcome == "fenced":
             # Dask ran the task again (its first worker died): the first execution's outcome,
             # if it recorded one, stands; else the run died with that worker.
             self._settle_from_storage(
                 RunStatus.FAILED,
                 f"the Dask worker executing it died before the run ended (Dask ran its task "
-                f"again on {worker}, which did not execute it again: {answer[2]})",
+                f"again on {answer.worker}, which did not execute it again: {answer.reason})",
                 wait=self.grace,
             )
         else:
-            self._end_without_outcome(RunStatus.FAILED, answer[2])
+            self._end_without_outcome(RunStatus.FAILED, answer.reason or "")
 
     def _replay(self, result: RunResult) -> None:
         from th2etl.pipelines.context import RunContext
