@@ -10,7 +10,8 @@
    preloaded), running the worker code of
    :class:`~th2etl.executors.process.ProcessExecutor` (its log records come back over the
    socket and go to this worker's log), supervised the same way: a cancel requested in the
-   database, or the pipeline timeout, terminates then kills it;
+   database, the run ending elsewhere (``abandoned`` once its owner died), or the pipeline
+   timeout stops it (cancel, then terminate, then kill);
 5. answers an :class:`Answer`: the run's result, or why it did not execute it.
 
 The child holds one end of a socket pair whose other end only this worker process holds:
@@ -132,9 +133,17 @@ def run_job(
     supervisor = SimpleNamespace(storage=storage, grace=grace, clock=storage.clock)
     handle = _ProcessHandle(job, cast(Any, supervisor), child, conn, ())
     handle.worker = f"{worker} (pid {child.pid})"
+    polls = 0
     while handle.wait(poll) is None:
-        if storage.cancel_requested(run_id):
-            handle.cancel()
+        polls += 1
+        try:
+            # A cancel, or a run that ended elsewhere (abandoned: its owner died), stops it.
+            if storage.cancel_requested(run_id) or (
+                polls % 10 == 0 and storage.get_run(run_id).status.finished
+            ):
+                handle.cancel()
+        except Exception as exc:  # the database is away: the run goes on meanwhile
+            logger.warning("run %s: cannot read its cancel flag: %s", run_id, exc)
     result = handle.wait()
     assert result is not None
     return Answer("result", worker, replace(result, outputs={}), handle.recorded)

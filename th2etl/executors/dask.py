@@ -296,8 +296,8 @@ class _DaskHandle(RunHandle):
         self._cancelled.set()
         try:  # the task on the worker polls this flag
             self.coordination.request_cancel(self.run_id)
-        except Exception as exc:
-            logger.warning("run %s: the cancel could not be recorded: %s", self.run_id, exc)
+        except Exception as exc:  # it ended meanwhile, or the database is away
+            logger.info("run %s: the cancel was not recorded: %s", self.run_id, exc)
         if self.future is not None:
             self.future.cancel()  # a task still waiting for a worker never starts
 
