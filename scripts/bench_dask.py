@@ -63,8 +63,7 @@ def queued(storage: DatabaseStorage, pipeline: str, count: int) -> list[RunJob]:
     jobs = []
     for _ in range(count):
         run_id = uuid.uuid4().hex
-        storage.start_run(run_id, pipeline, started_at=storage.clock.now())
-        storage._run("UPDATE {runs} SET status = 'queued' WHERE run_id = %s", (run_id,))
+        storage.create_run(run_id, pipeline, owner_id="bench-dask", started_by="python")
         jobs.append(RunJob(run_id, built))
     return jobs
 

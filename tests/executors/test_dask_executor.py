@@ -56,8 +56,7 @@ def define(storage: DatabaseStorage, *blocs: tuple[str, str, dict[str, Any]]) ->
 def queued_job(storage: DatabaseStorage, pipeline: str) -> RunJob:
     """Record a queued run of ``pipeline`` and return its job."""
     run_id = uuid.uuid4().hex
-    storage.start_run(run_id, pipeline, started_at=storage.clock.now())
-    storage._run("UPDATE {runs} SET status = 'queued' WHERE run_id = %s", (run_id,))
+    storage.create_run(run_id, pipeline, owner_id="dask-tests", started_by="python")
     return RunJob(run_id, storage.build_pipeline(pipeline))
 
 

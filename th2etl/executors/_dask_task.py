@@ -113,9 +113,10 @@ def run_job(
     problem = _missing_bloc_type(payload, bloc_types, worker)
     if problem is not None:
         return Answer("error", worker, reason=problem)
-    if not storage.mark_running(run_id, worker=worker):
-        status = storage.get_run(run_id).status
-        return Answer("fenced", worker, reason=f"the run is {status} already")
+    if not storage.claim_execution(run_id, worker):
+        record = storage.get_run(run_id)
+        where = f" on {record.worker}" if record.worker else ""
+        return Answer("fenced", worker, reason=f"the run is {record.status}{where} already")
     job: RunJob = pickle.loads(payload)
     ours, theirs = socket.socketpair()
     with ours, theirs:

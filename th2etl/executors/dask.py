@@ -2,36 +2,38 @@
 
 Semantics, in one place:
 
-* **Where a run executes.** Each run is one Dask task (key ``th2etl-run-<run id>``) on one
-  worker: its blocs, batches and data stay on that worker. The task starts the run in a child
-  process, which it can kill: a running Dask task cannot be interrupted, and nanny workers are
-  daemonic (no ``multiprocessing`` children), so each worker process starts one ``subprocess``
-  with th2etl preloaded that forks a child per run in milliseconds
-  (:mod:`th2etl.executors._forker`). That is how cancel and the pipeline ``timeout`` are
-  enforced.
-* **What a worker needs.** The child opens th2etl's database from the worker's own
-  environment (``DATABASE_URL``/``DATABASE_*``, ``DATABASE_SCHEMA``) and records the run's
-  status, bloc results and log there itself, exactly as a local worker process does. Nothing
-  secret travels through Dask: the task carries the run id only. Bloc types come from packages
-  installed on the workers (``pip install`` them, or ``dask worker --preload MODULE``); a type
-  missing there fails the run naming the type and the worker's address.
-* **Exactly once.** The database stays the single source of truth: the child executes a run
-  only if it can move it from ``queued`` to ``running`` itself. When Dask runs the task again
-  (a worker died, the scheduler lost track), the new child finds the run already claimed and
-  exits without executing it; the task then reports ``fenced`` and the run keeps the outcome
-  the first execution (or its owner) recorded.
-* **Worker death.** The child reads its standard input until the task's worker closes it: when
-  the worker process dies, so does the child, at once (an open transaction rolls back, so no
-  half-written export survives). The owner then records the run ``failed`` naming the worker
-  (an owner that died too leaves it to any live th2etl process to mark ``abandoned``).
-* **Cancel and timeout.** A cancel is a flag in the database; the task polls it, asks the
-  child to stop (``SIGTERM``: the engine cancels cooperatively), and kills it after a grace
-  period. The owner also cancels the Dask future, so a run still waiting for a worker never
-  starts. A run past its pipeline-level ``timeout`` is stopped the same way and recorded
-  ``failed`` with the reason.
+* **Where a run executes.** The owner (the service, a scheduler, ``th2etl run``) records the run,
+  then submits it as one Dask task (key ``th2etl-run-<run id>``); it executes on one worker, and
+  its blocs, batches and data stay there. The task runs it in a child process that it can kill:
+  a running Dask task cannot be interrupted, and nanny workers are daemonic (no
+  ``multiprocessing`` children), so each worker process starts one ``subprocess`` with th2etl
+  preloaded that forks a child per run in milliseconds (:mod:`th2etl.executors._forker`).
+* **What a worker needs.** The child opens th2etl's database from the worker's own environment
+  (``DATABASE_URL`` or ``DATABASE_*``, and ``DATABASE_SCHEMA``) and records the run's status,
+  bloc results and log there itself, as a local worker process does. The task carries the run
+  id and the pickled pipeline, whose configs keep their ``${env:NAME}`` references: they
+  resolve in the worker's environment, and no secret travels through Dask. Bloc types come from
+  packages installed on the workers (or ``dask worker --preload MODULE``); a type missing there
+  fails the run naming the type and the worker's address.
+* **Exactly once.** The database is the single source of truth: the task executes the run only
+  if it takes the run's execution fence, ``Coordination.claim_execution`` (one conditional
+  update that records its worker on the run while none is recorded).
+  When Dask runs the task again (its worker died, the scheduler lost track of it), the new
+  attempt finds the run taken and does not execute it (it answers ``fenced``).
+* **Worker death.** The child holds a socket whose other end only its worker process holds:
+  when the worker dies, the child exits at once (an open transaction rolls back). The owner
+  then records the run ``failed``, naming the worker; an owner that died too leaves the run to
+  any live th2etl process to mark ``abandoned``, and a run marked so stops on its worker.
+* **Cancel and timeout.** A cancel is a flag in the database, which the task polls: it asks
+  the child to stop (the engine cancels cooperatively), terminates it after ``grace`` seconds
+  and kills it after ``grace`` more. The owner also cancels the Dask future, so a run still
+  waiting for a worker never starts. A run past its pipeline-level ``timeout`` (counted from
+  its start on the worker) is stopped the same way and recorded ``failed`` with the reason.
 * **An unreachable cluster.** Connecting waits at most ``connect_timeout`` seconds; each run
   submitted meanwhile fails at once with the scheduler's address in the message, and
-  :meth:`DaskCluster.health` (the service's ``/health``) reports the executor ``down``.
+  :meth:`DaskExecutor.health` (the service's ``/health``) reports the executor ``down``.
+* **Progress.** The owner's listeners (``th2etl run``'s progress lines) hear of the run's blocs
+  when it ends; its record in the database shows them as they finish.
 
 Accepted addresses: ``tcp://HOST:PORT``, ``tls://HOST:PORT`` (certificates from Dask's own
 configuration, e.g. ``DASK_DISTRIBUTED__COMM__TLS__...``) and ``scheduler-file:PATH`` (the JSON
@@ -326,8 +328,8 @@ class _DaskHandle(RunHandle):
             # if it recorded one, stands; else the run died with that worker.
             self._settle_from_storage(
                 RunStatus.FAILED,
-                f"the Dask worker executing it died before the run ended (Dask ran its task "
-                f"again on {answer.worker}, which did not execute it again: {answer.reason})",
+                f"the Dask worker executing it died before the run ended ({answer.reason}; "
+                f"Dask ran its task again on {answer.worker}, which did not execute it again)",
                 wait=self.grace,
             )
         else:

@@ -164,6 +164,18 @@ class Coordinating(Runs):
         self.get_run(run_id)  # NotFoundError for an unknown run
         return False
 
+    def claim_execution(self, run_id: str, worker: str) -> bool:
+        row = self._one(
+            "UPDATE {runs} SET status = 'running', worker = %s, "
+            "started_at = CASE WHEN status = 'queued' THEN %s ELSE started_at END "
+            f"WHERE run_id = %s AND status IN ({ACTIVE}) AND worker IS NULL RETURNING run_id",
+            (_text(worker, "claim_execution: worker"), self._time_in(self._now()), run_id),
+        )
+        if row is not None:
+            return True
+        self.get_run(run_id)  # NotFoundError for an unknown run
+        return False
+
     # --- scheduler ticks ----------------------------------------------------------------------
 
     def _tick_params(

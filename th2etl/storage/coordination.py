@@ -101,6 +101,14 @@ class Coordination(RunHistory):
         run."""
 
     @abstractmethod
+    def claim_execution(self, run_id: str, worker: str) -> bool:
+        """The execution fence, for executors whose tasks may run again (a Dask task after its
+        worker died): mark the run ``running`` on ``worker`` and return True, only when no
+        worker has taken it yet; False when one has, or the run has ended: do not execute it.
+        Of several callers at once, exactly one gets True. :class:`NotFoundError` for an
+        unknown run."""
+
+    @abstractmethod
     def claim_run(
         self,
         scheduler_name: str,
