@@ -8,7 +8,6 @@ import signal
 import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,17 @@ def executor(local_cluster: Any, storage: DatabaseStorage) -> Iterator[DaskExecu
         dask.shutdown()
 
 
-def define(storage: DatabaseStorage, *blocs: tuple[str, str, dict[str, Any]]) -> str:
+def define(
+    storage: DatabaseStorage, *blocs: tuple[str, str, dict[str, Any]], timeout: float | None = None
+) -> str:
     """A pipeline of one stage per bloc, under fresh names; returns its name."""
     suffix = uuid.uuid4().hex[:8]
     for name, bloc_type, config in blocs:
         storage.create_bloc(f"{name}_{suffix}", bloc_type, config)
     pipeline = f"p_{suffix}"
-    storage.create_pipeline(pipeline, [[f"{name}_{suffix}"] for name, _, _ in blocs])
+    storage.create_pipeline(
+        pipeline, [[f"{name}_{suffix}"] for name, _, _ in blocs], timeout=timeout
+    )
     return pipeline
 
 
@@ -73,7 +76,7 @@ def test_a_run_executes_on_a_worker_and_is_recorded_there(
     assert handle.recorded
     assert handle.worker in worker_pids(executor.cluster.client())
     record = storage.get_run(job.run_id)
-    assert record.status is RunStatus.SUCCEEDED
+    assert (record.status, record.worker) == (RunStatus.SUCCEEDED, handle.worker)
     assert [(b.status.value, b.rows_out) for b in record.blocs] == [
         ("succeeded", 5),
         ("succeeded", 1),
@@ -193,8 +196,9 @@ def test_a_run_past_its_pipeline_timeout_is_killed_on_its_worker(
         ("hold", "dask_test_hold", {"pid_file": str(pid_file),
                                     "release_file": str(tmp_path / "never"),
                                     "cooperative": False}),
+        timeout=1.0,
     )  # fmt: skip
-    job = replace(queued_job(storage, pipeline), timeout=1.0)
+    job = queued_job(storage, pipeline)
     result = executor.submit(job).wait(60)
     assert result is not None and result.status is RunStatus.FAILED
     assert (result.error or "").startswith(

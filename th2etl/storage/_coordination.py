@@ -154,7 +154,7 @@ class Coordinating(Runs):
 
     def mark_running(self, run_id: str, *, worker: str | None = None) -> bool:
         row = self._one(
-            "UPDATE {runs} SET status = 'running', worker = COALESCE(%s, worker), "
+            "UPDATE {runs} SET status = 'running', worker = COALESCE(worker, %s), "
             "started_at = CASE WHEN status = 'queued' THEN %s ELSE started_at END "
             f"WHERE run_id = %s AND status IN ({ACTIVE}) RETURNING run_id",
             (worker, self._time_in(self._now()), run_id),

@@ -95,10 +95,11 @@ class Coordination(RunHistory):
     @abstractmethod
     def mark_running(self, run_id: str, *, worker: str | None = None) -> bool:
         """``queued`` -> ``running`` (``started_at`` becomes now), recording ``worker`` (where
-        it executes: ``host:pid`` or a Dask worker address) when given; a run already
-        running only gets its worker. False when the run has ended meanwhile (cancelled or
-        abandoned while queued): do not execute it. :class:`NotFoundError` for an unknown
-        run."""
+        it executes: ``host:pid`` or a Dask worker address) when given and none is recorded
+        yet (the Dask worker that took the run stays its worker, not the process it forked);
+        a run already running only gets its worker. False when the run has ended meanwhile
+        (cancelled or abandoned while queued): do not execute it. :class:`NotFoundError` for
+        an unknown run."""
 
     @abstractmethod
     def claim_execution(self, run_id: str, worker: str) -> bool:
