@@ -116,6 +116,26 @@ def test_max_active_runs_counts_every_run_of_the_schedule(
     manager.stop()
 
 
+def test_the_schedule_timeout_overrides_the_pipeline_and_stops_the_run(
+    storage: PostgresStorage, clock: FakeClock
+) -> None:
+    from ..executors import blocs  # registers test_sleeper
+
+    assert blocs
+    storage.create_bloc("nap", "test_sleeper", {"seconds": 5})
+    storage.create_pipeline("napping", stages=[["nap"]])
+    storage.create_scheduler("short", "napping", "every5", timeout=0.2)
+    # Not inline: the run goes to the run executor, which enforces timeouts.
+    manager = load_scheduler_manager(storage, clock=clock, logs_dir=None, inline=False)
+    manager.start()
+    clock.advance(until=at("10:05"))
+    manager.stop()
+    [run] = storage.list_runs(scheduler_name="short")
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None
+    assert "the pipeline timeout of 0.2s of pipeline 'napping'" in run.error
+
+
 @pytest.mark.usefixtures("logging_restored")
 def test_the_cli_shows_and_changes_options_and_defaults(
     tmp_path: Any, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -581,6 +581,14 @@ class CronScheduler(Loop):
         inline on a fake clock)."""
         try:
             pipeline = self._pipeline if self._pipeline is not None else self._build_pipeline()
+            if self.timeout is not None and self.timeout != pipeline.timeout:
+                # The schedule's timeout option overrides the pipeline's own.
+                pipeline = Pipeline(
+                    pipeline.name,
+                    pipeline.stages,
+                    description=pipeline.description,
+                    timeout=self.timeout,
+                )
             run_dir = None
             if self.logs_dir is not None:
                 run_dir = make_run_dir(Path(self.logs_dir), self.name, scheduled)
