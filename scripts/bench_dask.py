@@ -119,7 +119,7 @@ def main() -> None:
                 n_workers=2,
                 threads_per_worker=1,
                 host="127.0.0.1",
-                dashboard_address=":0",
+                dashboard_address="127.0.0.1:0",  # ":0" would listen on every interface
                 env=env,
             )
             client = Client(cluster, set_as_default=False)

@@ -64,7 +64,7 @@ def local_cluster(dask_database_env: dict[str, str]) -> Iterator[Any]:
         n_workers=2,
         threads_per_worker=1,
         host="127.0.0.1",
-        dashboard_address=":0",
+        dashboard_address="127.0.0.1:0",  # ":0" would listen on every interface
         env=dask_database_env,
     )
     try:
