@@ -5,7 +5,9 @@
   bloc, direction="in"|"out"}``, the histograms ``th2etl_run_duration_seconds{pipeline}`` and
   ``th2etl_scheduler_lag_seconds{scheduler}`` (from a tick's due time to its run's start).
   Every run this process records is counted: the storage's run recorder reports to
-  :data:`METRICS` (attach :class:`MetricsListener` to count runs that are not recorded).
+  :data:`METRICS` (attach :class:`MetricsListener` to count runs that are not recorded), and
+  a run executed in a worker process or on a Dask worker is counted by its owner when the
+  worker's result comes back (:meth:`Metrics.run_ended_elsewhere`).
 * **Gauges** describe now and may read the database: ``th2etl_database_up`` (1 or 0, from the
   service's health probe), ``th2etl_queued_manual_runs`` (manual runs waiting in the database)
   and ``th2etl_manual_runs_active`` (manual runs executing in this process).
@@ -85,6 +87,15 @@ class Metrics:
                 result.pipeline_name, _Histogram(DURATION_BUCKETS)
             )
             histogram.observe(max(result.duration, 0.0))
+
+    def run_ended_elsewhere(self, result: RunResult) -> None:
+        """Count a run that executed in another process (a worker), whose recorder counted it
+        there: its blocs' rows and its end, from the result the worker sent back."""
+        with self._lock:
+            for bloc in result.blocs.values():
+                self.rows[(result.pipeline_name, bloc.name, "in")] += bloc.rows_in
+                self.rows[(result.pipeline_name, bloc.name, "out")] += bloc.rows_out
+        self.run_finished(result)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

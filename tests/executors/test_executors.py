@@ -20,6 +20,7 @@ from th2etl.clock import utcnow
 from th2etl.exceptions import ConfigurationError, ExecutorError
 from th2etl.executors import Executor, RunJob, ThreadExecutor, make_executor
 from th2etl.executors.process import ProcessExecutor
+from th2etl.metrics import METRICS
 from th2etl.pipelines import BlocStatus
 from th2etl.storage.base import Storage
 
@@ -70,11 +71,20 @@ def test_a_worker_process_records_the_run_as_a_thread_does(
     records = {}
     for kind in ("thread", "process"):
         caplog.clear()
+        before = METRICS.snapshot()
         with caplog.at_level(logging.INFO):
             handle = submit(make_executor(kind, storage), storage, two)
             result = handle.wait(60)
         assert result is not None and result.status is RunStatus.SUCCEEDED, result
         assert handle.recorded
+        # This process's metrics count the run once, wherever it executed.
+        after = METRICS.snapshot()
+        runs = ("two", "succeeded")
+        assert after["runs"][runs] == before["runs"].get(runs, 0) + 1, kind
+        rows_out = ("two", "b", "out")
+        assert (
+            after["rows"][rows_out] - before["rows"].get(rows_out, 0) == result.blocs["b"].rows_out
+        )
         records[kind] = storage.get_run(handle.run_id)
         # Where it executed: this process, or the worker.
         here = f"{socket.gethostname()}:{os.getpid()}"

@@ -92,6 +92,9 @@ class RunJob:
 class RunHandle(ABC):
     """A run submitted to an executor: cancel it, wait for it (see the module docstring)."""
 
+    out_of_process: ClassVar[bool] = False
+    """True when the run executes in another process, whose metrics this process counts."""
+
     def __init__(self, job: RunJob, *, storage: RunHistory | None, grace: float, clock: Clock):
         self.job = job
         self.run_id = job.run_id
@@ -135,7 +138,11 @@ class RunHandle(ABC):
                 return False
             self._result, self.recorded = result, recorded
             self._done.set()
-            return True
+        if self.out_of_process:
+            from th2etl.metrics import METRICS
+
+            METRICS.run_ended_elsewhere(result)  # the worker's own counters die with it
+        return True
 
     def _end_without_outcome(self, status: RunStatus, reason: str) -> None:
         """The run was stopped (or its worker died) before it reported an outcome: record

@@ -274,6 +274,8 @@ class DaskCluster:
 class _DaskHandle(RunHandle):
     """The owner's side of one run on the cluster: a thread waits for the Dask future."""
 
+    out_of_process = True
+
     def __init__(
         self,
         job: RunJob,

@@ -78,6 +78,8 @@ def _exit_reason(exitcode: int | None) -> str:
 
 
 class _ProcessHandle(RunHandle):
+    out_of_process = True
+
     def __init__(
         self,
         job: RunJob,
