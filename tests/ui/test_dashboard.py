@@ -125,7 +125,12 @@ def test_a_user_signs_in_runs_follows_cancels_and_disables(
     assert "/ui/login" in browser.current_url
     browser.find_element(By.ID, "key").send_keys("not-the-key")
     browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-    assert "not the service's key" in _text(browser, ".error")
+    # The click only starts the form's submission: wait for the answer's page.
+    _wait_for(
+        browser,
+        lambda: "not the service's key" in _text(browser, ".error"),
+        "the refusal of a wrong key",
+    )
     browser.find_element(By.ID, "key").send_keys(KEY)
     browser.find_element(By.CSS_SELECTOR, "form.login button").click()
     _wait_for(browser, lambda: browser.current_url == f"{url}/ui", "the overview")
