@@ -90,8 +90,13 @@ class Metrics:
 
     def run_ended_elsewhere(self, result: RunResult) -> None:
         """Count a run that executed in another process (a worker), whose recorder counted it
-        there: its blocs' rows and its end, from the result the worker sent back."""
+        there: its scheduler lag, its blocs' rows and its end, from the result the worker sent
+        back."""
         with self._lock:
+            if result.scheduler_name and result.scheduled_time is not None:
+                lag = (result.started_at - result.scheduled_time).total_seconds()
+                histogram = self.lags.setdefault(result.scheduler_name, _Histogram(LAG_BUCKETS))
+                histogram.observe(max(lag, 0.0))
             for bloc in result.blocs.values():
                 self.rows[(result.pipeline_name, bloc.name, "in")] += bloc.rows_in
                 self.rows[(result.pipeline_name, bloc.name, "out")] += bloc.rows_out

@@ -11,6 +11,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -101,6 +102,23 @@ def test_a_worker_process_records_the_run_as_a_thread_does(
     assert process.log is not None and thread.log is not None
     shape = re.compile(r"\d{4}-\S+ |run \w+ |\d+\.\d+s")
     assert shape.sub("", process.log) == shape.sub("", thread.log)
+
+
+def test_the_owner_counts_the_scheduler_lag_of_a_run_in_a_worker(storage: Storage) -> None:
+    one = pipeline("one", ("a", "test_where_am_i", {}))
+    before = METRICS.snapshot()["lags"].get("lagging", ([], 0.0))
+    handle = submit(
+        make_executor("process", storage),
+        storage,
+        one,
+        scheduler_name="lagging",
+        scheduled_time=utcnow() - timedelta(seconds=3),
+    )
+    result = handle.wait(60)
+    assert result is not None and result.status is RunStatus.SUCCEEDED, result
+    buckets, total = METRICS.snapshot()["lags"]["lagging"]
+    assert buckets[-1][1] == (before[0][-1][1] if before[0] else 0) + 1  # one more observation
+    assert total - before[1] >= 3  # due three seconds before it started
 
 
 def test_a_bloc_type_defined_in_main_is_refused_before_the_run_starts(storage: Storage) -> None:
