@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.cli.conftest import Cli
-from th2etl.cli.definitions import fire_times
+from th2etl.scheduler.preview import fire_times
 from th2etl.scheduler.triggers import CronTrigger
 
 

@@ -152,7 +152,7 @@ def overview(request: Request) -> Response:
 
 def _next_fire_times(trigger: Any, now: datetime, n: int) -> list[tuple[datetime, str | None]]:
     """The next ``n`` fire times of a stored trigger, in its zone, with DST notes."""
-    from th2etl.cli.definitions import fire_times
+    from th2etl.scheduler.preview import fire_times
     from th2etl.scheduler.triggers import CronTrigger
 
     try:
