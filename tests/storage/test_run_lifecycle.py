@@ -170,6 +170,9 @@ def test_the_queue_is_claimed_oldest_first_once_and_bounded(open_storage: OpenSt
         storage.create_run(None, "p", owner_id="api-1", started_by="api", max_queued=3)
     assert storage.count_active_runs(status="queued") == 3
     assert storage.count_active_runs(pipeline_name="other") == 0
+    # API runs have no scheduler: every queued one is manual.
+    assert storage.count_active_runs(status="queued", manual=True) == 3
+    assert storage.count_active_runs(manual=False) == 0
     # Three processes claim at once: each gets a different run, oldest first overall.
     others = [open_storage() for _ in range(3)]
     barrier = threading.Barrier(len(others))

@@ -327,7 +327,11 @@ class Coordinating(Runs):
             return self._with_blocs(db, [self._run_record(row) for row in rows])
 
     def count_active_runs(
-        self, *, pipeline_name: str | None = None, status: RunStatus | str | None = None
+        self,
+        *,
+        pipeline_name: str | None = None,
+        status: RunStatus | str | None = None,
+        manual: bool | None = None,
     ) -> int:
         wanted = None if status is None else RunStatus(status)
         if wanted is not None and wanted in TERMINAL_STATUSES:
@@ -342,6 +346,8 @@ class Coordinating(Runs):
         if wanted is not None:
             conditions.append("status = %s")
             params.append(wanted.value)
+        if manual is not None:
+            conditions.append(f"scheduler_name IS {'' if manual else 'NOT '}NULL")
         row = self._one(f"SELECT COUNT(*) FROM {{runs}} WHERE {' AND '.join(conditions)}", params)
         return int(row[0])
 

@@ -213,10 +213,15 @@ class Coordination(RunHistory):
 
     @abstractmethod
     def count_active_runs(
-        self, *, pipeline_name: str | None = None, status: RunStatus | str | None = None
+        self,
+        *,
+        pipeline_name: str | None = None,
+        status: RunStatus | str | None = None,
+        manual: bool | None = None,
     ) -> int:
         """How many runs are active (of ``pipeline_name`` when given; only ``queued`` or only
-        ``running`` when ``status`` says so): one query, for limits and the queue depth."""
+        ``running`` when ``status`` says so; only runs of no scheduler, or only scheduled ones,
+        when ``manual`` is True or False): one query, for limits and the queue depth."""
 
     @abstractmethod
     def database_now(self) -> datetime:

@@ -44,13 +44,11 @@ async def metrics(request: Request) -> Response:
         }
         if probe.up:
             try:
-                queued = state.storage.list_runs(status=RunStatus.QUEUED, limit=10_000)
+                queued = state.storage.count_active_runs(status=RunStatus.QUEUED, manual=True)
             except Th2etlError:
                 values["th2etl_database_up"] = 0.0
             else:
-                values["th2etl_queued_manual_runs"] = float(
-                    sum(1 for run in queued if run.scheduler_name is None)
-                )
+                values["th2etl_queued_manual_runs"] = float(queued)
         return values
 
     body = await run_in_threadpool(exposition, gauges)
