@@ -30,6 +30,25 @@ def key_value(option: str, example: str) -> Callable[[str], tuple[str, str]]:
     return parse
 
 
+def whole_number(what: str, highest: int, example: str) -> Callable[[str], int]:
+    """An argparse ``type`` for a count from 1 to ``highest``: ``what`` names it in the
+    refusal, ``example`` shows the option in use (``--limit 20``)."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= highest:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number of {what}; use a whole number from 1 to {highest}, "
+                f"e.g. {example}"
+            )
+        return number
+
+    return parse
+
+
 def add_state_dir(parser: argparse.ArgumentParser, top: bool) -> None:
     """``--state-dir``: the background service's folder, on the top level and sub-commands."""
     parser.add_argument(

@@ -14,6 +14,7 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from th2etl.cli._args import whole_number
 from th2etl.exceptions import ConfigurationError, Th2etlError
 
 if TYPE_CHECKING:
@@ -27,19 +28,6 @@ EXAMPLES = """\
                                                run a schedule's past ticks (--dry-run lists
                                                them; --rerun-failed, --max-active N)
 """
-
-
-def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= 1000:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of runs; use a whole number from 1 to 1000, "
-            "e.g. --max-active 4"
-        )
-    return number
 
 
 def register(commands: Commands) -> None:
@@ -61,7 +49,11 @@ def register(commands: Commands) -> None:
         help="run failed and abandoned ticks again, as their next attempt",
     )
     backfill.add_argument(
-        "--max-active", type=_positive, default=1, metavar="N", help="runs at once (default 1)"
+        "--max-active",
+        type=whole_number("runs", 1000, "--max-active 4"),
+        default=1,
+        metavar="N",
+        help="runs at once (default 1)",
     )
     backfill.add_argument("--dry-run", action="store_true", help="list the fire times only")
     backfill.add_argument("--yes", action="store_true", help="accept more than 10,000 fire times")

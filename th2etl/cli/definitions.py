@@ -12,6 +12,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from th2etl.cli._args import whole_number
 from th2etl.cli._source import KINDS, add_source_options, print_json, print_table, with_source
 from th2etl.exceptions import NotFoundError
 
@@ -47,18 +48,6 @@ _COLUMNS: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def _count(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= 1000:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of fire times; use a whole number from 1 to 1000, e.g. -n 5"
-        )
-    return number
-
-
 def _instant(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -90,7 +79,11 @@ def register(commands: Commands) -> None:
     )
     following.add_argument("scheduler", metavar="SCHEDULER", help="the scheduler's name")
     following.add_argument(
-        "-n", type=_count, default=5, metavar="N", help="how many fire times (default 5)"
+        "-n",
+        type=whole_number("fire times", 1000, "-n 5"),
+        default=5,
+        metavar="N",
+        help="how many fire times (default 5)",
     )
     following.add_argument(
         "--after",

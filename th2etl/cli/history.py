@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from th2etl.cli._args import whole_number
 from th2etl.cli._source import add_source_options, print_json, print_table, with_source
 from th2etl.pipelines.result import RunStatus
 
@@ -35,18 +36,6 @@ FOLLOW_INTERVAL = 0.5
 """Seconds between two reads of a followed run."""
 
 
-def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= 10_000:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of runs; use a whole number from 1 to 10000, e.g. --limit 20"
-        )
-    return number
-
-
 def register(commands: Commands) -> None:
     runs = commands.add_parser(
         "runs",
@@ -62,7 +51,11 @@ def register(commands: Commands) -> None:
         help=f"only runs in this status: {', '.join(status.value for status in RunStatus)}",
     )
     runs.add_argument(
-        "--limit", type=_positive, default=20, metavar="N", help="at most N runs (default 20)"
+        "--limit",
+        type=whole_number("runs", 10_000, "--limit 20"),
+        default=20,
+        metavar="N",
+        help="at most N runs (default 20)",
     )
     add_source_options(runs)
     runs.set_defaults(handler=_runs)
