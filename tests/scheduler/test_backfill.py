@@ -4,6 +4,7 @@ attempts, refusals with the count; and the CLI and API doors."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -218,6 +219,10 @@ def test_the_cli_lists_and_runs_with_progress(
     assert (
         lines[3] == "done: 2/2, 1 succeeded, 1 failed; run again with --rerun-failed to retry them"
     )
+    # TH2ETL_EXECUTOR unset: the runs executed in worker processes, as the scheduler's do.
+    for run in storage.list_runs(scheduler_name="daily"):
+        assert run.executor == "process" and run.worker is not None
+        assert not run.worker.endswith(f":{os.getpid()}")
     assert main(["backfill", "daily", "--from", "2026-03-08", "--to", "2026-03-07"]) == 1
     assert "the range is reversed" in capsys.readouterr().err
 

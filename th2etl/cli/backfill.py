@@ -61,6 +61,7 @@ def register(commands: Commands) -> None:
 
 
 def _backfill(args: argparse.Namespace) -> int:
+    from th2etl.cli.service import scheduler_executor
     from th2etl.configs.logging import configure_logging
     from th2etl.configs.settings import get_settings
     from th2etl.logical_time import parse_instant
@@ -69,7 +70,8 @@ def _backfill(args: argparse.Namespace) -> int:
 
     try:
         configure_logging({**os.environ, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")})
-        with DatabaseStorage.from_settings(get_settings()) as storage:
+        settings = get_settings()
+        with DatabaseStorage.from_settings(settings) as storage:
             record = storage.get_scheduler(args.scheduler)
             zone = None
             if record.trigger_name is not None:
@@ -90,13 +92,19 @@ def _backfill(args: argparse.Namespace) -> int:
                 for fire_time in plan.fire_times:
                     print(f"  {fire_time.isoformat()}  {plan.state(fire_time)}")
                 return 0
-            backfill = Backfill(storage, plan, max_active=args.max_active)
+            # The runs execute where the scheduler's do (TH2ETL_EXECUTOR, worker processes
+            # by default): isolated and killable like scheduled runs.
+            executor = scheduler_executor(settings, storage)
             try:
-                report = backfill.run(_print_progress)
-            except KeyboardInterrupt:
-                print("interrupted: cancelling the runs going", file=sys.stderr, flush=True)
-                report = backfill.report
-                report.cancelled = True
+                backfill = Backfill(storage, plan, max_active=args.max_active, executor=executor)
+                try:
+                    report = backfill.run(_print_progress)
+                except KeyboardInterrupt:
+                    print("interrupted: cancelling the runs going", file=sys.stderr, flush=True)
+                    report = backfill.report
+                    report.cancelled = True
+            finally:
+                executor.shutdown()
     except Th2etlError as exc:
         print(f"th2etl: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigurationError) else 1

@@ -8,13 +8,15 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from th2etl.cli._args import add_state_dir, key_value
 from th2etl.exceptions import Th2etlError
 
 if TYPE_CHECKING:
     from th2etl.cli._args import Commands
+    from th2etl.configs.settings import Settings
+    from th2etl.executors import Executor
     from th2etl.notifications import Dispatcher
     from th2etl.retention import DailyRetention
 
@@ -231,6 +233,14 @@ def _start_retention() -> DailyRetention | None:
     return retention
 
 
+def scheduler_executor(settings: Settings, storage: Any) -> Executor:
+    """Where the scheduler's runs execute -- scheduled, dependency and ``th2etl backfill``
+    runs alike: the executor ``TH2ETL_EXECUTOR`` names, worker processes by default."""
+    from th2etl.executors import make_executor
+
+    return make_executor(settings.executor or "process", storage, grace=settings.cancel_grace)
+
+
 def _run_scheduler(
     on_ready: Callable[[], None], on_started: Callable[[], None] = lambda: None
 ) -> None:
@@ -243,7 +253,6 @@ def _run_scheduler(
 
     from th2etl.configs.settings import get_settings
     from th2etl.exceptions import DatabaseUnavailableError
-    from th2etl.executors import make_executor
     from th2etl.scheduler import load_scheduler_manager
     from th2etl.storage import DatabaseStorage
 
@@ -273,10 +282,7 @@ def _run_scheduler(
                 continue
             break
         with storage:
-            # Runs execute in worker processes unless TH2ETL_EXECUTOR says otherwise.
-            executor = make_executor(
-                settings.executor or "process", storage, grace=settings.cancel_grace
-            )
+            executor = scheduler_executor(settings, storage)
             manager = load_scheduler_manager(
                 storage, executor=executor, stop_grace=settings.drain_grace
             )

@@ -56,6 +56,9 @@ class WorkerSpec:
     """Logger name (``""`` for the root) -> level, as set in the parent."""
     forward_events: bool
     grace: float
+    cwd: str | None = None
+    """The parent's working directory when it submitted the job: relative paths in configs
+    resolve the same (the forkserver keeps the directory it was started in)."""
 
 
 class _Sender:
@@ -134,6 +137,9 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(spec.environ)
+    if spec.cwd is not None:
+        with contextlib.suppress(OSError):  # gone since: the run's relative paths fail, named
+            os.chdir(spec.cwd)
     sender = _Sender(conn)
     _configure_logging(sender, spec.log_levels)
     token = CancelToken()

@@ -6,12 +6,14 @@ th2etl, the storage backends and the built-in blocs imported already (a worker s
 15 ms, against about 250 ms to spawn a fresh interpreter), and never by forking the threaded
 owner itself, which is unsafe.
 
-A worker receives its job pickled: each bloc's class is imported from its module there, so a
-class defined in ``__main__`` (the script being run) cannot be used and is refused by
-:meth:`ProcessExecutor.check`. It opens its own connection to the owner's database, runs the
-engine with the storage recorder, and sends its log records to the owner, whose handlers write
-them (one writer per log file, so rotation stays safe); the run's own ``run.log``, when the job
-has one, the worker writes itself. The contract is in :mod:`th2etl.executors.base`.
+A worker receives its job pickled, with the owner's environment and working directory (so
+``${env:...}`` and relative paths resolve as in the owner): each bloc's class is imported from
+its module there, so a class defined in ``__main__`` (the script being run) cannot be used and
+is refused by :meth:`ProcessExecutor.check`. It opens its own connection to the owner's
+database, runs the engine with the storage recorder, and sends its log records to the owner,
+whose handlers write them (one writer per log file, so rotation stays safe); the run's own
+``run.log``, when the job has one, the worker writes itself. The contract is in
+:mod:`th2etl.executors.base`.
 """
 
 from __future__ import annotations
@@ -284,6 +286,7 @@ class ProcessExecutor(Executor):
             log_levels=_log_levels(),
             forward_events=bool(listeners),
             grace=self.grace,
+            cwd=_cwd(),
         )
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
@@ -323,6 +326,13 @@ def _main_hidden() -> Iterator[None]:
         finally:
             if path is not None:
                 main.__file__ = path
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the directory was removed
+        return None
 
 
 def _address(storage: RunHistory) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from th2etl.exceptions import ConfigurationError, StorageError
+from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunStatus
 
 
@@ -36,6 +37,16 @@ def make_run_dir(logs_dir: Path, scheduler_name: str, scheduled_time: datetime) 
             continue
         return path
     raise StorageError(f"cannot create a run folder under {parent}: {stamp}_* are all taken")
+
+
+def with_timeout(pipeline: Pipeline, timeout: float | None) -> Pipeline:
+    """``pipeline`` with the schedule's ``timeout`` option, which overrides the pipeline's own
+    (the run executor enforces it); ``pipeline`` itself when the option is unset."""
+    if timeout is None or timeout == pipeline.timeout:
+        return pipeline
+    return Pipeline(
+        pipeline.name, pipeline.stages, description=pipeline.description, timeout=timeout
+    )
 
 
 class LostFinish(NamedTuple):

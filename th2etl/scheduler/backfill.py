@@ -21,10 +21,16 @@
   ``rerun_failed``, ticks whose latest attempt ``failed`` or was ``abandoned`` run again as
   their next attempt; the earlier attempt's record stays.
 * **Runs.** Recorded like the scheduler's (scheduler, trigger, logical time, attempt, the
-  schedule's variables), in fire-time order, at most ``max_active`` at once, owned by this
-  process, which sends heartbeats meanwhile: a backfill killed midway leaves its runs to be
-  marked ``abandoned`` by any live instance, and ``--rerun-failed`` picks them up. A cancel
-  requested for one of them (``th2etl cancel``, the API) is honoured.
+  schedule's variables and timeout, ``started_by`` ``backfill:NAME``, the definitions
+  snapshot taken when the backfill starts, and the executor), in fire-time order, at most
+  ``max_active`` at once. They execute on an :class:`~th2etl.executors.Executor`, as
+  scheduled runs do: ``th2etl backfill`` uses the one ``TH2ETL_EXECUTOR`` names (worker
+  processes by default, like the scheduler), the API its service's, :class:`Backfill` in
+  Python a thread of this process unless given one. So a backfill run is isolated and
+  killable like a scheduled one: a cancel (``th2etl cancel``, the API) or the schedule's
+  timeout stops it, a worker that crashes fails only its run. They are owned by this process,
+  which sends heartbeats meanwhile: a backfill killed midway leaves its runs to be marked
+  ``abandoned`` by any live instance, and ``--rerun-failed`` picks them up.
 * A **disabled** scheduler can be backfilled (the plan says so); its trigger stays quiet.
 """
 
@@ -34,6 +40,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -43,9 +50,10 @@ from typing import TYPE_CHECKING, Any
 
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import StorageError, ValidationError
+from th2etl.executors import Executor, RunJob, RunSlot, ThreadExecutor
 from th2etl.logical_time import LogicalTime
-from th2etl.pipelines.engine import CancelToken, run_pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
+from th2etl.scheduler._runs import with_timeout
 from th2etl.scheduler.manager import default_instance_id
 from th2etl.scheduler.options import ScheduleOptions
 from th2etl.scheduler.triggers import CronTrigger
@@ -282,7 +290,9 @@ Progress = Callable[[BackfillReport, BackfillTick], None]
 
 class Backfill:
     """Runs a :class:`BackfillPlan` (see the module docstring): ``Backfill(storage,
-    plan).run()``. ``cancel()`` (from any thread) stops claiming and cancels the runs going."""
+    plan).run()``. ``executor`` is where the runs execute (default: threads of this process;
+    the caller shuts down an executor it passes). ``cancel()`` (from any thread) stops
+    claiming and cancels the runs going."""
 
     def __init__(
         self,
@@ -293,6 +303,7 @@ class Backfill:
         clock: Clock | None = None,
         instance_id: str | None = None,
         heartbeat_interval: float = 10.0,
+        executor: Executor | None = None,
     ) -> None:
         if isinstance(max_active, bool) or not isinstance(max_active, int):
             max_active = 0
@@ -307,10 +318,12 @@ class Backfill:
         self.clock: Clock = clock or SystemClock()
         self.instance_id = instance_id or default_instance_id()
         self.heartbeat_interval = heartbeat_interval
+        self.executor: Executor = executor or ThreadExecutor(storage, clock=self.clock)
         self.report = BackfillReport(len(plan.to_run))
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._tokens: dict[str, CancelToken] = {}
+        self._slots: dict[str, RunSlot] = {}
+        self._next_heartbeat = 0.0
         self._snapshot: dict[str, Any] = {}
         defaults = storage.get_schedule_defaults()
         self.options = plan.scheduler.options.effective(defaults)
@@ -319,21 +332,25 @@ class Backfill:
         """Claim no more ticks and cancel the runs going (they end ``cancelled``)."""
         self._stop.set()
         with self._lock:
-            tokens = list(self._tokens.values())
-        for token in tokens:
-            token.cancel()
+            slots = list(self._slots.values())
+        for slot in slots:
+            slot.cancel()
 
     def run(self, on_progress: Progress | None = None) -> BackfillReport:
-        """Claim and run the plan's ticks in order, ``max_active`` at once; return the report."""
+        """Claim and run the plan's ticks in order, ``max_active`` at once; return the report.
+        Raises :class:`~th2etl.exceptions.ExecutorError`, before any tick is claimed, when
+        the pipeline cannot execute on the executor."""
         from th2etl.storage.recorder import pipeline_from_snapshot
 
         # One snapshot for the whole backfill: every run executes (and records) the same
         # definitions, whatever is edited meanwhile.
         self._snapshot = self.storage.definition_snapshot(self.plan.scheduler.pipeline_name)
-        pipeline = pipeline_from_snapshot(self._snapshot)
+        pipeline = with_timeout(pipeline_from_snapshot(self._snapshot), self.options.timeout)
+        self.executor.check(pipeline)
         intervals = self._intervals()
         self._heartbeat()
         pending: dict[Future[RunResult], tuple[datetime, str]] = {}
+        # Each pool thread hands one run to the executor and waits for its end.
         with ThreadPoolExecutor(self.max_active, thread_name_prefix="th2etl-backfill") as pool:
             try:
                 for fire_time in self.plan.to_run:
@@ -348,7 +365,14 @@ class Backfill:
                         if on_progress is not None:
                             on_progress(self.report, BackfillTick(fire_time, None, None))
                         continue
-                    future = pool.submit(self._execute, pipeline, claimed, intervals[fire_time])
+                    slot = RunSlot(claimed.run_id)
+                    with self._lock:
+                        self._slots[claimed.run_id] = slot
+                    if self._stop.is_set():
+                        slot.cancel()
+                    future = pool.submit(
+                        self._execute, pipeline, claimed, slot, intervals[fire_time]
+                    )
                     pending[future] = (fire_time, claimed.run_id)
                 while pending:
                     self._collect(pending, on_progress)
@@ -387,62 +411,57 @@ class Backfill:
             variables=self.options.variables,
             logical_time=logical_time,
             started_by=f"backfill:{record.name}",
+            definition=self._snapshot,
+            executor=self.executor.kind,
         )
 
     def _execute(
-        self, pipeline: Pipeline, claimed: RunRecord, logical_time: LogicalTime
+        self, pipeline: Pipeline, claimed: RunRecord, slot: RunSlot, logical_time: LogicalTime
     ) -> RunResult:
-        token = CancelToken()
-        with self._lock:
-            self._tokens[claimed.run_id] = token
-        if self._stop.is_set():
-            token.cancel()
+        """Hand the run to the executor and wait for its end (in a pool thread)."""
         record = self.plan.scheduler
-        recorder = self.storage.recorder(
-            run_id=claimed.run_id,
-            scheduler_name=record.name,
-            trigger_name=record.trigger_name,
-            instance_id=self.instance_id,
-            clock=self.clock,
-            definition=self._snapshot,
-        )
         try:
-            return run_pipeline(
+            job = RunJob(
+                claimed.run_id,
                 pipeline,
                 variables=self.options.variables,
-                listeners=[recorder],
-                cancel_token=token,
-                run_id=claimed.run_id,
                 scheduler_name=record.name,
                 trigger_name=record.trigger_name,
                 scheduled_time=claimed.scheduled_time,
-                clock=self.clock,
+                instance_id=self.instance_id,
                 logical_time=logical_time,
             )
+            handle = self.executor.submit(job)
+            slot.attach(handle)
+            result = handle.wait()
+            assert result is not None
+            if not handle.recorded:  # the database was away when the run ended
+                self._record_end(result.run_id, result.status, result.error)
+            return result
         finally:
             with self._lock:
-                self._tokens.pop(claimed.run_id, None)
+                self._slots.pop(claimed.run_id, None)
 
     def _collect(
         self,
         pending: dict[Future[RunResult], tuple[datetime, str]],
         on_progress: Progress | None,
     ) -> None:
-        """Wait for a run to end (sending a heartbeat every ``heartbeat_interval``) and count
-        the ended ones."""
-        done, _ = wait(pending, timeout=self.heartbeat_interval, return_when=FIRST_COMPLETED)
-        if not done:
+        """Wait for a run to end and count the ended ones; send a heartbeat (and pass on the
+        cancels requested) every ``heartbeat_interval``, however often runs end."""
+        left = self._next_heartbeat - time.monotonic()
+        done, _ = wait(pending, timeout=max(left, 0), return_when=FIRST_COMPLETED)
+        if time.monotonic() >= self._next_heartbeat:
             self._heartbeat()
-            return
         for future in sorted(done, key=lambda f: pending[f][0]):
             fire_time, run_id = pending.pop(future)
             error = future.exception()
             result = None if error is not None else future.result()
             report = self.report
             report.done += 1
-            if result is None:  # the engine raises only for programming errors
+            if result is None:  # the executor refused the job, or a programming error
                 reason = f"the run could not start: {type(error).__name__}: {error}"
-                self._record_failure(run_id, reason)
+                self._record_end(run_id, RunStatus.FAILED, reason)
                 tick = BackfillTick(fire_time, run_id, RunStatus.FAILED, reason)
             else:
                 tick = BackfillTick(fire_time, run_id, result.status, result.error)
@@ -453,15 +472,20 @@ class Backfill:
             if on_progress is not None:
                 on_progress(report, tick)
 
-    def _record_failure(self, run_id: str, reason: str) -> None:
+    def _record_end(self, run_id: str, status: RunStatus, error: str | None) -> None:
         try:
-            self.storage.finish_run(
-                run_id, RunStatus.FAILED, finished_at=self.clock.now(), error=reason
-            )
+            self.storage.finish_run(run_id, status, finished_at=self.clock.now(), error=error)
         except StorageError as exc:
-            logger.warning("backfill: cannot record that run %s failed: %s", run_id, exc)
+            logger.warning(
+                "backfill: cannot record that run %s %s: %s (it is marked abandoned once "
+                "this process stops sending heartbeats)",
+                run_id,
+                status.value,
+                exc,
+            )
 
     def _heartbeat(self) -> None:
+        self._next_heartbeat = time.monotonic() + self.heartbeat_interval
         try:
             self.storage.heartbeat(
                 self.instance_id,
@@ -471,10 +495,10 @@ class Backfill:
                 info={"role": "backfill", "scheduler": self.plan.scheduler.name},
             )
             with self._lock:
-                going = list(self._tokens.items())
-            for run_id, token in going:
+                going = list(self._slots.items())
+            for run_id, slot in going:
                 if self.storage.cancel_requested(run_id):
-                    token.cancel()
+                    slot.cancel()
         except StorageError as exc:
             logger.warning("backfill: the database is unavailable (%s)", exc)
 

@@ -153,6 +153,7 @@ class DependentScheduler(CronScheduler):
             variables=self.variables,
             logical_time=self.logical_time(scheduled),
             started_by=f"dependency:{','.join(self.after_pipelines)}",
+            executor=self.executor_kind,
         )
 
     def __repr__(self) -> str:

@@ -53,7 +53,7 @@ from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.scheduler._loop import Loop, backoff
-from th2etl.scheduler._runs import LostFinish, default_logs_dir, make_run_dir
+from th2etl.scheduler._runs import LostFinish, default_logs_dir, make_run_dir, with_timeout
 from th2etl.scheduler.options import ScheduleOptions, check_options
 from th2etl.scheduler.policies import (
     MissedTickPolicy,
@@ -492,7 +492,15 @@ class CronScheduler(Loop):
             variables=self.variables,
             run_id=run_id,
             logical_time=self.logical_time(scheduled),
+            executor=self.executor_kind,
         )
+
+    @property
+    def executor_kind(self) -> str:
+        """The kind of executor this scheduler's runs execute on (recorded with each run)."""
+        if self.inline or self.run_executor is None:
+            return ThreadExecutor.kind
+        return self.run_executor.kind
 
     def logical_time(self, scheduled: datetime) -> LogicalTime:
         """The moment and data interval the run of the tick at ``scheduled`` is for."""
@@ -581,14 +589,7 @@ class CronScheduler(Loop):
         inline on a fake clock)."""
         try:
             pipeline = self._pipeline if self._pipeline is not None else self._build_pipeline()
-            if self.timeout is not None and self.timeout != pipeline.timeout:
-                # The schedule's timeout option overrides the pipeline's own.
-                pipeline = Pipeline(
-                    pipeline.name,
-                    pipeline.stages,
-                    description=pipeline.description,
-                    timeout=self.timeout,
-                )
+            pipeline = with_timeout(pipeline, self.timeout)
             run_dir = None
             if self.logs_dir is not None:
                 run_dir = make_run_dir(Path(self.logs_dir), self.name, scheduled)

@@ -194,6 +194,8 @@ class Coordinating(Runs):
         started_by: str | None = None,
         attempt: int = 1,
         logical_time: LogicalTime | None = None,
+        definition: Mapping[str, Any] | None = None,
+        executor: str | None = None,
     ) -> tuple[Any, ...]:
         """The values of :data:`INSERT_RUN` for a tick of ``scheduler_name``."""
         at = self._time_in(aware(now, "now"))
@@ -213,9 +215,9 @@ class Coordinating(Runs):
             started_by or f"scheduler:{scheduler_name}",
             at if queued else None,
             at,  # claimed by its scheduler: never in the shared queue
+            None if definition is None else dump_json(definition, "the run's definition"),
             None,
-            None,
-            None,
+            executor,
             attempt,
             *self._interval(logical_time),
         )
@@ -233,6 +235,7 @@ class Coordinating(Runs):
         variables: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         logical_time: LogicalTime | None = None,
+        executor: str | None = None,
     ) -> RunRecord | None:
         params = self._tick_params(
             status,
@@ -246,6 +249,7 @@ class Coordinating(Runs):
             variables=variables,
             run_id=run_id,
             logical_time=logical_time,
+            executor=executor,
         )
         try:
             row = self._one(_TICK, params)
@@ -268,6 +272,7 @@ class Coordinating(Runs):
         variables: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         logical_time: LogicalTime | None = None,
+        executor: str | None = None,
     ) -> RunRecord | None:
         return self._tick(
             RunStatus.QUEUED,
@@ -280,6 +285,7 @@ class Coordinating(Runs):
             variables=variables,
             run_id=run_id,
             logical_time=logical_time,
+            executor=executor,
         )
 
     def record_skipped_run(

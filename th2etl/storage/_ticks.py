@@ -39,6 +39,8 @@ class Ticks(Coordinating):
         variables: Mapping[str, Any] | None = None,
         logical_time: LogicalTime | None = None,
         started_by: str | None = None,
+        definition: Mapping[str, Any] | None = None,
+        executor: str | None = None,
     ) -> RunRecord | None:
         tick = self._time_in(aware(scheduled_time, "scheduled_time"))
         allowed = {RunStatus(status).value for status in rerun}
@@ -62,6 +64,8 @@ class Ticks(Coordinating):
                 started_by=started_by,
                 attempt=1 if latest is None else int(latest[0]) + 1,
                 logical_time=logical_time,
+                definition=definition,
+                executor=executor,
             )
             row = db.one(
                 INSERT_RUN + "ON CONFLICT (scheduler_name, scheduled_time, attempt) DO NOTHING "

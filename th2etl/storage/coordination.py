@@ -122,6 +122,7 @@ class Coordination(RunHistory):
         variables: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         logical_time: LogicalTime | None = None,
+        executor: str | None = None,
     ) -> RunRecord | None:
         """Atomically take the tick (``scheduler_name``, ``scheduled_time``): insert a
         ``queued`` run for it (its first attempt, with the data interval of
@@ -131,6 +132,7 @@ class Coordination(RunHistory):
         later attempts). One insert guarded by a unique (scheduler, time, attempt)
         constraint, so of N instances claiming at once exactly one wins. Run the
         pipeline with the record's ``run_id`` and :meth:`recorder` adopts the row.
+        ``executor`` is where the run will execute (``thread``, ``process``, ``dask``).
 
         **Idempotent per claim.** ``run_id`` names the claim (a new id when ``None``). Calling
         again with the same ``run_id`` while that run is still active returns the same row
@@ -170,6 +172,8 @@ class Coordination(RunHistory):
         variables: Mapping[str, Any] | None = None,
         logical_time: LogicalTime | None = None,
         started_by: str | None = None,
+        definition: Mapping[str, Any] | None = None,
+        executor: str | None = None,
     ) -> RunRecord | None:
         """Take the next attempt of a tick, for a backfill (``started_by`` ``backfill:NAME``)
         or a dependency (``dependency:PIPELINE``), recorded like :meth:`claim_run`: attempt 1
@@ -178,7 +182,8 @@ class Coordination(RunHistory):
         not run), and ``None`` otherwise (it ran, is active, or another process took this
         attempt first). Earlier attempts' records stay. Of N processes claiming at once
         exactly one gets each attempt: the same unique (scheduler, time, attempt) as
-        :meth:`claim_run`."""
+        :meth:`claim_run`. ``definition`` is the snapshot the run executes and ``executor``
+        where, as for :meth:`create_run`."""
 
     @abstractmethod
     def tick_records(

@@ -75,7 +75,14 @@ def backfill_scheduler(name: str, body: BackfillRequest, request: Request) -> Re
     answer = plan.to_dict()
     if body.dry_run:
         return json_response(answer)
-    backfill = Backfill(state.storage, plan, max_active=body.max_active, clock=state.clock)
+    # The runs execute on the service's executor, as its scheduled and manual runs do.
+    backfill = Backfill(
+        state.storage,
+        plan,
+        max_active=body.max_active,
+        clock=state.clock,
+        executor=state.runs.executor,
+    )
     state.backfills.start(backfill)
     del answer["ticks"]
     return json_response({**answer, "url": f"/runs?scheduler={name}"}, 202)
