@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from th2etl.blocs._cells import COLUMN_TYPES, FAST_PARSERS
-from th2etl.blocs.base import ConfigField, ExporterBloc, LoaderBloc, collect
+from th2etl.blocs._cells import COLUMN_TYPES, FAST_PARSERS, format_column
+from th2etl.blocs.base import Bloc, ConfigField, ExporterBloc, LoaderBloc, collect
 from th2etl.blocs.registry import register_bloc
 from th2etl.exceptions import BlocError, ValidationError
 from th2etl.types import Rows
@@ -185,52 +186,121 @@ class CsvExporterBloc(ExporterBloc):
     def run(self, context: RunContext, rows: Rows) -> Rows:
         return collect(self.stream(context, [rows]))
 
+    @classmethod
+    def fuses(cls, source: Bloc) -> bool:
+        # A source that writes its rows in this bloc's written forms itself (postgres_loader:
+        # the server's COPY output, straight into the file; see th2etl.blocs._pg_unload).
+        return callable(getattr(source, "write_csv", None))
+
     def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         path = self.target(context)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write next to the target and rename once the input ended without error: a failed or
         # cancelled run never leaves a half-written file, and the old file stays until then.
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        options = {"delimiter": self.config["delimiter"]}
-        columns: dict[str, None] = {}
-        written: list[str] = []  # the columns of the header line as written
-        count = 0
+        os.close(fd)
         try:
-            with os.fdopen(fd, "w", newline="", encoding=self.config["encoding"]) as handle:
-                writer: csv.DictWriter[str] | None = None
-                lines = csv.writer(handle, **options)
-                for batch in batches:
-                    uniform = True  # every row has exactly the columns (the usual case)
-                    for row in batch:
-                        if row.keys() != columns.keys():
-                            uniform = False
-                            columns.update(dict.fromkeys(row))
-                    if writer is None:
-                        written = list(columns)
-                        writer = csv.DictWriter(handle, fieldnames=written, **options)
-                        writer.writeheader()
-                    elif len(columns) != len(writer.fieldnames):
-                        writer = csv.DictWriter(handle, fieldnames=list(columns), **options)
-                    if uniform and len(writer.fieldnames) > 1:
-                        # The same lines as DictWriter's, without its check of each row's keys.
-                        lines.writerows(map(itemgetter(*writer.fieldnames), batch))
-                    else:
-                        writer.writerows(batch)
-                    count += len(batch)
-                if writer is None:
-                    csv.DictWriter(handle, fieldnames=[], **options).writeheader()
-            if len(written) != len(columns):
-                _widen(temporary, written, list(columns), self.config["encoding"], options)
+            count = self._fast(context, batches, temporary)
+            if count is None:
+                count = self._write(batches, temporary)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
         yield [{"file_path": str(path), "rows": count}]
 
+    def _fast(self, context: RunContext, batches: Iterable[Rows], temporary: str) -> int | None:
+        """The fused source writes the file itself: the rows written, or None when the general
+        path must (the file is then written again from the start)."""
+        source = getattr(batches, "fused", None)
+        if source is None:
+            return None
+        encoding = codecs.lookup(self.config["encoding"]).name
+        if encoding not in ("utf-8", "utf-8-sig"):
+            return None
+        with open(temporary, "wb") as handle:
+            if encoding == "utf-8-sig":
+                handle.write(codecs.BOM_UTF8)
+            rows: int | None = source.write_csv(context, handle, self.config["delimiter"])
+        if rows is not None:
+            cast("Any", batches).skip(rows)  # the end of the input: earlier stages succeeded
+        return rows
 
-def _widen(
-    temporary: str, written: list[str], columns: list[str], encoding: str, options: Any
-) -> None:
+    def _write(self, batches: Iterable[Rows], temporary: str) -> int:
+        """Write the rows in their written forms (:mod:`th2etl.blocs._cells`)."""
+        delimiter = self.config["delimiter"]
+        encoding = self.config["encoding"]
+        columns: dict[str, None] = {}
+        written: list[str] | None = None  # the columns of the header line as written
+        count = 0
+        with open(temporary, "w", newline="", encoding=encoding) as handle:
+            lines = _Lines(handle, delimiter)
+            for batch in batches:
+                uniform = True  # every row has exactly the columns (the usual case)
+                for row in batch:
+                    if row.keys() != columns.keys():
+                        uniform = False
+                        columns.update(dict.fromkeys(row))
+                if written is None:
+                    written = list(columns)
+                    lines.write([written])
+                if batch:
+                    lines.write(_records(batch, list(columns), uniform))
+                count += len(batch)
+            if written is None:
+                lines.write([[]])  # no batch at all: a header of no columns
+        if written is not None and len(written) != len(columns):
+            _widen(temporary, list(columns), encoding, delimiter)
+        return count
+
+
+class _Lines:
+    """Writes records as CSV lines: ``\\n`` at their ends, a cell quoted when it holds the
+    delimiter, a quote, ``\\r`` or ``\\n`` (as PostgreSQL quotes; Python's csv module quotes
+    ``\\r`` only when it is in the line terminator, hence the second writer)."""
+
+    def __init__(self, handle: IO[str], delimiter: str) -> None:
+        self._handle = handle
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\n")
+        self._careful = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\r\n")
+
+    def write(self, records: Sequence[Sequence[Any]]) -> None:
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        self._writer.writerows(records)
+        text = buffer.getvalue()
+        if "\r" in text:  # a cell holds one: write line by line with \r quoted
+            parts = []
+            for record in records:
+                buffer.seek(0)
+                buffer.truncate()
+                self._careful.writerow(record)
+                parts.append(buffer.getvalue()[:-2] + "\n")
+            text = "".join(parts)
+        self._handle.write(text)
+
+
+def _records(batch: Rows, names: list[str], uniform: bool) -> Sequence[Sequence[Any]]:
+    """The batch's rows as records of ``names``, each value in its written form."""
+    if not uniform:
+        records: list[Any] = [tuple(row.get(name) for name in names) for row in batch]
+    elif len(names) == 1:
+        records = [(row[names[0]],) for row in batch]
+    else:
+        records = list(map(itemgetter(*names), batch))
+    columns = list(zip(*records, strict=True))
+    changed = False
+    for index, values in enumerate(columns):
+        formatted = format_column(values)
+        if formatted is not values:
+            columns[index] = formatted  # type: ignore[call-overload]
+            changed = True
+    return list(zip(*columns, strict=True)) if changed else records
+
+
+def _widen(temporary: str, columns: list[str], encoding: str, delimiter: str) -> None:
     """Rewrite the file with the full header: columns first seen after the header was written
     were added at the end, so the earlier lines only lack their last (empty) fields."""
     folder = Path(temporary).parent
@@ -240,13 +310,13 @@ def _widen(
             open(temporary, newline="", encoding=encoding) as source,
             os.fdopen(fd, "w", newline="", encoding=encoding) as target,
         ):
-            reader = csv.reader(source, **options)
-            writer = csv.writer(target, **options)
+            reader = csv.reader(source, delimiter=delimiter)
+            lines = _Lines(target, delimiter)
             next(reader, None)
-            writer.writerow(columns)
+            lines.write([columns])
             width = len(columns)
-            for row in reader:
-                writer.writerow(row + [""] * (width - len(row)) if len(row) < width else row)
+            while chunk := list(islice(reader, 5000)):
+                lines.write([row + [""] * (width - len(row)) for row in chunk])
         os.replace(wider, temporary)
     except BaseException:
         Path(wider).unlink(missing_ok=True)

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import psycopg
 from psycopg import sql
@@ -39,6 +39,7 @@ from th2etl._postgres import check_conninfo, check_identifier, connect, describe
 from th2etl.blocs._pg_columns import quick_names, row_names
 from th2etl.blocs._pg_fast import CsvPlan, Refused, copy_csv, plan_csv
 from th2etl.blocs._pg_interval import delete_interval, interval_bounds, require_interval
+from th2etl.blocs._pg_unload import unload_csv
 from th2etl.blocs._pg_writer import AppendWriter, NewTableWriter, one_line
 from th2etl.blocs.base import Bloc, ConfigField, ExporterBloc, LoaderBloc, collect
 from th2etl.blocs.files import CsvLoaderBloc
@@ -48,6 +49,7 @@ from th2etl.exceptions import (
     ConfigurationError,
     DatabaseUnavailableError,
     NotFoundError,
+    Th2etlError,
     ValidationError,
 )
 from th2etl.types import Rows
@@ -294,6 +296,43 @@ class PostgresLoaderBloc(_PostgresBloc, LoaderBloc):
                 for name in names
             )
             yield from _fetch_batches(conn, query, params, binary, context.batch_size)
+
+    def write_csv(self, context: RunContext, handle: IO[bytes], delimiter: str) -> int | None:
+        """``csv_exporter``'s fast path, when the engine fused this bloc into it: write the rows
+        to ``handle`` as the exporter would (:mod:`th2etl.blocs._pg_unload`); return the rows
+        written, or None when the exporter must write them from the rows (for any refusal or
+        error: reading the rows then fails with this bloc's own message)."""
+        try:
+            with self._session(context) as (conn, _):
+                schema, table = self._table_config(conn)
+                found = _find_table(conn, schema, table)
+                if found is None:
+                    return None
+                names = self.config.get("columns") or list(found.columns)
+                if any(name not in found.columns for name in names):
+                    return None
+                query = sql.SQL("FROM {}").format(sql.Identifier(schema, table))
+                if self.config.get("limit") is not None:
+                    query = sql.SQL("{} LIMIT {}").format(
+                        query, sql.Literal(int(self.config["limit"]))
+                    )
+                columns = [(name, found.columns[name][1]) for name in names]
+                rows = unload_csv(context, conn, query, columns, handle, delimiter)
+                if rows is None:
+                    context.logger.info(
+                        "%s: the rows are written one by one (a column type, the delimiter, "
+                        "the encoding or no rows at all)",
+                        self.where,
+                    )
+                return rows
+        except (Th2etlError, psycopg.Error) as exc:
+            if context.cancel_requested:
+                raise BlocError(
+                    f"{self.where}: stopped (the run was cancelled, or the bloc ran past its "
+                    "timeout); its statement was cancelled on the server"
+                ) from None
+            context.logger.info("%s: the rows are written one by one (%s)", self.where, exc)
+            return None
 
 
 def _fetch_batches(
