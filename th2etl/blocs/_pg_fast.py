@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from th2etl.blocs.base import Bloc
     from th2etl.pipelines.context import RunContext
 
-__all__ = ["CsvPlan", "Refused", "copy_csv", "plan_csv"]
+__all__ = ["CsvPlan", "Refused", "copy_csv", "plan_csv", "untype_empty_columns"]
 
 _Connection = psycopg.Connection[Any]
 
@@ -152,7 +152,9 @@ def copy_csv(
             raise Refused(str(exc)) from None
     if rows <= 0:
         raise Refused("no rows: the general path decides what an empty input does")
-    _untype_empty_columns(conn, schema, table, columns, plan)
+    untype_empty_columns(
+        conn, schema, table, [name for name, _ in columns if plan.types.get(name, "str") != "str"]
+    )
     return rows
 
 
@@ -239,25 +241,27 @@ def _values(records: bytes, index: int, delimiter: str) -> list[bytes]:
     return out
 
 
-def _untype_empty_columns(
-    conn: _Connection, schema: str, table: str, columns: list[tuple[str, str]], plan: CsvPlan
-) -> None:
+def untype_empty_columns(conn: _Connection, schema: str, table: str, typed: list[str]) -> None:
     """A typed column with no value at all is text on the general path (its values are all
-    None): make it so here too."""
-    typed = [name for name, _ in columns if name in plan.types and plan.types[name] != "str"]
+    None): make it so here too. One look per column, which stops at its first value."""
     if not typed:
         return
-    counts = conn.execute(
-        sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.SQL("count({})").format(sql.Identifier(n)) for n in typed),
-            sql.Identifier(schema, table),
+    target = sql.Identifier(schema, table)
+    found = conn.execute(
+        sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("EXISTS (SELECT FROM {} WHERE {} IS NOT NULL)").format(
+                    target, sql.Identifier(name)
+                )
+                for name in typed
+            )
         )
     ).fetchone()
-    assert counts is not None
-    for name, count in zip(typed, counts, strict=True):
-        if count == 0:
+    assert found is not None
+    for name, present in zip(typed, found, strict=True):
+        if not present:
             conn.execute(
                 sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE text USING NULL").format(
-                    sql.Identifier(schema, table), sql.Identifier(name)
+                    target, sql.Identifier(name)
                 )
             )

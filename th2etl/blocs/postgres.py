@@ -23,10 +23,11 @@ engine allows only after every earlier stage succeeded. A cancelled run, or an a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from itertools import chain, islice
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
@@ -37,9 +38,9 @@ from psycopg.rows import dict_row
 
 from th2etl._postgres import check_conninfo, check_identifier, connect, describe_conninfo
 from th2etl.blocs._pg_columns import quick_names, row_names
-from th2etl.blocs._pg_fast import CsvPlan, Refused, copy_csv, plan_csv
+from th2etl.blocs._pg_fast import Refused, copy_csv, plan_csv
 from th2etl.blocs._pg_interval import delete_interval, interval_bounds, require_interval
-from th2etl.blocs._pg_unload import unload_csv
+from th2etl.blocs._pg_unload import copy_table, unload_csv
 from th2etl.blocs._pg_writer import AppendWriter, NewTableWriter, one_line
 from th2etl.blocs.base import Bloc, ConfigField, ExporterBloc, LoaderBloc, collect
 from th2etl.blocs.files import CsvLoaderBloc
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["IfExists", "PostgresExporterBloc", "PostgresLoaderBloc"]
 
 _Connection = psycopg.Connection[Any]
+_Fill = Callable[[_Connection, str, str], int]  # creates and fills a table: the rows written
 
 
 class IfExists(StrEnum):
@@ -304,20 +306,10 @@ class PostgresLoaderBloc(_PostgresBloc, LoaderBloc):
         error: reading the rows then fails with this bloc's own message)."""
         try:
             with self._session(context) as (conn, _):
-                schema, table = self._table_config(conn)
-                found = _find_table(conn, schema, table)
-                if found is None:
+                source = self._source(conn)
+                if source is None:
                     return None
-                names = self.config.get("columns") or list(found.columns)
-                if any(name not in found.columns for name in names):
-                    return None
-                query = sql.SQL("FROM {}").format(sql.Identifier(schema, table))
-                if self.config.get("limit") is not None:
-                    query = sql.SQL("{} LIMIT {}").format(
-                        query, sql.Literal(int(self.config["limit"]))
-                    )
-                columns = [(name, found.columns[name][1]) for name in names]
-                rows = unload_csv(context, conn, query, columns, handle, delimiter)
+                rows = unload_csv(context, conn, *source, handle, delimiter)
                 if rows is None:
                     context.logger.info(
                         "%s: the rows are written one by one (a column type, the delimiter, "
@@ -333,6 +325,40 @@ class PostgresLoaderBloc(_PostgresBloc, LoaderBloc):
                 ) from None
             context.logger.info("%s: the rows are written one by one (%s)", self.where, exc)
             return None
+
+    def copy_into(self, context: RunContext, target: _Connection, schema: str, table: str) -> int:
+        """``postgres_exporter``'s fast path, when the engine fused this bloc into it: create
+        ``schema.table`` on ``target`` and COPY the rows into it as the exporter would
+        (:mod:`th2etl.blocs._pg_unload`); return the rows written. Raises
+        :class:`~th2etl.blocs._pg_fast.Refused` for any refusal or error: the exporter then
+        writes the rows, and reading them fails with this bloc's own message."""
+        try:
+            with self._session(context) as (conn, _):
+                source = self._source(conn)
+                if source is None:
+                    raise Refused("no such table or column: the general path names it")
+                return copy_table(context, conn, *source, target, schema, table)
+        except (Th2etlError, psycopg.Error) as exc:
+            if context.cancel_requested:
+                raise BlocError(
+                    f"{self.where}: stopped (the run was cancelled, or the bloc ran past its "
+                    "timeout); its statement was cancelled on the server"
+                ) from None
+            raise Refused(str(exc)) from None
+
+    def _source(self, conn: _Connection) -> tuple[sql.Composed, list[tuple[str, int]]] | None:
+        """The FROM clause (and LIMIT) of the rows, and their columns (name, type oid)."""
+        schema, table = self._table_config(conn)
+        found = _find_table(conn, schema, table)
+        if found is None:
+            return None
+        names = self.config.get("columns") or list(found.columns)
+        if any(name not in found.columns for name in names):
+            return None
+        query = sql.SQL("FROM {}").format(sql.Identifier(schema, table))
+        if self.config.get("limit") is not None:
+            query = sql.SQL("{} LIMIT {}").format(query, sql.Literal(int(self.config["limit"])))
+        return query, [(name, found.columns[name][1]) for name in names]
 
 
 def _fetch_batches(
@@ -435,17 +461,18 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
 
     @classmethod
     def fuses(cls, source: Bloc) -> bool:
+        if isinstance(source, PostgresLoaderBloc):
+            return True
         return isinstance(source, CsvLoaderBloc) and plan_csv(source) is not None
 
     def stream(self, context: RunContext, batches: Iterable[Rows]) -> Iterator[Rows]:
         mode = IfExists(self.config["if_exists"])
         if mode is IfExists.REPLACE_INTERVAL:
             require_interval(self.where, context.logical_time)
-        fused = getattr(batches, "fused", None)  # the engine fused a csv_loader into this bloc
-        creates = mode in (IfExists.REPLACE, IfExists.FAIL)
-        plan = plan_csv(fused) if fused is not None and creates else None
-        if plan is not None:
-            fast = self._fast(context, plan, batches, mode)
+        fused = getattr(batches, "fused", None)  # the engine fused the source into this bloc
+        fill = self._filler(context, fused) if mode in (IfExists.REPLACE, IfExists.FAIL) else None
+        if fill is not None:
+            fast = self._fast(context, fill, batches, mode)
             if fast is not None:
                 yield [{"table": fast[0], "rows": fast[1], "if_exists": mode.value}]
                 return
@@ -514,11 +541,22 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
             outcome["replaced"] = replaced
         yield [outcome]
 
+    def _filler(self, context: RunContext, fused: Bloc | None) -> _Fill | None:
+        """How the fused source fills a new table itself, if it can."""
+        if isinstance(fused, PostgresLoaderBloc):
+            return partial(fused.copy_into, context)
+        plan = plan_csv(fused) if isinstance(fused, CsvLoaderBloc) else None
+        if plan is None:
+            return None
+        where = self.where
+        return lambda conn, schema, table: copy_csv(where, context, conn, schema, table, plan)
+
     def _fast(
-        self, context: RunContext, plan: CsvPlan, batches: Any, mode: IfExists
+        self, context: RunContext, fill: _Fill, batches: Any, mode: IfExists
     ) -> tuple[str, int] | None:
-        """The file straight into COPY (:mod:`th2etl.blocs._pg_fast`): the label and the rows
-        written, or None when the general path must do it (nothing was changed then)."""
+        """The source's data straight into COPY (:mod:`th2etl.blocs._pg_fast`,
+        :mod:`th2etl.blocs._pg_unload`): the label and the rows written, or None when the
+        general path must do it (nothing was changed then)."""
         with self._session(context) as (conn, database):
             schema, table = self._table_config(conn)
             label = _label(schema, table)
@@ -532,7 +570,7 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
             with conn.transaction():
                 try:
                     with conn.transaction():  # a savepoint: a refusal undoes the fast path
-                        rows = copy_csv(self.where, context, conn, schema, new, plan)
+                        rows = fill(conn, schema, new)
                 except Refused as refused:
                     context.logger.info("%s: the general path writes it (%s)", self.where, refused)
                     return None
