@@ -1,19 +1,34 @@
-"""What a scheduler decides, and how its settings are checked: the policy enums and
-:class:`TickResult`. The policies themselves are described in :mod:`th2etl.scheduler.scheduler`.
+"""What a scheduler decides, and how its settings are checked: the policy enums,
+:class:`TickResult`, and which due ticks run under the missed-tick policy
+(:func:`due_ticks`, :func:`plan_ticks`). The policies are described, in one place, in
+:mod:`th2etl.scheduler.scheduler`.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from th2etl.exceptions import ValidationError
 from th2etl.pipelines.result import RunResult
 from th2etl.types import JSON
 
-__all__ = ["MissedTickPolicy", "OverlapPolicy", "SkipReason", "TickAction", "TickResult"]
+if TYPE_CHECKING:
+    from th2etl.scheduler.triggers import CronTrigger
+
+__all__ = [
+    "MissedTickPolicy",
+    "OverlapPolicy",
+    "SkipReason",
+    "TickAction",
+    "TickResult",
+    "due_ticks",
+    "plan_ticks",
+]
 
 
 class MissedTickPolicy(StrEnum):
@@ -80,6 +95,64 @@ class TickResult:
     def __repr__(self) -> str:
         why = f"({self.reason.value})" if self.reason else ""
         return f"<{self.scheduler_name} {self.scheduled_time.isoformat()} {self.action.value}{why}>"
+
+
+def due_ticks(
+    trigger: CronTrigger,
+    cursor: datetime,
+    now: datetime,
+    *,
+    start_date: datetime | None,
+    end_date: datetime | None,
+    keep: int,
+) -> tuple[list[datetime], int, datetime | None]:
+    """The fire times in (``cursor``, ``now``] within ``start_date`` .. ``end_date``: the most
+    recent ``keep`` of them, how many older ones were dropped, and the first fire time after
+    ``now`` (``None`` past ``end_date``)."""
+    due: deque[datetime] = deque(maxlen=keep)
+    count = 0
+    start = cursor
+    if start_date is not None and start < start_date:
+        start = start_date - timedelta(microseconds=1)
+    following: datetime | None = None
+    for instant in trigger.iter_fire_times(start):
+        if end_date is not None and instant > end_date:
+            break
+        if instant > now:
+            following = instant
+            break
+        due.append(instant)
+        count += 1
+    return list(due), count - len(due), following
+
+
+def plan_ticks(
+    due: list[datetime],
+    now: datetime,
+    *,
+    policy: MissedTickPolicy,
+    tolerance: timedelta,
+    grace: timedelta,
+    max_catch_up: int,
+) -> Iterator[tuple[datetime, str | None]]:
+    """Each of the ``due`` ticks (oldest first, at least one) as ``(tick, None)`` to run it, or
+    ``(tick, why it is skipped as missed)``, under the missed-tick ``policy``."""
+    latest = due[-1]
+    on_time = now - latest <= tolerance
+    missed = due[:-1] if on_time else due
+    run: set[datetime] = set()
+    if policy is MissedTickPolicy.LATEST and missed and not on_time:
+        if now - missed[-1] <= grace:
+            run.add(missed[-1])
+    elif policy is MissedTickPolicy.ALL:
+        run.update([t for t in missed if now - t <= grace][-max_catch_up:])
+    for tick in missed:
+        if tick in run:
+            yield tick, None
+        else:
+            yield tick, f"{now - tick} late, policy {policy.value!r}"
+    if on_time:
+        yield latest, None
 
 
 def check_seconds(name: str, value: timedelta | float) -> timedelta:

@@ -35,25 +35,30 @@ run's log goes to ``run.log`` and its result (``RunResult.to_dict()``) to ``resu
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from th2etl import executors
 from th2etl._names import check_name
 from th2etl.clock import Clock, SystemClock
-from th2etl.exceptions import NotFoundError, StorageError, ValidationError
+from th2etl.exceptions import StorageError, ValidationError
 from th2etl.executors.thread import ThreadExecutor
 from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.scheduler._loop import Loop, backoff
-from th2etl.scheduler._runs import LostFinish, default_logs_dir, make_run_dir, with_timeout
+from th2etl.scheduler._runs import (
+    Going,
+    ScheduledRuns,
+    default_logs_dir,
+    make_run_dir,
+    with_timeout,
+)
 from th2etl.scheduler.options import ScheduleOptions, check_options
 from th2etl.scheduler.policies import (
     MissedTickPolicy,
@@ -64,6 +69,8 @@ from th2etl.scheduler.policies import (
     check_policy,
     check_seconds,
     check_workers,
+    due_ticks,
+    plan_ticks,
 )
 from th2etl.scheduler.triggers import CronTrigger
 
@@ -89,15 +96,6 @@ RECORDED_MISSED_LIMIT = 100
 
 
 _FROM_SETTINGS: Any = object()
-
-
-class _Going(executors.RunSlot):
-    """A run this scheduler started: its tick and the pool future that waits for it."""
-
-    def __init__(self, run_id: str, scheduled: datetime) -> None:
-        super().__init__(run_id)
-        self.scheduled = scheduled
-        self.future: Future[Any] | None = None
 
 
 # -- the scheduler -------------------------------------------------------------------------------
@@ -197,20 +195,18 @@ class CronScheduler(Loop):
         # Set by a SchedulerManager that owns this scheduler (see managed_by).
         self.storage: Coordination | None = None
         self.instance_id: str | None = None
-        self._executor: Executor | None = None
-        self._own_executor = False
         self.run_executor: executors.Executor | None = None
         """Where whole runs execute (set by a manager; default: a thread of this process)."""
+        self.runs = ScheduledRuns(self.name, self.max_workers)
+        """The runs this scheduler started (see :mod:`th2etl.scheduler._runs`)."""
         self._cursor: datetime | None = None
         self._next: datetime | None = None
         self._retry_at: datetime | None = None
         self._failures = 0
-        self._lock = threading.Lock()
-        self._running: dict[str, _Going] = {}
         self._claims: dict[datetime, str] = {}
         """Run ids of claims whose answer never came (the database went away): the tick's
-        retry claims with the same id, and so adopts the row if the claim was made."""
-        self._lost_finishes: list[LostFinish] = []
+        retry claims with the same id, and so adopts the row if the claim was made.
+        Touched only by the thread that ticks."""
         self.not_before: datetime | None = None
         """With a storage: downtime before this instant (e.g. while disabled) is not missed."""
 
@@ -239,8 +235,7 @@ class CronScheduler(Loop):
     def use_executor(self, executor: Executor | None) -> None:
         """Run pipelines on ``executor``, which its giver owns and shuts down (``None``: this
         scheduler makes a pool of its own when it needs one)."""
-        self._executor = executor
-        self._own_executor = False
+        self.runs.use_pool(executor)
 
     def update_pipeline(
         self, pipeline_name: str, build: Callable[[], Pipeline], trigger_name: str | None
@@ -253,8 +248,7 @@ class CronScheduler(Loop):
     def forget_claims(self) -> None:
         """Give up retrying the claims whose answer was lost (their ticks will not be handled
         by this scheduler again); a manager's sweep settles their rows."""
-        with self._lock:
-            self._claims.clear()
+        self._claims.clear()
 
     def configure(
         self, options: ScheduleOptions, now: datetime | None = None, *, policies: bool = True
@@ -312,48 +306,6 @@ class CronScheduler(Loop):
         first = self.trigger.next_fire_time(after)
         return None if self.end_date is not None and first > self.end_date else first
 
-    def _due(self, now: datetime) -> tuple[list[datetime], int]:
-        """Ticks in (cursor, now] within the dates, the most recent ones kept; and how many
-        older were dropped."""
-        keep = max(self.max_catch_up, RECORDED_MISSED_LIMIT) + 1
-        due: deque[datetime] = deque(maxlen=keep)
-        count = 0
-        assert self._cursor is not None
-        start = self._cursor
-        if self.start_date is not None and start < self.start_date:
-            start = self.start_date - timedelta(microseconds=1)
-        for instant in self.trigger.iter_fire_times(start):
-            if self.end_date is not None and instant > self.end_date:
-                self._next = None
-                break
-            if instant > now:
-                self._next = instant
-                break
-            due.append(instant)
-            count += 1
-        return list(due), count - len(due)
-
-    def _plan(self, due: list[datetime], now: datetime) -> Iterator[tuple[datetime, str | None]]:
-        """(tick, None) to run it, or (tick, why it is skipped as missed)."""
-        latest = due[-1]
-        on_time = now - latest <= self.tolerance
-        missed = due[:-1] if on_time else due
-        run: set[datetime] = set()
-        policy = self.missed
-        if policy is MissedTickPolicy.LATEST and missed and not on_time:
-            if now - missed[-1] <= self.grace:
-                run.add(missed[-1])
-        elif policy is MissedTickPolicy.ALL:
-            run.update([t for t in missed if now - t <= self.grace][-self.max_catch_up :])
-        for tick in missed:
-            if tick in run:
-                yield tick, None
-            else:
-                late = now - tick
-                yield tick, f"{late} late, policy {policy.value!r}"
-        if on_time:
-            yield latest, None
-
     # -- one step -----------------------------------------------------------------------------
 
     def tick(self, now: datetime) -> list[TickResult]:
@@ -365,7 +317,15 @@ class CronScheduler(Loop):
         if self._retry_at is not None and now < self._retry_at:
             return []
         self.retry_lost_finishes()
-        due, dropped = self._due(now)
+        assert self._cursor is not None
+        due, dropped, self._next = due_ticks(
+            self.trigger,
+            self._cursor,
+            now,
+            start_date=self.start_date,
+            end_date=self.end_date,
+            keep=max(self.max_catch_up, RECORDED_MISSED_LIMIT) + 1,
+        )
         if dropped:
             logger.warning(
                 "scheduler %r: %d older missed tick(s) before %s are not recorded",
@@ -374,7 +334,15 @@ class CronScheduler(Loop):
                 due[0].isoformat(),
             )
         results: list[TickResult] = []
-        for scheduled, missed_detail in list(self._plan(due, now)):
+        plan = plan_ticks(
+            due,
+            now,
+            policy=self.missed,
+            tolerance=self.tolerance,
+            grace=self.grace,
+            max_catch_up=self.max_catch_up,
+        )
+        for scheduled, missed_detail in list(plan):
             try:
                 if missed_detail is not None:
                     result = self._skip(scheduled, SkipReason.MISSED, missed_detail, now)
@@ -388,7 +356,7 @@ class CronScheduler(Loop):
         if self._claims:  # a claimed tick dropped from a long catch-up is left to the manager
             self._claims = {t: i for t, i in self._claims.items() if t > due[-1]}
         self._failures = 0
-        self._retry_at = None  # and _due() has set _next to the first tick after now
+        self._retry_at = None  # and _next is the first tick after now
         return results
 
     def prime(self, now: datetime) -> None:
@@ -510,15 +478,13 @@ class CronScheduler(Loop):
         """Runs of this schedule queued or running: in the database (manual, backfill and
         dependency runs included) when a storage is attached, else here."""
         if self.storage is None:
-            with self._lock:
-                return len(self._running)
+            return self.runs.count()
         own = self._claims.get(scheduled)
         return sum(1 for run in self.storage.active_runs(self.name) if run.run_id != own)
 
     def is_busy(self) -> bool:
         """True while a run of this scheduler (started here) is queued or going."""
-        with self._lock:
-            return bool(self._running)
+        return self.runs.busy()
 
     def _fire(self, scheduled: datetime, now: datetime) -> TickResult:
         if self.overlap is OverlapPolicy.SKIP:
@@ -548,30 +514,17 @@ class CronScheduler(Loop):
                 return TickResult(self.name, scheduled, TickAction.TAKEN)
             run_id = record.run_id
         logger.info("scheduler %r starts run %s for %s", self.name, run_id, scheduled.isoformat())
-        going = _Going(run_id, scheduled)
+        going = Going(run_id, scheduled)
         if self.inline:
-            with self._lock:
-                self._running[run_id] = going
+            self.runs.begin(going)
             result = self._execute(scheduled, run_id, going, logical_time)
             if result is None:
                 return TickResult(self.name, scheduled, TickAction.FAILED, run_id=run_id)
             return TickResult(
                 self.name, scheduled, TickAction.STARTED, run_id=run_id, result=result
             )
-        with self._lock:  # held until registered: the run's own clean-up waits for it
-            self._running[run_id] = going
-            going.future = self._get_executor().submit(
-                self._execute, scheduled, run_id, going, logical_time
-            )
+        self.runs.begin(going, partial(self._execute, scheduled, run_id, going, logical_time))
         return TickResult(self.name, scheduled, TickAction.STARTED, run_id=run_id)
-
-    def _get_executor(self) -> Executor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.max_workers, thread_name_prefix=f"th2etl-sched-{self.name}"
-            )
-            self._own_executor = True
-        return self._executor
 
     # -- one run -------------------------------------------------------------------------------
 
@@ -583,7 +536,7 @@ class CronScheduler(Loop):
         return self.run_executor
 
     def _execute(
-        self, scheduled: datetime, run_id: str, going: _Going, logical_time: LogicalTime
+        self, scheduled: datetime, run_id: str, going: Going, logical_time: LogicalTime
     ) -> RunResult | None:
         """Run the pipeline once on the run executor, and wait for it (in a pool thread, or
         inline on a fake clock)."""
@@ -609,133 +562,51 @@ class CronScheduler(Loop):
                     f"trigger {self.trigger!r}) for {scheduled.isoformat()} in {run_dir}"
                 ),
             )
-            handle = self._run_executor().submit(job)
-            going.attach(handle)
-            result = handle.wait()
-            assert result is not None
-            if not handle.recorded and self.storage is not None:
-                self._lost_finish(result)
-            return result
+            return self.runs.execute(job, going, self._run_executor(), self.storage)
         except Exception as exc:
             logger.exception("scheduler %r could not run its pipeline for %s", self.name, scheduled)
-            self._record_failure(run_id, exc)
+            self.runs.record_failure(self.storage, run_id, exc, self.clock.now())
             return None
         finally:
-            with self._lock:
-                self._running.pop(run_id, None)
+            self.runs.end(run_id)
 
     def _build_pipeline(self) -> Pipeline:
         assert self._build is not None
         return self._build()
 
-    def _record_failure(self, run_id: str, exc: Exception) -> None:
-        if self.storage is None:
-            return
-        finish = LostFinish(
-            run_id,
-            RunStatus.FAILED,
-            self.clock.now(),
-            f"the run could not start: {type(exc).__name__}: {exc}",
-        )
-        try:
-            self.storage.finish_run(
-                run_id, finish.status, finished_at=finish.finished_at, error=finish.error
-            )
-        except StorageError as error:
-            logger.warning(
-                "scheduler %r: cannot record that run %s failed (%s); retrying later",
-                self.name,
-                run_id,
-                error,
-            )
-            with self._lock:
-                self._lost_finishes.append(finish)
-
-    def _lost_finish(self, result: RunResult) -> None:
-        finish = LostFinish(result.run_id, result.status, result.finished_at, result.error)
-        with self._lock:
-            self._lost_finishes.append(finish)
-
     def retry_lost_finishes(self) -> None:
         """Record final statuses the database missed while it was away (no run stays
         ``running`` forever because of an outage). The manager calls this at every heartbeat,
         the scheduler before its ticks."""
-        if not self._lost_finishes or self.storage is None:
-            return
-        with self._lock:
-            pending, self._lost_finishes = self._lost_finishes, []
-        for index, finish in enumerate(pending):
-            try:
-                self.storage.finish_run(
-                    finish.run_id, finish.status, finished_at=finish.finished_at, error=finish.error
-                )
-            except NotFoundError:  # its row was deleted: nothing is left running
-                logger.warning("scheduler %r: run %s is no longer stored", self.name, finish.run_id)
-            except StorageError:
-                with self._lock:
-                    self._lost_finishes.extend(pending[index:])
-                return
+        self.runs.retry_lost_finishes(self.storage)
 
     def owes_work(self) -> bool:
         """Whether runs of this scheduler still need it: going, or their status unwritten."""
-        with self._lock:
-            return bool(self._running or self._lost_finishes)
+        return self.runs.owes_work()
 
     def known_runs(self) -> set[str]:
         """Ids of the runs this scheduler answers for: going, their final status not yet
         written, or claimed without an answer. Any other ``running`` row of this instance is
         one it lost track of."""
-        with self._lock:
-            return {
-                *self._running,
-                *(f.run_id for f in self._lost_finishes),
-                *self._claims.values(),
-            }
+        return {*self.runs.ids(), *self._claims.values()}
 
     # -- stopping ------------------------------------------------------------------------------
 
     def running_runs(self) -> list[tuple[str, datetime]]:
         """(run id, scheduled time) of the runs this scheduler started that are still going."""
-        with self._lock:
-            return [(run_id, going.scheduled) for run_id, going in self._running.items()]
+        return self.runs.running()
 
     def cancel_run(self, run_id: str) -> bool:
         """Ask a running run of this scheduler to stop; False if it is not running here."""
-        with self._lock:
-            going = self._running.get(run_id)
-        if going is None:
-            return False
-        going.cancel()
-        return True
+        return self.runs.cancel(run_id)
 
     def wait_for_runs(self, grace: float) -> None:
-        with self._lock:
-            futures = [g.future for g in self._running.values() if g.future is not None]
-        if not futures:
-            return
-        _, pending = wait(futures, timeout=grace)
-        if pending:
-            logger.warning(
-                "scheduler %r: %d run(s) still going after %.0fs; cancelling them",
-                self.name,
-                len(pending),
-                grace,
-            )
-            with self._lock:
-                going = list(self._running.values())
-            for run in going:
-                run.cancel()
-            # A run that ignores its cancel is stopped by its executor after the executor's
-            # grace (a worker is terminated, a thread abandoned): wait that long too.
-            executor_grace = self.run_executor.grace if self.run_executor is not None else 0.0
-            wait(pending, timeout=max(grace, 1.0) + 2 * executor_grace)
+        executor_grace = self.run_executor.grace if self.run_executor is not None else 0.0
+        self.runs.wait(grace, executor_grace)
 
     def _on_stop(self, grace: float) -> None:
         self.wait_for_runs(grace)
-        if self._own_executor and self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-            self._own_executor = False
+        self.runs.shutdown_pool()
 
     def __repr__(self) -> str:
         return (
