@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,7 +24,7 @@ from th2etl.scheduler import load_scheduler_manager
 from th2etl.scheduler.backfill import Backfill, BackfillReport, plan_backfill
 from th2etl.storage import PostgresStorage
 
-from ..conftest import wait_until
+from ..conftest import ROOT, PostgresServer, subprocess_env, wait_until
 from . import worker_blocs
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -201,3 +204,109 @@ def test_scheduled_and_dependency_runs_execute_in_worker_processes(
     [span] = spans(folder).values()
     assert span["pid"] != os.getpid()
     assert follower.worker is not None and follower.worker.endswith(f":{span['pid']}")
+
+
+def test_two_backfill_processes_at_once_run_every_tick_exactly_once(
+    storage: PostgresStorage, postgres: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "spans"
+    gate = tmp_path / "gate"
+    hourly_pipeline(storage, folder, wait_for=str(gate))
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; import tests.scheduler.worker_blocs; from th2etl.cli import main; "
+        "sys.exit(main(sys.argv[1:]))",
+        *("backfill", "hourly_spans", "--from", "2026-05-14T00:00Z", "--to", "2026-05-14T23:00Z"),
+        *("--max-active", "2"),
+    ]
+    env = subprocess_env(DATABASE_URL=postgres.url, DATABASE_SCHEMA=schema)
+    processes = [
+        subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+
+        def owners() -> set[str | None]:
+            return {run.owner_id for run in storage.active_runs("hourly_spans")}
+
+        # Both processes hold runs at the same moment (their first ones wait for the gate).
+        wait_until(lambda: len(owners()) == 2, timeout=120, what="runs of both backfills")
+        gate.touch()
+        outputs = [process.communicate(timeout=300)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    runs = storage.list_runs(scheduler_name="hourly_spans", limit=100)
+    assert len(runs) == 24
+    assert {(run.attempt, run.status) for run in runs} == {(1, RunStatus.SUCCEEDED)}
+    assert len({run.scheduled_time for run in runs}) == 24
+    assert len({run.owner_id for run in runs}) == 2
+    assert len(spans(folder)) == 24  # each tick's bloc ran once
+    succeeded = []
+    for output in outputs:
+        done = re.search(r"^done: (\d+)/(\d+), (\d+) succeeded, 0 failed", output, re.M)
+        assert done is not None, output
+        succeeded.append(int(done[3]))
+    assert sum(succeeded) == 24 and all(succeeded)
+
+
+def test_a_killed_backfill_leaves_its_run_to_rerun_failed(
+    storage: PostgresStorage, postgres: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "spans"
+    gate = tmp_path / "gate"
+    hourly_pipeline(storage, folder, wait_for=str(gate))
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; import tests.scheduler.worker_blocs; from th2etl.cli import main; "
+        "sys.exit(main(sys.argv[1:]))",
+        *("backfill", "hourly_spans", "--from", "2026-05-14T00:00Z", "--to", "2026-05-14T01:00Z"),
+    ]
+    env = subprocess_env(DATABASE_URL=postgres.url, DATABASE_SCHEMA=schema)
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: any(folder.glob("*.started")), timeout=120, what="the first run")
+    finally:
+        process.kill()  # SIGKILL: nothing of th2etl backfill gets to clean up
+        process.wait()
+    [first] = storage.list_runs(scheduler_name="hourly_spans")
+    # Its worker, whose owner is gone, cancels the run; had it died too, a live instance would
+    # mark the run abandoned once the backfill's heartbeats stopped.
+    wait_until(
+        lambda: storage.get_run(first.run_id).status is not RunStatus.RUNNING,
+        timeout=60,
+        what="the orphaned run to end",
+    )
+    assert storage.get_run(first.run_id).status is RunStatus.CANCELLED
+    gate.touch()
+    again = plan_backfill(
+        storage, "hourly_spans", at("2026-05-14 00:00"), at("2026-05-14 01:00"), now=NOW
+    )
+    assert [again.state(t) for t in again.fire_times] == [
+        f"already cancelled (run {first.run_id})",
+        "run",
+    ]
+    rerun = plan_backfill(
+        storage,
+        "hourly_spans",
+        at("2026-05-14 00:00"),
+        at("2026-05-14 01:00"),
+        now=NOW,
+        rerun_failed=True,
+    )
+    assert [rerun.state(t) for t in rerun.fire_times] == ["rerun (cancelled, attempt 2)", "run"]
+    report = Backfill(storage, rerun).run()
+    assert (report.total, report.succeeded) == (2, 2)
+    attempts = sorted(
+        (run.scheduled_time, run.attempt, run.status.value)
+        for run in storage.list_runs(scheduler_name="hourly_spans")
+    )
+    assert [(a, s) for _, a, s in attempts] == [
+        (1, "cancelled"),
+        (2, "succeeded"),
+        (1, "succeeded"),
+    ]

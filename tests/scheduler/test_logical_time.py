@@ -96,6 +96,33 @@ def test_half_hourly_runs_through_the_repeated_paris_hour() -> None:
     ]
     assert [row["window"] for row in rows][2] == "from 02:30 CEST to 02:00 CET"
     assert {row["date"] for row in rows} == {"2026-10-25"}
+    assert {row["compact"] for row in rows} == {"20261025"}
+    assert [row["scheduled"] for row in rows] == [row["end"] for row in rows]
+
+
+def test_daily_interval_across_the_paris_spring_change() -> None:
+    # 2026-03-29: Paris goes from +01:00 to +02:00 at 02:00 local; that day has 23 hours.
+    rows = run_ticks(
+        "0 6 * * *", "Europe/Paris", datetime(2026, 3, 28, 12, tzinfo=UTC), timedelta(days=2)
+    )
+    assert rows == [
+        {
+            "scheduled": "2026-03-29T06:00:00+02:00",
+            "start": "2026-03-28T06:00:00+01:00",
+            "end": "2026-03-29T06:00:00+02:00",
+            "date": "2026-03-28",
+            "compact": "20260328",
+            "window": "from 06:00 CET to 06:00 CEST",
+        },
+        {
+            "scheduled": "2026-03-30T06:00:00+02:00",
+            "start": "2026-03-29T06:00:00+02:00",
+            "end": "2026-03-30T06:00:00+02:00",
+            "date": "2026-03-29",
+            "compact": "20260329",
+            "window": "from 06:00 CEST to 06:00 CEST",
+        },
+    ]
 
 
 def test_manual_runs_are_for_their_start_or_their_at() -> None:

@@ -15,9 +15,10 @@ from th2etl.types import Rows
 
 @register_bloc
 class WhereAndWhen(TransformerBloc):
-    """Writes ``<folder>/<run id>.started`` when it starts, then after ``seconds`` (cut short
-    by a cancel unless ``stubborn``) ``<folder>/<run id>.json``: the pid of its process and
-    when it started and ended (``time.monotonic()``, one clock for every process)."""
+    """Writes ``<folder>/<run id>.started`` when it starts, waits until the file ``wait_for``
+    exists (when given), then after ``seconds`` (cut short by a cancel unless ``stubborn``)
+    writes ``<folder>/<run id>.json``: the pid of its process and when it started and ended
+    (``time.monotonic()``, one clock for every process)."""
 
     bloc_type = "scheduler_test_where_and_when"
     summary = "Records its process and its time span in a folder."
@@ -25,13 +26,17 @@ class WhereAndWhen(TransformerBloc):
         ConfigField("folder", "str", required=True, help="where to write"),
         ConfigField("seconds", "number", default=0, help="how long to take"),
         ConfigField("stubborn", "bool", default=False, help="ignore cancellation"),
+        ConfigField("wait_for", "str", help="a file to wait for first"),
     )
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
         folder = Path(self.config["folder"])
         started = time.monotonic()
         (folder / f"{context.run_id}.started").write_text(str(os.getpid()), encoding="utf-8")
-        deadline = started + float(self.config["seconds"])
+        gate = self.config.get("wait_for")
+        while gate and not Path(gate).exists() and not context.cancel_requested:
+            time.sleep(0.01)
+        deadline = time.monotonic() + float(self.config["seconds"])
         while time.monotonic() < deadline:
             if context.cancel_requested and not self.config["stubborn"]:
                 break

@@ -260,7 +260,7 @@ class BackfillRequest(Body):
     )
     end: Instant = Field(alias="to", description="last fire time (inclusive)")
     rerun_failed: bool = Field(
-        default=False, description="rerun failed and abandoned ticks as new attempts"
+        default=False, description="rerun failed, abandoned and cancelled ticks as new attempts"
     )
     max_active: int = Field(default=1, description="runs at once, 1 to 1,000")
     dry_run: bool = Field(default=False, description="only list the fire times")

@@ -46,7 +46,7 @@ def register(commands: Commands) -> None:
     backfill.add_argument(
         "--rerun-failed",
         action="store_true",
-        help="run failed and abandoned ticks again, as their next attempt",
+        help="run failed, abandoned and cancelled ticks again, as their next attempt",
     )
     backfill.add_argument(
         "--max-active",
@@ -132,7 +132,10 @@ def _print_end(report: BackfillReport) -> int:
     if report.taken:
         line += f", {report.taken} run by another process"
     if report.cancelled:
-        line += "; interrupted: run the same command again to go on"
+        line += (
+            "; interrupted: run the same command with --rerun-failed to go on (and rerun "
+            "the runs it cancelled)"
+        )
     elif failed:
         line += "; run again with --rerun-failed to retry them"
     print(line, flush=True)

@@ -18,8 +18,9 @@
   attempt), so a tick that ran or runs is not run again, by this backfill, another one started
   at the same moment in another process, or the scheduler itself. A tick recorded ``skipped``
   (missed, overlap, max_active_runs) counts as not run: backfill exists for those. With
-  ``rerun_failed``, ticks whose latest attempt ``failed`` or was ``abandoned`` run again as
-  their next attempt; the earlier attempt's record stays.
+  ``rerun_failed``, ticks whose latest attempt ``failed``, was ``abandoned`` or was
+  ``cancelled`` (an interrupted backfill cancels its runs going) run again as their next
+  attempt; the earlier attempt's record stays.
 * **Runs.** Recorded like the scheduler's (scheduler, trigger, logical time, attempt, the
   schedule's variables and timeout, ``started_by`` ``backfill:NAME``, the definitions
   snapshot taken when the backfill starts, and the executor), in fire-time order, at most
@@ -30,7 +31,8 @@
   killable like a scheduled one: a cancel (``th2etl cancel``, the API) or the schedule's
   timeout stops it, a worker that crashes fails only its run. They are owned by this process,
   which sends heartbeats meanwhile: a backfill killed midway leaves its runs to be marked
-  ``abandoned`` by any live instance, and ``--rerun-failed`` picks them up.
+  ``abandoned`` by any live instance (a worker whose owner died cancels its run itself), and
+  ``--rerun-failed`` picks them up.
 * A **disabled** scheduler can be backfilled (the plan says so); its trigger stays quiet.
 """
 
@@ -78,7 +80,8 @@ MAX_FIRE_TIMES = 10_000
 """A larger backfill needs ``yes`` (``--yes``): it is more likely a typo than a plan."""
 MAX_ACTIVE = 1_000
 _COUNT_LIMIT = 1_000_000
-RERUN_FAILED = frozenset({RunStatus.FAILED, RunStatus.ABANDONED})
+RERUN_FAILED = frozenset({RunStatus.FAILED, RunStatus.ABANDONED, RunStatus.CANCELLED})
+"""The ticks ``rerun_failed`` runs again (besides ``skipped`` ones, which always run)."""
 _EPSILON = timedelta(microseconds=1)
 
 

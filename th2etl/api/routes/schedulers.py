@@ -59,9 +59,9 @@ def backfill_scheduler(name: str, body: BackfillRequest, request: Request) -> Re
     """Run every fire time of the scheduler from ``from`` to ``to`` (inclusive) that has not
     run, each for its own logical time, ``max_active`` at once, in the service (202 at once;
     follow the runs with ``GET /runs?scheduler=NAME``). Ticks that already ran are not run
-    again (across processes), ``skipped`` ones are; ``rerun_failed`` reruns failed and
-    abandoned ones as new attempts. A disabled scheduler is backfilled too (``notes`` says so).
-    Semantics: th2etl.scheduler.backfill."""
+    again (across processes), ``skipped`` ones are; ``rerun_failed`` reruns failed,
+    abandoned and cancelled ones as new attempts. A disabled scheduler is backfilled too
+    (``notes`` says so). Semantics: th2etl.scheduler.backfill."""
     state = state_of(request)
     plan = plan_backfill(
         state.storage,

@@ -369,8 +369,8 @@ def _backfill_form(scheduler: str, zone: str, now: datetime) -> str:
         f'<label>to (inclusive)<input name="to" value="{h(local.isoformat())}" required></label>'
         '<label>runs at once <input name="max_active" type="number" min="1" max="1000" '
         'value="1"></label>'
-        '<label><input name="rerun_failed" type="checkbox"> rerun failed and abandoned ticks'
-        "</label>"
+        '<label><input name="rerun_failed" type="checkbox"> rerun failed, abandoned and '
+        "cancelled ticks</label>"
         '<div><button type="submit" name="dry_run" value="true">Preview</button> '
         '<button type="submit" class="primary" name="dry_run" value="false">Backfill</button>'
         '</div><pre class="backfill-result" hidden></pre></form></details>'
