@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import uuid
@@ -71,7 +70,7 @@ class RunContext:
         self.batch_size = DEFAULT_BATCH_SIZE
         self._outputs: dict[str, Rows] = {}
         self._lock = threading.Lock()
-        self._cancelled = threading.Event()
+        self._cancelled = False  # set once, under _lock; read without it
         self._hooks: list[Callable[[], None]] = []
 
     def set_output(self, bloc_name: str, rows: Rows) -> None:
@@ -104,13 +103,13 @@ class RunContext:
     @property
     def cancel_requested(self) -> bool:
         """True once the run was asked to stop; a long bloc may check it and return early."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def on_cancel(self, hook: Callable[[], None]) -> Callable[[], None]:
         """Call ``hook()`` (from another thread) when this attempt or the run is asked to stop,
         at once if it already was; returns a function that removes the hook."""
         with self._lock:
-            if not self._cancelled.is_set():
+            if not self._cancelled:
                 self._hooks.append(hook)
                 return lambda: self._remove_hook(hook)
         _call_hook(hook, self)
@@ -123,16 +122,19 @@ class RunContext:
 
     def _request_cancel(self) -> None:
         with self._lock:
-            self._cancelled.set()
+            self._cancelled = True
             hooks, self._hooks = self._hooks, []
         for hook in hooks:
             _call_hook(hook, self)
 
     def _attempt(self, batch_size: int) -> RunContext:
         """A copy for one attempt of one bloc: same run and outputs, its own cancel."""
-        clone = copy.copy(self)
+        # Not copy.copy: this runs once per bloc and attempt, and the engine's cost per bloc is
+        # measured (scripts/bench_engine.py).
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
         clone.batch_size = batch_size
-        clone._cancelled = threading.Event()
+        clone._cancelled = False
         clone._hooks = []
         return clone
 

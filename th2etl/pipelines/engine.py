@@ -61,14 +61,13 @@ starts with its stage and reads spilled input; rows still travel in batches.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -78,6 +77,7 @@ from th2etl.blocs.base import Bloc
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import BlocError, BlocTimeoutError, ValidationError
 from th2etl.logical_time import LogicalTime
+from th2etl.pipelines._threads import Pool, Ticket, submit_to
 from th2etl.pipelines.context import DEFAULT_BATCH_SIZE, RunContext
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import BlocResult, BlocStatus, Outputs, RunResult, RunStatus
@@ -101,25 +101,25 @@ class CancelToken:
     """Cancels a run from another thread: ``token.cancel()``."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._cancelled = False  # set once, under _lock
         self._lock = threading.Lock()
         self._wakeups: list[queue.SimpleQueue[object]] = []
 
     def cancel(self) -> None:
         """Ask the run to stop; idempotent."""
         with self._lock:
-            self._event.set()
+            self._cancelled = True
             for wakeup in self._wakeups:
                 wakeup.put(self)
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancelled
 
     def _subscribe(self, wakeup: queue.SimpleQueue[object]) -> None:
         with self._lock:
             self._wakeups.append(wakeup)
-            if self._event.is_set():
+            if self._cancelled:
                 wakeup.put(self)
 
     def _unsubscribe(self, wakeup: queue.SimpleQueue[object]) -> None:
@@ -162,6 +162,37 @@ class _State(Enum):
 class _Node:
     """One bloc of the run: where it reads from, who reads it, its current attempt."""
 
+    __slots__ = (
+        "at_end",
+        "batch_size",
+        "bloc",
+        "children",
+        "context",
+        "deadline",
+        "feeding",
+        "final",
+        "fused",
+        "fused_into",
+        "group",
+        "in_pipe",
+        "input",
+        "output",
+        "parent",
+        "reads",
+        "resolve_error",
+        "resolved",
+        "result",
+        "shown",
+        "sources",
+        "spill",
+        "stage",
+        "stop_reason",
+        "t0",
+        "ticket",
+        "timeout",
+        "where",
+    )
+
     def __init__(self, bloc: Bloc, stage: int, sources: list[str]) -> None:
         self.bloc = bloc
         self.stage = stage
@@ -176,7 +207,7 @@ class _Node:
         self.batch_size = DEFAULT_BATCH_SIZE
         self.final = False
         # The current attempt:
-        self.future: Future[None] | None = None
+        self.ticket: Ticket | None = None
         self.context: RunContext | None = None
         self.input: Input | None = None
         self.output: Output | None = None
@@ -188,10 +219,10 @@ class _Node:
         self.shown = (0, 0)
         self.fused: _Node | None = None  # a source this bloc reads itself (Bloc.fuses)
         self.fused_into: _Node | None = None
-
-    @property
-    def where(self) -> str:
-        return f"bloc {self.bloc.name!r} ({self.bloc.bloc_type})"
+        self.where = f"bloc {bloc.name!r} ({bloc.bloc_type})"
+        self.timeout = bloc.timeout
+        self.at_end: Callable[[RunContext], None]  # the end of its input (see _Run._at_end)
+        self.reads: list[Callable[[], Iterator[Rows]]] = []  # its spills, if it does not stream
 
     def descendants(self) -> Iterator[_Node]:
         for child in self.children:
@@ -203,15 +234,32 @@ class _Group:
     """A stream: a bloc that starts on its own and the blocs streaming from it, attempted
     together."""
 
-    def __init__(self, root: _Node) -> None:
+    __slots__ = (
+        "_wakeup",
+        "charged",
+        "error",
+        "nodes",
+        "retry_at",
+        "root",
+        "running",
+        "state",
+        "stop_deadline",
+    )
+
+    def __init__(self, root: _Node, wakeup: queue.SimpleQueue[object]) -> None:
         self.root = root
-        self.nodes = [root, *root.descendants()]
+        self._wakeup = wakeup
+        self.nodes = [root, *root.descendants()] if root.children else [root]
         self.state = _State.WAITING
         self.charged: _Node | None = None
         self.error: BaseException | None = None
         self.retry_at = 0.0
         self.stop_deadline = 0.0
         self.running: list[_Node] = []
+
+    def wake(self) -> None:
+        """An attempt of this stream ended (called from its thread): look at it."""
+        self._wakeup.put(self)
 
 
 class _SourceFailed(BaseException):
@@ -229,6 +277,10 @@ def _fused_stream(bloc: Bloc, context: RunContext) -> Iterator[Rows]:
         raise
     except BaseException as exc:
         raise _SourceFailed(exc) from exc
+
+
+def _nothing_before(context: RunContext) -> None:
+    """The end of the input of a bloc of the first stage: no earlier stage to wait for."""
 
 
 def _attempt(bloc: Bloc, context: RunContext, rows: Input, output: Output) -> None:
@@ -268,10 +320,11 @@ class _Run:
         self.stop_grace = stop_grace
         self.keep: int | None = {True: None, False: 0, None: KEEP_OUTPUT_ROWS}[keep_outputs]
         self.streaming = executor is None
-        self.own_executor = executor is None
-        self.executor = executor or ThreadPoolExecutor(
-            max_workers=min(len(pipeline.blocs), 256),
-            thread_name_prefix=thread_name_prefix or f"th2etl-{pipeline.name}",
+        self.executor = executor
+        self.pool = (
+            Pool(min(len(pipeline.blocs), 256), thread_name_prefix or f"th2etl-{pipeline.name}")
+            if executor is None
+            else None
         )
         self.wakeup: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.folder = SpillFolder()
@@ -291,6 +344,8 @@ class _Run:
         for node in self.nodes.values():
             self.open[node.stage] += 1
         self.bad_stage = len(pipeline.stages) + 1
+        self.first_open = 1  # the first stage with a bloc not final: the stages before it are
+        self.finals_waiting = 0  # threads waiting on `finals`
 
     # --- plan -----------------------------------------------------------------------------
 
@@ -325,7 +380,7 @@ class _Run:
                         found.spill = Spill(source, self.folder, DEFAULT_BATCH_SIZE)
         for node in nodes.values():
             if node.parent is None:
-                group = _Group(node)
+                group = _Group(node, self.wakeup)
                 for member in group.nodes:
                     member.group = group
             feeder = node.parent
@@ -340,6 +395,11 @@ class _Run:
                 and type(node.bloc).fuses(feeder.resolved)
             ):
                 node.fused, feeder.fused_into = feeder, node
+        for node in nodes.values():
+            node.at_end = self._at_end(node)
+            if node.parent is None:
+                spills = [nodes[name].spill for name in node.sources]
+                node.reads = [spill.read for spill in spills if spill is not None]
         return nodes
 
     # --- the coordinating loop ------------------------------------------------------------
@@ -359,8 +419,8 @@ class _Run:
             self._loop()
         finally:
             self.cancel._unsubscribe(self.wakeup)
-            if self.own_executor:
-                self.executor.shutdown(wait=False, cancel_futures=True)
+            if self.pool is not None:
+                self.pool.shutdown()
             self.folder.cleanup()
         failed = [n.result for n in self.nodes.values() if n.result.status is BlocStatus.FAILED]
         status, error = RunStatus.SUCCEEDED, None
@@ -398,7 +458,7 @@ class _Run:
     def _loop(self) -> None:
         next_progress = time.perf_counter() + _PROGRESS_EVERY
         while True:
-            if self.cancel.cancelled and not self.cancel_seen:
+            if not self.cancel_seen and self.cancel._cancelled:
                 self.cancel_seen = True
                 self.context._request_cancel()
                 for group in self.groups:
@@ -410,19 +470,30 @@ class _Run:
             self.groups_started = active
             if not active and not self.waiting:
                 return
-            now = time.perf_counter()
-            wake = [next_progress]
+            due = next_progress
             for group in active:
                 if group.state is _State.RETRY:
-                    wake.append(group.retry_at)
+                    due = min(due, group.retry_at)
                 elif group.state is _State.STOPPING:
-                    wake.append(group.stop_deadline)
+                    due = min(due, group.stop_deadline)
                 elif group.state is _State.RUNNING:
-                    wake += [n.deadline for n in group.running if n.deadline is not None]
-            # Attempts and the cancel token post to this queue when they are done.
-            with contextlib.suppress(queue.Empty):
-                self.wakeup.get(timeout=max(0.0, min(wake) - now))
+                    for node in group.running:
+                        if node.deadline is not None:
+                            due = min(due, node.deadline)
+            # A stream posts itself here when one of its attempts ended, the cancel token too.
+            woken: set[object] = set()
+            wakeup = self.wakeup
+            try:  # noqa: SIM105 (contextlib.suppress costs three calls, once per bloc)
+                woken.add(wakeup.get(timeout=max(0.0, due - time.perf_counter())))
+            except queue.Empty:
+                pass
+            while not wakeup.empty():
+                woken.add(wakeup.get())
             now = time.perf_counter()
+            if now < due and self.cancel not in woken:
+                # Only attempts ended: look at their streams alone (a run of many blocs would
+                # otherwise look at every running stream once per bloc).
+                active = [group for group in active if group in woken]
             for group in active:
                 self._advance(group, now)
             if now >= next_progress:
@@ -432,10 +503,9 @@ class _Run:
     def _settled(self, stage: int, fused: _Node | None = None) -> bool:
         """Whether every bloc of the stages before ``stage`` is final (but ``fused``, which
         ends with the bloc it runs in)."""
-        left = sum(self.open[1:stage])
-        if fused is not None and not fused.final and fused.stage < stage:
-            left -= 1
-        return left == 0
+        if fused is None or fused.final or fused.stage >= stage:
+            return self.first_open >= stage
+        return sum(self.open[1:stage]) == 1
 
     def _start_ready(self) -> None:
         while self.waiting:
@@ -444,10 +514,10 @@ class _Run:
                 self.waiting.pop(0)
                 continue
             stage = group.root.stage
-            if not self._settled(stage):
+            if self.first_open < stage:  # an earlier stage has not finished
                 return
             self.waiting.pop(0)
-            if self.cancel.cancelled:
+            if self.cancel._cancelled:
                 self._close_group(group, BlocStatus.CANCELLED, None)
             elif self.bad_stage >= stage:
                 self._launch(group)
@@ -463,15 +533,23 @@ class _Run:
             for node in group.nodes:
                 if not node.final and node.stage > self.failed_stage:
                     self._finish(node, BlocStatus.SKIPPED)
-        active = {n.bloc.name for n in group.nodes if not n.final}
-        for node in reversed(group.nodes):  # a finished bloc runs again to feed its stream
-            if any(child.bloc.name in active for child in node.children):
-                active.add(node.bloc.name)
-        nodes = [n for n in group.nodes if n.bloc.name in active]
+        if len(group.nodes) == 1:  # most blocs: spare the stream bookkeeping below
+            active = set() if group.root.final else {group.root.bloc.name}
+            nodes = [] if group.root.final else [group.root]
+        else:
+            active = {n.bloc.name for n in group.nodes if not n.final}
+            for node in reversed(group.nodes):  # a finished bloc runs again to feed its stream
+                if any(child.bloc.name in active for child in node.children):
+                    active.add(node.bloc.name)
+            nodes = [n for n in group.nodes if n.bloc.name in active]
         if not nodes:
             group.state = _State.DONE
             return
-        broken = next((n for n in nodes if n.resolve_error is not None), None)
+        broken = (
+            (nodes[0] if nodes[0].resolve_error is not None else None)
+            if len(nodes) == 1
+            else next((n for n in nodes if n.resolve_error is not None), None)
+        )
         if broken is not None:
             broken.result.attempts = 1
             broken.result.started_at = self.clock.now()
@@ -481,51 +559,66 @@ class _Run:
             self._end_group(group)
             return
         group.state = _State.RUNNING
-        fused = [n for n in nodes if n.fused_into is not None]
-        for node in fused:  # runs inside the bloc it is fused into
-            node.context = self.context._attempt(node.batch_size)
-            if node.result.attempts == 0:
-                node.result.attempts = 1
-                node.result.started_at = self.clock.now()
-                node.t0 = time.perf_counter()
-                self.notify("bloc_started", node.bloc, node.result.attempts)
+        group.charged = group.error = None
+        if len(nodes) == 1:
+            group.running = nodes
+            self._submit(group, nodes[0], None)
+            return
+        for node in nodes:
+            if node.fused_into is not None:  # runs inside the bloc it is fused into
+                node.context = self.context._attempt(node.batch_size)
+                if node.result.attempts == 0:
+                    node.result.attempts = 1
+                    node.result.started_at = self.clock.now()
+                    node.t0 = time.perf_counter()
+                    if self.listeners:
+                        self.notify("bloc_started", node.bloc, 1)
         nodes = [n for n in nodes if n.fused_into is None]
         group.running = nodes
-        group.charged = group.error = None
         for node in nodes:
-            node.feeding = node.final
-            node.stop_reason = None
-            node.context = self.context._attempt(node.batch_size)
             for child in node.children:
                 if child.bloc.name in active:
                     child.in_pipe = Pipe(_PIPE_DEPTH)
-            pipes = [c.in_pipe for c in node.children if c.bloc.name in active and c.in_pipe]
-            node.output = Output(
-                node.where,
-                node.batch_size,
-                pipes,
-                node.spill,
-                0 if node.feeding else self.keep,
-                type(node.bloc).per_batch,
-            )
         for node in nodes:
-            node.input = Input(self._sources(node), self._at_end(node))
-            if node.fused is not None:
-                node.input.fused = node.fused.resolved
-            if not node.feeding and node.result.attempts == 0:
-                node.result.attempts = 1
-                node.result.started_at = self.clock.now()
+            pipes = [c.in_pipe for c in node.children if c.bloc.name in active and c.in_pipe]
+            self._submit(group, node, pipes)
+
+    def _submit(self, group: _Group, node: _Node, pipes: list[Pipe] | None) -> None:
+        """Start an attempt of ``node``, its output going to ``pipes`` (those of its children
+        that stream with it) and its spill."""
+        node.feeding = feeding = node.final
+        node.stop_reason = None
+        node.context = context = self.context._attempt(node.batch_size)
+        node.output = output = Output(
+            node.where,
+            node.batch_size,
+            pipes or [],
+            node.spill,
+            0 if feeding else self.keep,
+            type(node.bloc).per_batch,
+        )
+        reads = node.reads if node.parent is None and node.fused is None else self._sources(node)
+        node.input = rows = Input(reads, node.at_end, context)
+        if node.fused is not None:
+            rows.fused = node.fused.resolved
+        if not feeding:
+            result = node.result
+            if result.attempts == 0:
+                result.attempts = 1
+                result.started_at = self.clock.now()
                 node.t0 = time.perf_counter()
-            assert node.resolved is not None and node.context is not None
-            assert node.output is not None
-            node.future = self.executor.submit(
-                _attempt, node.resolved, node.context, node.input, node.output
-            )
-            node.future.add_done_callback(self.wakeup.put)
-            timeout = node.bloc.timeout
-            node.deadline = time.perf_counter() + timeout if timeout is not None else None
-            if not node.feeding:
-                self.notify("bloc_started", node.bloc, node.result.attempts)
+            if self.listeners:
+                self.notify("bloc_started", node.bloc, result.attempts)
+        bloc = node.resolved
+        assert bloc is not None
+        node.ticket = ticket = Ticket(group.wake)
+        timeout = node.timeout
+        node.deadline = time.perf_counter() + timeout if timeout is not None else None
+        if self.pool is not None:
+            self.pool.submit(ticket, _attempt, bloc, context, rows, output)
+        else:
+            assert self.executor is not None
+            submit_to(self.executor, ticket, _attempt, bloc, context, rows, output)
 
     def _sources(self, node: _Node) -> list[Any]:
         source = node.fused
@@ -533,34 +626,27 @@ class _Run:
             bloc, context = source.resolved, source.context
             assert bloc is not None and context is not None
             return [lambda: _fused_stream(bloc, context)]
-        if node.parent is not None:
-            pipe = node.in_pipe
-            assert pipe is not None
-            return [lambda: iter(pipe)]
-        context = node.context
-        assert context is not None
+        assert node.in_pipe is not None
+        return [node.in_pipe.__iter__]
 
-        def checked(spill: Spill) -> Iterator[Rows]:
-            for batch in spill.read():
-                if context.cancel_requested:
-                    raise Stopped
-                yield batch
+    def _at_end(self, node: _Node) -> Callable[[RunContext], None]:
+        """The end of ``node``'s input, given its attempt's context: waits until the earlier
+        stages have finished, and raises :class:`Stopped` unless they all succeeded."""
+        if node.stage == 1:
+            return _nothing_before
 
-        spills = [self.nodes[name].spill for name in node.sources]
-        return [lambda spill=spill: checked(spill) for spill in spills if spill is not None]
-
-    def _at_end(self, node: _Node) -> Any:
-        context = node.context
-        assert context is not None
-
-        def wait() -> None:
-            if node.stage == 1:
-                return
-            with self.finals:
-                while not self._settled(node.stage, node.fused):
-                    if context.cancel_requested:
-                        raise Stopped
-                    self.finals.wait(0.1)
+        def wait(context: RunContext) -> None:
+            # Without the lock first: what it reads only moves forward, bad_stage first.
+            if not self._settled(node.stage, node.fused):
+                with self.finals:
+                    self.finals_waiting += 1
+                    try:
+                        while not self._settled(node.stage, node.fused):
+                            if context.cancel_requested:
+                                raise Stopped
+                            self.finals.wait(0.1)
+                    finally:
+                        self.finals_waiting -= 1
             if context.cancel_requested or self.bad_stage < node.stage:
                 raise Stopped
 
@@ -579,10 +665,10 @@ class _Run:
         if group.state not in (_State.RUNNING, _State.STOPPING):
             return
         for node in list(group.running):
-            future = node.future
-            assert future is not None
-            if future.done():
-                self._ended(group, node, future)
+            ticket = node.ticket
+            assert ticket is not None
+            if ticket.done:
+                self._ended(group, node, ticket.error)
             elif (
                 group.state is _State.RUNNING
                 and node.deadline is not None
@@ -605,10 +691,9 @@ class _Run:
             else:
                 group.state = _State.DONE
 
-    def _ended(self, group: _Group, node: _Node, future: Future[None]) -> None:
+    def _ended(self, group: _Group, node: _Node, exc: BaseException | None) -> None:
         group.running.remove(node)
-        node.future = None
-        exc = future.exception() if not future.cancelled() else Stopped()
+        node.ticket = None
         source = node.fused
         if source is not None and not source.final:
             if isinstance(exc, _SourceFailed):
@@ -787,7 +872,9 @@ class _Run:
 
     def _finish(self, node: _Node, status: BlocStatus, *, message: str | None = None) -> None:
         result = node.result
-        self._count(node)
+        if node.input is not None and node.output is not None and not node.feeding:
+            result.rows_in, result.batches_in = node.input.rows, node.input.batches
+            result.rows_out, result.batches_out = node.output.rows, node.output.batches
         result.status = status
         if message is not None and result.error_message is None:
             result.error_message = message
@@ -797,12 +884,18 @@ class _Run:
         if status is not BlocStatus.SUCCEEDED:
             node.output = None  # its kept rows are not outputs
         with self.finals:
-            node.final = True
-            self.open[node.stage] -= 1
+            # In this order: a bloc's input reads these without the lock (see _at_end).
             if status is not BlocStatus.SUCCEEDED:
                 self.bad_stage = min(self.bad_stage, node.stage)
-            self.finals.notify_all()
-        self.notify("bloc_finished", result)
+            node.final = True
+            self.open[node.stage] -= 1
+            last = len(self.open) - 1
+            while self.first_open < last and not self.open[self.first_open]:
+                self.first_open += 1
+            if self.finals_waiting:
+                self.finals.notify_all()
+        if self.listeners:
+            self.notify("bloc_finished", result)
 
     def _progress(self) -> None:
         for group in self.groups_started:

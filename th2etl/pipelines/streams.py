@@ -12,10 +12,13 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from th2etl.exceptions import BlocError
 from th2etl.types import Rows
+
+if TYPE_CHECKING:
+    from th2etl.pipelines.context import RunContext
 
 __all__ = ["Input", "Output", "Pipe", "Spill", "SpillFolder", "Stopped"]
 
@@ -163,9 +166,12 @@ class Spill:
 
     def read(self) -> Iterator[Rows]:
         if self._path is None:
-            yield from self._held
-            return
-        with self._path.open("rb") as handle:
+            return iter(self._held)
+        return self._read(self._path)
+
+    @staticmethod
+    def _read(path: Path) -> Iterator[Rows]:
+        with path.open("rb") as handle:
             while True:
                 try:
                     batch: Rows = pickle.load(handle)
@@ -177,13 +183,18 @@ class Spill:
 class Input:
     """What a bloc's ``stream`` iterates: its sources' batches in order, then the end, which
     waits until every earlier stage has finished and raises :class:`Stopped` unless all
-    succeeded (``at_end``); counts rows and batches as the bloc takes them."""
+    succeeded (``at_end``); counts rows and batches as the bloc takes them, and raises
+    :class:`Stopped` once the attempt's context says to stop."""
 
     def __init__(
-        self, sources: list[Callable[[], Iterator[Rows]]], at_end: Callable[[], None]
+        self,
+        sources: list[Callable[[], Iterator[Rows]]],
+        at_end: Callable[[RunContext], None],
+        context: RunContext,
     ) -> None:
         self._sources = sources
         self._at_end = at_end
+        self._context = context
         self.rows = 0
         self.batches = 0
         self.fused: Any = None  # the source bloc, when the engine fused it into this one
@@ -193,15 +204,18 @@ class Input:
         iterating it to the end would (waiting for the earlier stages, raising if one failed)."""
         self.rows += rows
         self.batches += 1
-        self._at_end()
+        self._at_end(self._context)
 
     def __iter__(self) -> Iterator[Rows]:
+        context = self._context
         for source in self._sources:
             for batch in source():
+                if context.cancel_requested:
+                    raise Stopped
                 self.rows += len(batch)
                 self.batches += 1
                 yield batch
-        self._at_end()
+        self._at_end(context)
 
 
 class Output:
