@@ -164,3 +164,58 @@ def test_backfill_dry_run_refusals_and_a_run_in_the_service(client: TestClient) 
         "2026-03-02": "succeeded",
         "2026-03-03": "succeeded",
     }
+
+
+def test_a_backfill_runs_on_the_services_executor(storage: Any, tmp_path: Path) -> None:
+    import os
+
+    from th2etl.blocs import TransformerBloc, register_bloc
+    from th2etl.blocs.registry import unregister_bloc
+    from th2etl.pipelines import RunContext
+    from th2etl.types import Rows
+
+    class InThisTest(TransformerBloc):
+        bloc_type = "api_backfill_local"
+
+        def run(self, context: RunContext, rows: Rows) -> Rows:
+            return rows
+
+    register_bloc(InThisTest)
+    app = create_app(
+        storage, start_scheduler=False, api_key="", clock=FakeClock(NOW), executor="process"
+    )
+    try:
+        with TestClient(app, base_url=LOCAL) as client:
+            (tmp_path / "sales_2026-03-01.csv").write_text("region\nnorth\n", encoding="utf-8")
+            path = str(tmp_path / "sales_${run:date}.csv")
+            for name, bloc_type, config in (
+                ("load", "csv_loader", {"file_path": path}),
+                ("local", "api_backfill_local", {}),
+            ):
+                block = {"name": name, "bloc_type": bloc_type, "config": config}
+                assert client.post("/blocs", json=block).status_code == 201
+            client.post("/pipelines", json={"name": "sales", "stages": [["load"]]})
+            client.post("/pipelines", json={"name": "odd", "stages": [["local"]]})
+            client.post("/triggers", json={"name": "daily", "cron_expression": "0 6 * * *"})
+            for name, pipeline in (("sales_daily", "sales"), ("odd_daily", "odd")):
+                scheduler = {"name": name, "pipeline_name": pipeline, "trigger_name": "daily"}
+                assert client.post("/schedulers", json=scheduler).status_code == 201
+            window = {"from": "2026-03-02T00:00:00+00:00", "to": "2026-03-02T23:00:00+00:00"}
+            # A bloc type a worker process cannot import is refused before anything runs.
+            refused = client.post("/schedulers/odd_daily/backfill", json=window)
+            assert refused.status_code == 422
+            assert "whose class InThisTest is defined in a function" in refused.json()["detail"]
+            assert client.get("/runs", params={"scheduler": "odd_daily"}).json() == []
+            started = client.post("/schedulers/sales_daily/backfill", json=window)
+            assert started.status_code == 202
+
+            def ended() -> list[dict[str, Any]]:
+                runs = client.get("/runs", params={"scheduler": "sales_daily"}).json()
+                return [run for run in runs if run["status"] == "succeeded"]
+
+            wait_until(lambda: len(ended()) == 1, timeout=60, what="the backfill's run")
+            [run] = ended()
+            assert (run["executor"], run["started_by"]) == ("process", "backfill:sales_daily")
+            assert not run["worker"].endswith(f":{os.getpid()}")
+    finally:
+        unregister_bloc(InThisTest.bloc_type)

@@ -50,8 +50,8 @@ add_definition_routes(
         404: {"description": "no such scheduler"},
         422: {
             "description": "the range is reversed, in the future, or over 10,000 fire times "
-            "without yes (the message gives the count); or the scheduler runs after other "
-            "pipelines"
+            "without yes (the message gives the count); the scheduler runs after other "
+            "pipelines; or the service's executor cannot execute its pipeline"
         },
     },
 )
@@ -75,7 +75,9 @@ def backfill_scheduler(name: str, body: BackfillRequest, request: Request) -> Re
     answer = plan.to_dict()
     if body.dry_run:
         return json_response(answer)
-    # The runs execute on the service's executor, as its scheduled and manual runs do.
+    # The runs execute on the service's executor, as its scheduled and manual runs do; a
+    # pipeline it cannot execute is refused now (422), not in the background.
+    state.runs.executor.check(state.storage.build_pipeline(plan.scheduler.pipeline_name))
     backfill = Backfill(
         state.storage,
         plan,
