@@ -2,8 +2,9 @@
 
 The contract every executor keeps is in :mod:`th2etl.executors.base`; ``TH2ETL_EXECUTOR``
 chooses one (:func:`make_executor`): ``process`` is the default of the services (``th2etl``,
-``th2etl --serve-api``), ``thread`` of ``th2etl run`` (already a process of its own) and of
-embedded use (``Pipeline.run()``, ``load_scheduler_manager()`` in a script).
+``th2etl --serve-api``) and of ``th2etl backfill``, ``thread`` of ``th2etl run`` (already a
+process of its own) and of embedded use (``Pipeline.run()``, ``load_scheduler_manager()`` or
+``Backfill`` in a script).
 :mod:`th2etl.executors.dask` sends each run to a Dask cluster.
 """
 
