@@ -100,6 +100,11 @@ def test_the_fast_path_gives_the_general_paths_table(
         ("1,1,1,t,2026/01/01,2026-01-01", r"row 1, column day: '2026/01/01' is not a date"),
         ("1,1,1,t,2026-01-01,Jan 1 2026", r"row 1, column at: 'Jan 1 2026' is not a datetime"),
         ("1,1,1,t,2026-01-01,2026-01-01 24:00", r"'2026-01-01 24:00' is not a datetime"),
+        ("1,1,1,t,2026-01-01,2026-01-01T24:00:00", r"'2026-01-01T24:00:00' is not a datetime"),
+        ("1,1,1,t,2026-01-01,2026-01-01 23:59:60", r"'2026-01-01 23:59:60' is not a datetime"),
+        ("1,1,1,t,2026-01-01,2026-01-01 1:00", r"'2026-01-01 1:00' is not a datetime"),
+        ("1,1,1,t,2026-01-01,20260101", r"row 1, column at: '20260101' is not a datetime"),
+        ("1,1,1,t,20260101,2026-01-01", r"row 1, column day: '20260101' is not a date"),
         ("\u0661,1,1,t,2026-01-01,2026-01-01", "row 1, column n: '\u0661' is not a int"),
         ("1,1,1,t,2026-01-01,2026-01-01,,x,extra", r"line 2: 9 fields where the header has 8"),
     ],
@@ -153,3 +158,25 @@ def test_naive_and_aware_datetimes_mixed_are_refused_on_both_paths(
     assert refused
     assert fast.error == general.error
     assert "mixes datetimes with a time zone" in (fast.error or "")
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_a_refused_datetime_among_many_good_ones_is_found(
+    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, end: str
+) -> None:
+    # Checked by shape, chunk by chunk: the one bad cell (a 60th second, which PostgreSQL would
+    # take) must still be found, with the datetime in the last column too.
+    csv = tmp_path / "many.csv"
+    lines = [f"{n},1.5,1,t,2026-01-01,x,,2026-01-01 10:00:{n % 60:02d}" for n in range(30_000)]
+    csv.write_text(end.join(["n,x,d,ok,day,note,none,at", *lines, ""]))
+    fast, fast_table, general, general_table, refused = both(postgres, csv, caplog)
+    assert fast.succeeded and general.succeeded
+    assert contents(postgres, fast_table) == contents(postgres, general_table)
+    assert not refused
+    lines[20_000] = "20000,1.5,1,t,2026-01-01,x,,2026-01-01 10:00:60"
+    csv.write_text(end.join(["n,x,d,ok,day,note,none,at", *lines, ""]))
+    caplog.clear()
+    fast, _, general, _, refused = both(postgres, csv, caplog)
+    assert refused
+    assert fast.error == general.error
+    assert "row 20001, column at: '2026-01-01 10:00:60' is not a datetime" in (fast.error or "")

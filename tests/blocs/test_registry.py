@@ -20,6 +20,30 @@ def test_builtin_types_are_registered() -> None:
     assert list(types) == sorted(types)
 
 
+def test_each_builtin_type_is_found_in_the_module_named_for_it() -> None:
+    for name, module in registry._BUILTIN_TYPES.items():
+        assert get_bloc_class(name).__module__ == module
+    assert set(registry._BUILTIN_TYPES) == {
+        name for name, kind in bloc_types().items() if kind.__module__ in registry._BUILTIN_MODULES
+    }
+
+
+def test_a_run_imports_only_the_bloc_modules_it_needs() -> None:
+    import subprocess
+
+    code = (
+        "import sys; from th2etl import create_bloc;"
+        "create_bloc('l', 'csv_loader', {'file_path': 'x.csv'});"
+        "create_bloc('e', 'postgres_exporter', {'table_name': 't', 'source_bloc': 'l'});"
+        "print(sorted(m for m in sys.modules if m.startswith('th2etl.blocs.')))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "th2etl.blocs.files" in found and "th2etl.blocs.postgres" in found
+    assert "th2etl.blocs.http" not in found
+
+
 def test_unknown_bloc_type_lists_the_known_ones() -> None:
     with pytest.raises(
         ValidationError,

@@ -40,6 +40,17 @@ _BUILTIN_MODULES = (
     "th2etl.blocs.http",
     "th2etl.blocs.postgres",
 )
+_BUILTIN_TYPES = {
+    "csv_loader": "th2etl.blocs.files",
+    "csv_exporter": "th2etl.blocs.files",
+    "example_transformer": "th2etl.blocs.examples",
+    "api_loader": "th2etl.blocs.http",
+    "run_adk_agents": "th2etl.blocs.http",
+    "refresh_webhooks": "th2etl.blocs.http",
+    "postgres_loader": "th2etl.blocs.postgres",
+    "postgres_exporter": "th2etl.blocs.postgres",
+}
+"""Where each built-in type is defined: a run imports only the modules its blocs need."""
 
 logger = logging.getLogger(__name__)
 _registry: dict[str, type[Bloc]] = {}
@@ -141,6 +152,10 @@ def _find(bloc_type: str) -> type[Bloc] | None:
     if bloc_type in _registry:
         return _registry[bloc_type]
     with _load_lock:
+        if bloc_type in _BUILTIN_TYPES:
+            importlib.import_module(_BUILTIN_TYPES[bloc_type])
+            if bloc_type in _registry:
+                return _registry[bloc_type]
         for module in _BUILTIN_MODULES:
             importlib.import_module(module)
             if bloc_type in _registry:
