@@ -271,8 +271,13 @@ def test_reconnects_after_its_connection_is_killed(
 ) -> None:
     storage = open_storage()
     storage.create_bloc("before", "example_transformer")
+
+    def backend_pid() -> int:
+        # One caller at a time: the pool holds one connection (it grows only when callers wait).
+        return int(storage._one("SELECT pg_backend_pid()")[0])  # type: ignore[attr-defined]
+
     for _ in range(2):
-        pid = storage._conn.info.backend_pid  # type: ignore[attr-defined]
+        pid = backend_pid()
         with postgres.connect(autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with pytest.raises(
@@ -287,11 +292,11 @@ def test_reconnects_after_its_connection_is_killed(
         storage.create_bloc(f"after{pid}", "example_transformer")
     assert len(storage.list_blocs()) == 3
     # A health check does not report a connection that merely died while idle.
-    pid = storage._conn.info.backend_pid  # type: ignore[attr-defined]
+    pid = backend_pid()
     with postgres.connect(autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     storage.check_connection()
-    assert storage._conn.info.backend_pid != pid  # type: ignore[attr-defined]
+    assert backend_pid() != pid
 
 
 @pytest.mark.postgres

@@ -15,7 +15,9 @@ tables. The password is kept out of ``repr``, :meth:`Settings.describe` and ever
 entry point picks its default (see :mod:`th2etl.executors`). ``TH2ETL_CANCEL_GRACE`` (seconds,
 default 10) is how long a cancelled run gets to stop before it is stopped for good;
 ``TH2ETL_DRAIN_GRACE`` (seconds, default 30) how long a service stopped by SIGTERM waits for its
-runs before it cancels them.
+runs before it cancels them. ``TH2ETL_POOL_SIZE`` (1 to 1000, default 10) is how many
+connections a PostgreSQL storage may open for concurrent API requests and runs (see
+:mod:`th2etl.storage.postgres`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "SSL_MODES",
     "Settings",
     "check_executor",
+    "check_pool_size",
     "check_schema",
     "describe_url",
     "get_settings",
@@ -47,6 +50,9 @@ DEFAULT_PORT = 5432
 DEFAULT_DATABASE_NAME = "th2etl"
 EXECUTORS = ("thread", "process")
 """The values of ``TH2ETL_EXECUTOR``."""
+DEFAULT_POOL_SIZE = 10
+POOL_SIZES = (1, 1000)
+"""The smallest and largest ``TH2ETL_POOL_SIZE``."""
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _URL_SCHEMES = ("postgresql", "postgres")
 _PART_VARIABLES = (
@@ -98,6 +104,10 @@ class Settings:
     drain_grace: float = 30.0
     """``TH2ETL_DRAIN_GRACE`` (0 to 3600): seconds a stopping service waits for its runs to end
     before it cancels them."""
+    pool_size: int = DEFAULT_POOL_SIZE
+    """``TH2ETL_POOL_SIZE`` (1 to 1000): the most connections a PostgreSQL storage opens at
+    once for its callers (heartbeats have one more of their own); 1 serialises every call on
+    one connection. SQLite ignores it: an embedded file has one connection."""
 
     @property
     def backend(self) -> Literal["postgresql", "sqlite"]:
@@ -166,6 +176,7 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         executor=check_executor(executor) if (executor := get("TH2ETL_EXECUTOR")) else None,
         cancel_grace=_bounded(get, "TH2ETL_CANCEL_GRACE", 10.0, 0.1, 3600, float),
         drain_grace=_bounded(get, "TH2ETL_DRAIN_GRACE", 30.0, 0, 3600, float),
+        pool_size=int(_bounded(get, "TH2ETL_POOL_SIZE", DEFAULT_POOL_SIZE, *POOL_SIZES, int)),
     )
 
 
@@ -214,6 +225,17 @@ def check_executor(value: str, where: str = "TH2ETL_EXECUTOR") -> str:
         "(process: each run in a worker process of its own; thread: in this process), or the "
         f"address of a Dask scheduler to run on its cluster: {ACCEPTED_ADDRESSES}"
     )
+
+
+def check_pool_size(value: object, where: str = "pool_size") -> int:
+    """``value`` if it is a whole number in :data:`POOL_SIZES`, else a ConfigurationError."""
+    low, high = POOL_SIZES
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(
+            f"{where} {value!r} is not allowed; use a whole number of connections from {low} "
+            f"to {high} (1: one connection for every call), e.g. {DEFAULT_POOL_SIZE}"
+        )
+    return value
 
 
 def check_schema(schema: object, where: str = "DATABASE_SCHEMA") -> str:

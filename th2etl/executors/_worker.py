@@ -153,7 +153,11 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
         if spec.storage is not None:
             target, schema = spec.storage
             # DatabaseStorage(...) picks the backend class in __new__.
-            storage = DatabaseStorage(target, schema=schema, connect=False)  # type: ignore[abstract]
+            # One connection: a run records from few threads, and a pool's threads and its
+            # first connection would add to every worker's start.
+            storage = DatabaseStorage(  # type: ignore[abstract]
+                target, schema=schema, connect=False, pool_size=1
+            )
         listeners = [_Forwarder(sender)] if spec.forward_events else []
         result, recorded = execute(
             job, storage=storage, listeners=listeners, cancel_token=token, whole_process=True

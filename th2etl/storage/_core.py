@@ -1,4 +1,13 @@
-"""What both SQL backends share: one connection behind a lock, SQL templates, migrations.
+"""What both SQL backends share: connections, SQL templates, migrations.
+
+**Connections.** By default a storage object has one connection, and a lock serialises its
+users: SQLite's choice (an embedded file has one writer at a time anyway) and that of a
+PostgreSQL storage opened with ``pool_size=1`` (a heartbeat's). A PostgreSQL storage with a
+larger ``pool_size`` borrows a connection from a pool for each call instead (see
+:mod:`th2etl.storage.postgres`), so that concurrent API requests and runs do not wait for one
+another. Either way a transaction (:meth:`SqlCore._session`, :meth:`SqlCore.transaction`) keeps
+one connection from BEGIN to COMMIT, and the calls a thread makes inside
+:meth:`SqlCore.transaction` use that thread's transaction.
 
 SQL is written once as templates: ``{blocs}`` stands for the quoted (schema-qualified on
 PostgreSQL) ``th2etl_blocs`` table and ``%s`` for a parameter; ``column {in_list}`` tests
@@ -12,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
+import weakref
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +40,7 @@ from th2etl.exceptions import (
 from th2etl.storage.base import Storage
 from th2etl.storage.migrations import LATEST_VERSION, Migration, load_migrations
 
-__all__ = ["TABLES", "Conflict", "Session", "SqlCore"]
+__all__ = ["TABLES", "Conflict", "Session", "SqlCore", "keep_inherited"]
 
 TABLES = (
     "migrations",
@@ -49,9 +60,10 @@ TABLES = (
 )
 
 MAX_STATEMENTS = 256
-"""Compiled statements kept per storage object. Templates are fixed text: a count never
-changes one (a list of values is one parameter, ``column {in_list}``; LIMIT is a parameter),
-so normal use stays far below this bound."""
+"""Compiled statements kept per storage object (shared by its pooled connections; psycopg's
+own prepared statements are bounded per connection by its ``prepared_max``). Templates are
+fixed text: a count never changes one (a list of values is one parameter, ``column
+{in_list}``; LIMIT is a parameter), so normal use stays far below this bound."""
 
 _MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS {migrations} (
@@ -115,6 +127,33 @@ class Session:
         return int(cursor.rowcount)
 
 
+class _Local(threading.local):
+    outer: Session | None = None
+    """This thread's open :meth:`SqlCore.transaction`."""
+
+
+# Storage objects of this process: a child made by os.fork() forgets their connections.
+_live: weakref.WeakSet[SqlCore] = weakref.WeakSet()
+# What children inherited: kept, never closed nor collected (closing a connection a parent
+# shares would end the parent's session).
+_inherited: list[Any] = []
+
+
+def keep_inherited(connections: Any) -> None:
+    """In a child made by os.fork(): keep the parent's ``connections`` (a connection, a pool)
+    from being closed or collected."""
+    if connections is not None:
+        _inherited.append(connections)
+
+
+def _forget_inherited_connections() -> None:
+    for storage in list(_live):
+        storage._after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
 class SqlCore(Storage):
     """Connection handling and value conversion; a backend fills in the abstract hooks."""
 
@@ -127,8 +166,10 @@ class SqlCore(Storage):
         self._lock = threading.RLock()
         self._conn: Any = None
         self._compiled: dict[str, Any] = {}
+        self._compile_lock = threading.Lock()
         self._version: int | None = None
-        self._outer: Session | None = None  # the open transaction() (its thread holds _lock)
+        self._local = _Local()
+        _live.add(self)
 
     # --- backend hooks ----------------------------------------------------------------------
 
@@ -141,9 +182,9 @@ class SqlCore(Storage):
         """The template as a statement the driver runs (identifiers quoted, placeholders)."""
 
     @abstractmethod
-    def _translate(self, exc: BaseException) -> BaseException:
-        """A driver error as a th2etl error (Conflict, DatabaseUnavailableError, StorageError);
-        anything else unchanged."""
+    def _translate(self, exc: BaseException, conn: Any = None) -> BaseException:
+        """A driver error (raised on ``conn``, if known) as a th2etl error (Conflict,
+        DatabaseUnavailableError, StorageError); anything else unchanged."""
 
     @abstractmethod
     def _connection_lost(self, conn: Any) -> bool:
@@ -156,6 +197,33 @@ class SqlCore(Storage):
     def _batch(self, conn: Any) -> contextlib.AbstractContextManager[Any]:
         """A context in which statements may be queued and sent together (None: one by one)."""
         return contextlib.nullcontext()
+
+    def _getconn(self) -> tuple[Any, Any]:
+        """``(source, connection)`` for this thread alone until :meth:`_putconn`; the default
+        is the one connection, under the lock (a pooled backend overrides the three)."""
+        self._lock.acquire()
+        try:
+            return None, self._conn if self._conn is not None else self._connection()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _putconn(self, source: Any, conn: Any) -> None:
+        self._lock.release()
+
+    def _discard(self, conn: Any) -> None:
+        """``conn`` is lost or unusable: the next call must not get it again."""
+        if conn is self._conn:
+            self._drop_connection()
+
+    def _after_fork(self) -> None:
+        """In a child made by os.fork(): forget the parent's connections without closing them
+        (the child connects again when it needs to)."""
+        keep_inherited(self._conn)
+        self._conn = None
+        self._lock = threading.RLock()
+        self._compile_lock = threading.Lock()
+        self._local = _Local()
 
     @abstractmethod
     def _time_in(self, value: datetime) -> Any: ...
@@ -176,7 +244,7 @@ class SqlCore(Storage):
                     self._version = self._migrate(conn)
             except BaseException as exc:
                 conn.close()
-                raise self._translate(exc) from exc
+                raise self._translate(exc, conn) from exc
             self._conn = conn
         return self._conn
 
@@ -186,12 +254,18 @@ class SqlCore(Storage):
             with contextlib.suppress(Exception):  # it is broken already: closing is a courtesy
                 conn.close()
 
-    def _compile(self, template: str) -> Any:
-        compiled = self._compiled.get(template)
-        if compiled is None:
-            compiled = self._compile_template(self._conn, template)
-            if len(self._compiled) >= MAX_STATEMENTS:  # the oldest goes
-                self._compiled.pop(next(iter(self._compiled)))
+    def _compiler(self, conn: Any) -> Callable[[str], Any]:
+        def compile(template: str) -> Any:
+            compiled = self._compiled.get(template)
+            return compiled if compiled is not None else self._compile(conn, template)
+
+        return compile
+
+    def _compile(self, conn: Any, template: str) -> Any:
+        compiled = self._compile_template(conn, template)
+        with self._compile_lock:  # pooled connections compile from several threads
+            if template not in self._compiled and len(self._compiled) >= MAX_STATEMENTS:
+                self._compiled.pop(next(iter(self._compiled)))  # the oldest goes
             self._compiled[template] = compiled
         return compiled
 
@@ -201,81 +275,99 @@ class SqlCore(Storage):
 
     @contextmanager
     def _session(self, *, write: bool = True) -> Iterator[Session]:
-        """The connection under the lock, inside BEGIN ... COMMIT.
+        """A connection of this thread's, inside BEGIN ... COMMIT (inside this thread's
+        :meth:`transaction`, part of it).
 
         Driver errors come out translated; a lost connection is dropped so that the next call
         connects again.
         """
-        with self._lock:
-            if self._outer is not None:  # inside transaction(): part of it
-                try:
-                    yield self._outer
-                except BaseException as exc:
-                    translated = self._translate(exc)
-                    if translated is exc:
-                        raise
-                    raise translated from exc
-                return
-            conn = self._connection()
+        outer = self._local.outer
+        if outer is not None:
             try:
-                with self._batch(conn) as pipeline:
-                    conn.execute(self._begin_write if write else self._begin_read)
-                    yield Session(conn, self._compile, pipeline)
-                    conn.execute("COMMIT")
+                yield outer
             except BaseException as exc:
-                translated = self._failed(conn, exc, in_transaction=True)
+                translated = self._translate(exc, outer.conn)
                 if translated is exc:
                     raise
                 raise translated from exc
+            return
+        source, conn = self._getconn()
+        try:
+            with self._batch(conn) as pipeline:
+                conn.execute(self._begin_write if write else self._begin_read)
+                # Storage calls made inside the block (by this thread) join the transaction:
+                # a call of its own would borrow another connection and could wait for the
+                # rows this one locked.
+                self._local.outer = session = Session(conn, self._compiler(conn), pipeline)
+                try:
+                    yield session
+                finally:
+                    self._local.outer = None
+                conn.execute("COMMIT")
+        except BaseException as exc:
+            translated = self._failed(conn, exc, in_transaction=True)
+            if translated is exc:
+                raise
+            raise translated from exc
+        finally:
+            self._putconn(source, conn)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Every storage call made inside (by this thread) is one transaction: committed when
-        the block ends, rolled back entirely when it raises. Other threads wait meanwhile.
+        the block ends, rolled back entirely when it raises. It keeps one connection: with a
+        single connection other threads wait meanwhile, with a pool they use others.
 
         Keep it short: on SQLite it holds the database's write lock, on PostgreSQL the rows
         it wrote. On PostgreSQL a statement that failed inside it (even one whose error was
         caught) aborts the whole transaction, so let the error end the block.
         """
-        with self._lock:
-            if self._outer is not None:
-                raise StorageError("storage.transaction() is already open; they do not nest")
-            conn = self._connection()
+        if self._local.outer is not None:
+            raise StorageError("storage.transaction() is already open; they do not nest")
+        source, conn = self._getconn()
+        try:
+            conn.execute(self._begin_write)
+            self._local.outer = Session(conn, self._compiler(conn))
             try:
-                conn.execute(self._begin_write)
-                self._outer = Session(conn, self._compile)
-                try:
-                    yield
-                finally:
-                    self._outer = None
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                translated = self._failed(conn, exc, in_transaction=True)
-                if translated is exc:
-                    raise
-                raise translated from exc
+                yield
+            finally:
+                self._local.outer = None
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            translated = self._failed(conn, exc, in_transaction=True)
+            if translated is exc:
+                raise
+            raise translated from exc
+        finally:
+            self._putconn(source, conn)
 
     def _execute(self, template: str, params: Sequence[Any], fetch: int) -> Any:
         """One statement, committed on its own (a single statement is atomic, triggers
         included): ``fetch`` 1 gives the first row, 2 all rows, 0 the number of rows changed.
         The hot path of gets and single-row writes, hence no context manager."""
-        with self._lock:
-            conn = self._conn if self._conn is not None else self._connection()
-            try:
-                compiled = self._compiled.get(template)
-                cursor = conn.execute(
-                    compiled if compiled is not None else self._compile(template), params
-                )
-                if fetch == 1:
-                    return cursor.fetchone()
-                if fetch == 2:
-                    return cursor.fetchall()
-                return cursor.rowcount
-            except BaseException as exc:
-                translated = self._failed(conn, exc, in_transaction=False)
-                if translated is exc:
-                    raise
-                raise translated from exc
+        outer = self._local.outer
+        if outer is not None:
+            source, conn = None, outer.conn
+        else:
+            source, conn = self._getconn()
+        try:
+            compiled = self._compiled.get(template)
+            cursor = conn.execute(
+                compiled if compiled is not None else self._compile(conn, template), params
+            )
+            if fetch == 1:
+                return cursor.fetchone()
+            if fetch == 2:
+                return cursor.fetchall()
+            return cursor.rowcount
+        except BaseException as exc:
+            translated = self._failed(conn, exc, in_transaction=False)
+            if translated is exc:
+                raise
+            raise translated from exc
+        finally:
+            if outer is None:
+                self._putconn(source, conn)
 
     def _one(self, template: str, params: Sequence[Any] = ()) -> Any:
         return self._execute(template, params, 1)
@@ -288,21 +380,26 @@ class SqlCore(Storage):
 
     def _failed(self, conn: Any, exc: BaseException, *, in_transaction: bool) -> BaseException:
         """Clean up after ``exc`` and return what to raise (the translated error, or ``exc``)."""
+        translated = self._translate(exc, conn)
         if self._connection_lost(conn):
-            self._drop_connection()
+            self._discard(conn)
         elif in_transaction:
             try:
                 conn.execute("ROLLBACK")
             except Exception:
-                self._drop_connection()
-        return self._translate(exc)
+                self._discard(conn)
+        return translated
 
     def close(self) -> None:
         with self._lock:
             self._drop_connection()
 
+    def _connected(self) -> bool:
+        """Whether a connection is open already (before any call, or after close: no)."""
+        return self._conn is not None
+
     def check_connection(self) -> None:
-        had_connection = self._conn is not None
+        had_connection = self._connected()
         try:
             self._one("SELECT 1")
         except DatabaseUnavailableError:
@@ -312,10 +409,11 @@ class SqlCore(Storage):
             self._one("SELECT 1")
 
     def schema_version(self) -> int:
-        with self._lock:
-            self._connection()
-            assert self._version is not None
-            return self._version
+        if self._version is None:
+            source, conn = self._getconn()  # opening migrates
+            self._putconn(source, conn)
+        assert self._version is not None
+        return self._version
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()!r})"

@@ -17,8 +17,9 @@ check, schema version, close).
 
 Guarantees that hold for every method of every role unless it says otherwise:
 
-* **Thread-safe.** One storage object may be shared by the scheduler's and the engine's
-  threads; calls are serialised on its connection.
+* **Thread-safe.** One storage object may be shared by the scheduler's, the engine's and the
+  API's threads. On PostgreSQL each call borrows a pooled connection (``pool_size``), so
+  callers run side by side; on SQLite they take turns on its one connection.
 * **One transaction per write.** A write that raises has changed nothing.
 * **Validation first.** Definitions are checked (names, bloc types and configs through the bloc
   registry, stages, cron expressions, references) before anything is written; a refusal raises

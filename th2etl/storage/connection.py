@@ -36,7 +36,8 @@ class StorageConnection(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Close the connection; idempotent. A later call would connect again."""
+        """Close the connection, or the pool (a connection still borrowed is closed when it is
+        given back); idempotent. A later call would connect again."""
 
     def __enter__(self) -> Self:
         return self

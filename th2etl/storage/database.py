@@ -74,6 +74,7 @@ class DatabaseStorage(Schedules, Ticks, Projects, Retention, Notifications, Lega
                 schema=settings.database_schema,
                 clock=clock,
                 connect=connect,
+                pool_size=settings.pool_size,
             )
             if connect:
                 try:

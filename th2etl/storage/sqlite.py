@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from th2etl.clock import Clock
+from th2etl.configs.settings import DEFAULT_POOL_SIZE, check_pool_size
 from th2etl.exceptions import DatabaseUnavailableError, RunStatusError, StorageError
 from th2etl.storage._core import TABLES, Conflict, Session
 from th2etl.storage.database import DatabaseStorage
@@ -45,10 +46,14 @@ class SQLiteStorage(DatabaseStorage):
         clock: Clock | None = None,
         connect_timeout: float = 5,
         connect: bool = True,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         """``schema`` is accepted for symmetry with PostgreSQL and ignored: the tables live
-        in the file. ``connect_timeout`` is how long a write waits for another writer."""
+        in the file. ``connect_timeout`` is how long a write waits for another writer.
+        ``pool_size`` is checked and ignored: an embedded file has one writer at a time, so
+        SQLite storage keeps one connection, and its calls take turns on it."""
         super().__init__(clock=clock)
+        check_pool_size(pool_size)
         text = os.fspath(path)
         if text.startswith("sqlite:///"):
             text = text.removeprefix("sqlite:///")
@@ -142,7 +147,7 @@ class SQLiteStorage(DatabaseStorage):
             return True
         return False
 
-    def _translate(self, exc: BaseException) -> BaseException:
+    def _translate(self, exc: BaseException, conn: Any = None) -> BaseException:
         if isinstance(exc, sqlite3.IntegrityError):
             name = getattr(exc, "sqlite_errorname", "")
             if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
