@@ -54,6 +54,9 @@ class PostgresStorage(DatabaseStorage):
     """th2etl's tables in schema ``schema`` of a PostgreSQL database."""
 
     backend = "postgresql"
+    # READ COMMITTED gives each statement a snapshot of its own, inside a transaction or not:
+    # a read-only BEGIN ... COMMIT would only add round trips.
+    _begin_read = None
     pool_wait = 30.0
     """Seconds a call waits for a pooled connection when all are busy."""
 

@@ -25,7 +25,13 @@ __all__ = [
 ]
 
 
+# Values JSON takes as they are (a dict is a config or variables: JSON already).
+_PLAIN = frozenset({str, int, float, bool, type(None), dict})
+
+
 def _json_ready(value: Any) -> Any:
+    if type(value) in _PLAIN:  # most values: the API renders hundreds per listing
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):
@@ -37,16 +43,22 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 class Record:
     """Base of the records: ``to_dict()`` gives every field, JSON-ready (ISO timestamps)."""
 
     __slots__ = ()
 
     def to_dict(self) -> JSON:
-        return {
-            field.name: _json_ready(getattr(self, field.name))
-            for field in fields(self)  # type: ignore[arg-type]
-        }
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(
+                field.name
+                for field in fields(self)  # type: ignore[arg-type]
+            )
+        return {name: _json_ready(getattr(self, name)) for name in names}
 
 
 @dataclass(frozen=True, slots=True)
