@@ -110,7 +110,7 @@ def test_an_outage_shorter_than_the_lease_changes_nothing_and_a_longer_one_aband
         wait_until(lambda: long.cancelled, timeout=30, what="the owner to stop its run")
         status, error = owner.outcome(runs[1], RunStatus.CANCELLED, None)
         assert status is RunStatus.ABANDONED
-        assert error is not None and "could not renew its lease for 0.5s" in error
+        assert error is not None and "could not renew its lease of 0.5s" in error
         owner.record_later(runs[1], status, storage.clock.now(), error)
         proxy.start()
         wait_until(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from th2etl.clock import Clock, SystemClock
-from th2etl.executors.base import RunJob
+from th2etl.executors.base import RunJob, as_abandoned
 from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.storage.coordination import Coordination
@@ -67,12 +67,18 @@ def note(handler: logging.Handler, message: str) -> None:
 
 class _Recorded(RunListener):
     """The storage recorder, noting whether the run's end reached the database, and silent
-    once ``abandoned`` is set (the executor recorded the run's end itself)."""
+    once ``abandoned`` is set (the executor recorded the run's end itself). A run whose owner
+    lost its lease (``lost()`` gives the reason) is recorded ``abandoned``, whatever it ended
+    with."""
 
-    def __init__(self, inner: RunListener, abandoned: threading.Event) -> None:
+    def __init__(
+        self, inner: RunListener, abandoned: threading.Event, lost: Callable[[], str | None]
+    ) -> None:
         self.inner = inner
         self.abandoned = abandoned
+        self.lost = lost
         self.recorded = False
+        self.result: RunResult | None = None
 
     def run_started(self, context: RunContext, pipeline: Any) -> None:
         if not self.abandoned.is_set():
@@ -91,8 +97,9 @@ class _Recorded(RunListener):
             self.inner.bloc_finished(context, result)
 
     def run_finished(self, context: RunContext, result: RunResult) -> None:
+        self.result = as_abandoned(result, self.lost())
         if not self.abandoned.is_set():
-            self.inner.run_finished(context, result)
+            self.inner.run_finished(context, self.result)
             self.recorded = True
 
 
@@ -142,6 +149,7 @@ def execute(
     inline: bool = False,
     whole_process: bool = False,
     abandoned: threading.Event | None = None,
+    lost: Callable[[], str | None] = lambda: None,
 ) -> tuple[RunResult, bool]:
     """Run ``job`` in this thread, recorded in ``storage``; return its result and whether its
     end was recorded. ``inline`` runs the blocs one after another in this thread (fake
@@ -175,6 +183,7 @@ def execute(
                     clock=clock,
                 ),
                 abandoned or threading.Event(),
+                lost,
             )
             every.append(recorder)
         every.extend(listeners)
@@ -194,6 +203,10 @@ def execute(
             keep_outputs=False if storage is not None else None,  # recorded: rows go to storage
             thread_name_prefix=prefix,
         )
+        if recorder is not None and recorder.result is not None:
+            result = recorder.result
+        else:
+            result = as_abandoned(result, lost())
         if handler is not None and job.log_file is not None:
             note(handler, result.summary())
             _write_result(job.log_file.parent / "result.json", result)

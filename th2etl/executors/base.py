@@ -26,6 +26,12 @@ Semantics, in one place:
   ``grace`` seconds later is stopped for good: a worker process is terminated (SIGTERM), then
   killed (SIGKILL) ``grace`` seconds after that; a thread cannot be stopped, so it is left to
   finish on its own, its outcome ignored. The run is recorded ``cancelled``, saying so.
+* **Abandon.** :meth:`RunHandle.abandon` stops a run whose owner lost its lease (it could not
+  renew it in time: see :mod:`th2etl.storage.owner`), so that it is not executing when other
+  processes count it abandoned: a worker process is terminated at once (killed a second
+  later); a thread is cancelled (it cannot be killed: a bloc that ignores its cancel goes on).
+  Whatever the run ends with, it is recorded ``abandoned`` with the owner's reason, the status
+  every other process gives it.
 * **Timeout.** A run going longer than its pipeline's ``timeout`` (seconds, optional) is
   stopped the same way at once and recorded ``failed``, the message naming the timeout.
 * **Crash.** A worker that ends without reporting an outcome (killed, out of memory, crashed)
@@ -44,7 +50,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -59,12 +65,20 @@ if TYPE_CHECKING:
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.storage.run_history import RunHistory
 
-__all__ = ["DEFAULT_GRACE", "Executor", "RunHandle", "RunJob", "RunSlot"]
+__all__ = ["DEFAULT_GRACE", "Executor", "RunHandle", "RunJob", "RunSlot", "as_abandoned"]
 
 logger = logging.getLogger("th2etl.executors")
 
 DEFAULT_GRACE = 10.0
 """Seconds a cancelled run gets to stop, and a terminated worker to exit, before the next step."""
+
+
+def as_abandoned(result: RunResult, reason: str | None) -> RunResult:
+    """``result`` recorded as ``abandoned`` with ``reason`` (its owner lost its lease while it
+    went), whatever it ended with; ``result`` itself when ``reason`` is None."""
+    if reason is None or result.status is RunStatus.ABANDONED:
+        return result
+    return replace(result, status=RunStatus.ABANDONED, error=reason)
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,8 @@ class RunHandle(ABC):
         self.stopped = False
         """True when the run did not report its own outcome: the executor stopped it (timeout,
         cancel grace) or its worker died. A thread stopped so may still be running."""
+        self.lost: str | None = None
+        """Why the run is abandoned, once :meth:`abandon` was called."""
         self._result: RunResult | None = None
         self._done = threading.Event()
         self._end_lock = threading.Lock()
@@ -115,6 +131,13 @@ class RunHandle(ABC):
     @abstractmethod
     def cancel(self) -> None:
         """Ask the run to stop; after ``grace`` seconds it is stopped for good. Idempotent."""
+
+    def abandon(self, reason: str) -> None:
+        """Stop the run at once, its owner having lost its lease: it ends ``abandoned`` with
+        ``reason`` (see the module docstring). By default, a cancel whose outcome is recorded
+        as abandoned; an executor that can stop a run at once does so."""
+        self.lost = self.lost or reason
+        self.cancel()
 
     def wait(self, timeout: float | None = None) -> RunResult | None:
         """The run's result once it ended; None if it is still going after ``timeout`` s."""
@@ -146,7 +169,10 @@ class RunHandle(ABC):
 
     def _end_without_outcome(self, status: RunStatus, reason: str) -> None:
         """The run was stopped (or its worker died) before it reported an outcome: record
-        ``status`` with ``reason`` and keep a result saying so."""
+        ``status`` with ``reason`` and keep a result saying so (``abandoned`` with the owner's
+        reason first, once the run is abandoned)."""
+        if self.lost is not None:
+            status, reason = RunStatus.ABANDONED, f"{self.lost}; {reason}"
         now = self.clock.now()
         job = self.job
         result = RunResult(
@@ -163,7 +189,7 @@ class RunHandle(ABC):
         with self._end_lock:
             if self._done.is_set():
                 return
-        (logger.warning if status is RunStatus.CANCELLED else logger.error)(
+        (logger.error if status is RunStatus.FAILED else logger.warning)(
             "run %s of pipeline %r %s: %s", job.run_id, job.pipeline.name, status.value, reason
         )
         recorded = self._record_end(status, reason, now)
@@ -199,6 +225,8 @@ class RunSlot(CancelToken):
         super().__init__()
         self.run_id = run_id
         self.handle: RunHandle | None = None
+        self.lost: str | None = None
+        """Why the run is abandoned (its owner lost its lease), once :meth:`abandon` was called."""
         self._handle_lock = threading.Lock()
 
     def cancel(self) -> None:
@@ -208,10 +236,22 @@ class RunSlot(CancelToken):
         if handle is not None:
             handle.cancel()
 
+    def abandon(self, reason: str) -> None:
+        """Stop the run at once and have it end ``abandoned`` (:meth:`RunHandle.abandon`)."""
+        with self._handle_lock:
+            self.lost = self.lost or reason
+            handle = self.handle
+        super().cancel()
+        if handle is not None:
+            handle.abandon(reason)
+
     def attach(self, handle: RunHandle) -> None:
         with self._handle_lock:
             self.handle = handle
-        if self.cancelled:
+            lost = self.lost
+        if lost is not None:
+            handle.abandon(lost)
+        elif self.cancelled:
             handle.cancel()
 
 

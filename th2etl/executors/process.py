@@ -123,6 +123,16 @@ class _ProcessHandle(RunHandle):
                 self.conn.send(("cancel",))
                 self._wake_w.send(None)
 
+    def abandon(self, reason: str) -> None:
+        # No grace: the worker is terminated at once, so that the run is not executing when
+        # other processes count it abandoned.
+        with self._send_lock:
+            if self.lost is not None or self.done():
+                return
+            self.lost = reason
+            with contextlib.suppress(OSError):
+                self._wake_w.send(None)
+
     # -- supervision, in the monitor thread ----------------------------------------------------
 
     def _supervise(self) -> None:
@@ -138,7 +148,7 @@ class _ProcessHandle(RunHandle):
                     if stopping is not None:
                         logger.warning("run %s: %s", self.run_id, stopping[1])
                         self.process.terminate()
-                        kill_at = now + self.grace
+                        kill_at = now + (min(self.grace, 1.0) if self.lost else self.grace)
                 elif kill_at is not None and now >= kill_at:
                     logger.warning("run %s: worker %s is killed", self.run_id, self.worker)
                     self.process.kill()
@@ -155,6 +165,8 @@ class _ProcessHandle(RunHandle):
             self._conclude(stopping)
 
     def _why_stop(self, now: float) -> tuple[RunStatus, str] | None:
+        if self.lost is not None:
+            return RunStatus.ABANDONED, f"its worker {self.worker} is terminated"
         deadline = self.deadline
         if deadline is not None and now >= deadline and self._outcome is None:
             how = f"its worker {self.worker} is terminated"

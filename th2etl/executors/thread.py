@@ -111,6 +111,7 @@ class ThreadExecutor(Executor):
                     clock=self.clock,
                     inline=self.inline,
                     abandoned=handle.abandoned,
+                    lost=lambda: handle.lost,
                 )
                 handle._settle(result, recorded)
             except BaseException as exc:  # the engine raises only for programming errors

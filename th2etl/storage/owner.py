@@ -17,15 +17,23 @@ manager heartbeats in its own loop). The owner side of the contract, in one plac
   runs of this owner asked to stop (:meth:`~th2etl.storage.coordination.Coordination.
   runs_to_cancel`, from any process) have their :class:`~th2etl.pipelines.CancelToken`
   cancelled; outcomes the database missed while it was away are written again, once each.
-* **Lease.** Each successful heartbeat renews a lease of ``stale_after`` seconds, counted on
-  this host's monotonic clock from the moment the heartbeat was *sent*, so it never ends
-  later than other processes' view of it. When a failing database keeps the owner from
-  renewing it in time, the owner stops its runs (cancels their tokens) and records them
-  ``abandoned`` once it can (:meth:`RunOwner.outcome`), as every other process does: a run
-  never keeps executing while it is counted abandoned elsewhere. An outage shorter than the
-  lease changes nothing: the runs finish and their outcomes are recorded when the database is
-  back. A failed heartbeat is retried after at most half a heartbeat period (1 s, doubling),
-  so a lease of 1.5 periods sees at least two retries.
+* **Lease.** Each successful heartbeat renews a lease of ``stale_after`` seconds (the time
+  after which other processes count this owner's runs abandoned), counted on this host's
+  monotonic clock from the moment the heartbeat was *sent*, so it never ends later than other
+  processes' view of it. When a failing database keeps the owner from renewing it, the owner
+  stops its runs while the lease still holds, ``(stale_after - heartbeat_interval) / 2``
+  before it ends (a watchdog thread of its own does this, so a heartbeat stuck on a dead
+  connection cannot delay it): a worker process is terminated at once, a thread cancelled
+  (see :meth:`~th2etl.executors.RunHandle.abandon`). Whatever they end with, the runs are
+  recorded ``abandoned`` once the database takes it (:meth:`RunOwner.outcome`), as every
+  other process records them: a run is not executing while it is counted abandoned
+  elsewhere (a thread whose bloc ignores its cancel is the exception: threads cannot be
+  killed). An outage shorter than that changes nothing: the runs finish and their outcomes
+  are recorded when the database is back, once each. A failed heartbeat is retried after
+  1 s at most, and within a quarter of ``stale_after - heartbeat_interval``, so at least two
+  retries fit in the lease (defaults 10 s and 15 s: retries at 11 s and 12.25 s after the
+  last heartbeat, the runs stopped at 12.5 s); once the lease is lost, retries back off to
+  one per heartbeat period.
 * :meth:`RunOwner.stop` ends the thread and removes the instance row (its runs should be
   over: any that is not is abandoned by others once ``stale_after`` has passed).
 """
@@ -109,7 +117,9 @@ class RunOwner:
         self._renewed_at: float | None = None
         self._failures = 0
         self._stopping = threading.Event()
+        self._renewed = threading.Event()  # wakes the watchdog to read the new lease
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
         self._beats: Coordination | None = None
         self.after_beat: Callable[[], None] | None = None
         """Called after each successful heartbeat of the thread (e.g. to claim queued runs)."""
@@ -130,14 +140,20 @@ class RunOwner:
             logger.warning("owner %s: cannot register yet (%s)", self.instance_id, exc)
         self._thread = threading.Thread(target=self._loop, name="th2etl-owner", daemon=True)
         self._thread.start()
+        self._watchdog = threading.Thread(target=self._watch, name="th2etl-lease", daemon=True)
+        self._watchdog.start()
         return self
 
     def stop(self) -> None:
         """Stop heartbeating and forget this instance; idempotent."""
         self._stopping.set()
+        self._renewed.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.join()
         beats, self._beats = self._beats, None
         if beats is not None:
             try:
@@ -212,6 +228,7 @@ class RunOwner:
         )
         with self._lock:
             self._renewed_at = sent
+        self._renewed.set()
         for run_id in storage.mark_abandoned_runs(None, timedelta(seconds=self.stale_after)):
             logger.warning(
                 "run %s was left by an owner that stopped sending heartbeats; marked abandoned",
@@ -247,7 +264,10 @@ class RunOwner:
                 self.beat()
             except StorageError as exc:
                 self._failures += 1
-                delay = min(2.0 ** (self._failures - 1), self.heartbeat_interval / 2)
+                with self._lock:
+                    lost = self._lease_lost()
+                cap = self.heartbeat_interval if lost else self.stop_margin / 2
+                delay = min(2.0 ** (self._failures - 1), cap)
                 log = logger.warning if self._failures == 1 else logger.info
                 log(
                     "owner %s: heartbeat failed (%s); retrying in %.3gs",
@@ -255,7 +275,6 @@ class RunOwner:
                     exc,
                     delay,
                 )
-                self._check_lease()
                 continue
             if self._failures:
                 logger.warning("owner %s: heartbeats are back", self.instance_id)
@@ -268,8 +287,33 @@ class RunOwner:
                     logger.exception("owner %s: after its heartbeat", self.instance_id)
 
     def _lease_lost(self) -> bool:
+        """Under the lock: whether the runs must be stopped (the lease ends within
+        ``stop_margin``). An owner that never registered has no runs to lose."""
         renewed = self._renewed_at
-        return renewed is not None and time.monotonic() - renewed > self.stale_after
+        return renewed is not None and time.monotonic() - renewed >= self._holds_for
+
+    @property
+    def stop_margin(self) -> float:
+        """Seconds before the lease ends at which the owner stops its runs, lacking renewal."""
+        return (self.stale_after - self.heartbeat_interval) / 2
+
+    @property
+    def _holds_for(self) -> float:
+        return self.stale_after - self.stop_margin
+
+    def _watch(self) -> None:
+        """The watchdog thread: stops the runs when the lease is about to end unrenewed."""
+        while not self._stopping.is_set():
+            with self._lock:
+                renewed = self._renewed_at
+            left = None if renewed is None else renewed + self._holds_for - time.monotonic()
+            if left is None or left > 0:
+                self._renewed.wait(left)
+                self._renewed.clear()
+                continue
+            self._check_lease()
+            self._renewed.wait()  # until the next renewal (or stop)
+            self._renewed.clear()
 
     def _check_lease(self) -> None:
         with self._lock:
@@ -283,13 +327,17 @@ class RunOwner:
 
     def _lose(self, run_id: str, token: CancelToken) -> None:
         reason = (
-            f"abandoned: its owner {self.instance_id} could not renew its lease for "
+            f"abandoned: its owner {self.instance_id} could not renew its lease of "
             f"{self.stale_after:g}s (the database was unreachable) and stopped it"
         )
         with self._lock:
             self._lost[run_id] = reason
         logger.warning("run %s: %s", run_id, reason)
-        token.cancel()
+        abandon = getattr(token, "abandon", None)  # a RunSlot stops its run at once
+        if callable(abandon):
+            abandon(reason)
+        else:
+            token.cancel()
 
     def __repr__(self) -> str:
         return f"RunOwner({self.instance_id!r}, runs={self.runs})"
