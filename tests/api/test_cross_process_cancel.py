@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 def _service(postgres: PostgresServer, schema: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = subprocess_env(
-        DATABASE_URL=postgres.url, DATABASE_SCHEMA=schema, TH2ETL_HEARTBEAT_INTERVAL="1"
+        DATABASE_URL=postgres.url, DATABASE_SCHEMA=schema, TH2ETL_HEARTBEAT_INTERVAL="2"
     )
     command = [sys.executable, "-m", "uvicorn", "--factory", "th2etl.api.app:create_app",
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip

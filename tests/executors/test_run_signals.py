@@ -93,7 +93,7 @@ def test_a_killed_th2etl_run_leaves_its_run_abandoned_by_a_live_process(
     from th2etl.storage.owner import RunOwner
 
     env = subprocess_env(
-        **postgres_settings_env(postgres, pg_schema), TH2ETL_HEARTBEAT_INTERVAL="1"
+        **postgres_settings_env(postgres, pg_schema), TH2ETL_HEARTBEAT_INTERVAL="2"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", COMMAND, "run", "napping"],
@@ -114,7 +114,7 @@ def test_a_killed_th2etl_run_leaves_its_run_abandoned_by_a_live_process(
     [run] = storage.list_runs(pipeline_name="napping")
     assert run.status is RunStatus.RUNNING and run.started_by == "cli"
     # Any live th2etl process with the same heartbeat settings marks it, within two periods.
-    with RunOwner(storage, kind="python", heartbeat_interval=1):  # type: ignore[arg-type]
+    with RunOwner(storage, kind="python", heartbeat_interval=2):  # type: ignore[arg-type]
         wait_until(
             lambda: storage.get_run(run.run_id).status is RunStatus.ABANDONED,
             timeout=30,

@@ -26,7 +26,7 @@ from ..tcp_proxy import TcpProxy
 from .conftest import OpenStorage
 
 HERE = Path(__file__).resolve().parent
-HEARTBEAT = 1.0  # seconds; the owners' runs are stale 1.5 s after their last heartbeat
+HEARTBEAT = 2.0  # seconds; the owners' runs are stale 3 s after their last heartbeat
 STALE = timedelta(seconds=1.5 * HEARTBEAT)
 
 

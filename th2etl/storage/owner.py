@@ -21,7 +21,7 @@ manager heartbeats in its own loop). The owner side of the contract, in one plac
   after which other processes count this owner's runs abandoned), counted on this host's
   monotonic clock from the moment the heartbeat was *sent*, so it never ends later than other
   processes' view of it. When a failing database keeps the owner from renewing it, the owner
-  stops its runs while the lease still holds, ``(stale_after - heartbeat_interval) / 2``
+  stops its runs while the lease still holds, ``(stale_after - heartbeat_interval) / 4``
   before it ends (a watchdog thread of its own does this, so a heartbeat stuck on a dead
   connection cannot delay it): a worker process is terminated at once, a thread cancelled
   (see :meth:`~th2etl.executors.RunHandle.abandon`). Whatever they end with, the runs are
@@ -29,10 +29,11 @@ manager heartbeats in its own loop). The owner side of the contract, in one plac
   other process records them: a run is not executing while it is counted abandoned
   elsewhere (a thread whose bloc ignores its cancel is the exception: threads cannot be
   killed). An outage shorter than that changes nothing: the runs finish and their outcomes
-  are recorded when the database is back, once each. A failed heartbeat is retried after
-  1 s at most, and within a quarter of ``stale_after - heartbeat_interval``, so at least two
-  retries fit in the lease (defaults 10 s and 15 s: retries at 11 s and 12.25 s after the
-  last heartbeat, the runs stopped at 12.5 s); once the lease is lost, retries back off to
+  are recorded when the database is back, once each. Heartbeats are sent every
+  ``heartbeat_interval`` from the last one *sent* (the time one takes never delays the
+  next); a failed one is retried after 1 s at most, and at least twice before the runs are
+  stopped (defaults 10 s and 15 s: a heartbeat due at 10 s that fails is retried at 11 s and
+  12.875 s, the runs are stopped at 13.75 s); once the lease is lost, retries back off to
   one per heartbeat period.
 * :meth:`RunOwner.stop` ends the thread and removes the instance row (its runs should be
   over: any that is not is abandoned by others once ``stale_after`` has passed).
@@ -266,7 +267,13 @@ class RunOwner:
                 self._failures += 1
                 with self._lock:
                     lost = self._lease_lost()
-                cap = self.heartbeat_interval if lost else self.stop_margin / 2
+                # Before the lease is lost: twice at least in the time left after a heartbeat
+                # was due (default 3.75 s); after, once per heartbeat period.
+                cap = (
+                    self.heartbeat_interval
+                    if lost
+                    else (self._holds_for - self.heartbeat_interval) / 2
+                )
                 delay = min(2.0 ** (self._failures - 1), cap)
                 log = logger.warning if self._failures == 1 else logger.info
                 log(
@@ -279,12 +286,17 @@ class RunOwner:
             if self._failures:
                 logger.warning("owner %s: heartbeats are back", self.instance_id)
             self._failures = 0
-            delay = self.heartbeat_interval
             if self.after_beat is not None:
                 try:
                     self.after_beat()
                 except Exception:
                     logger.exception("owner %s: after its heartbeat", self.instance_id)
+            # Every interval from the last heartbeat *sent*: the time a heartbeat and the work
+            # after it take never adds up into heartbeats later than the lease allows.
+            with self._lock:
+                renewed = self._renewed_at
+            assert renewed is not None
+            delay = max(0.0, renewed + self.heartbeat_interval - time.monotonic())
 
     def _lease_lost(self) -> bool:
         """Under the lock: whether the runs must be stopped (the lease ends within
@@ -295,7 +307,7 @@ class RunOwner:
     @property
     def stop_margin(self) -> float:
         """Seconds before the lease ends at which the owner stops its runs, lacking renewal."""
-        return (self.stale_after - self.heartbeat_interval) / 2
+        return (self.stale_after - self.heartbeat_interval) / 4
 
     @property
     def _holds_for(self) -> float:
