@@ -8,6 +8,8 @@ import signal
 import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from th2etl.blocs.registry import unregister_bloc
 from th2etl.configs.settings import get_settings
 from th2etl.executors.base import RunJob
 from th2etl.executors.dask import DaskExecutor
+from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.result import RunStatus
 from th2etl.storage import DatabaseStorage
 
@@ -69,7 +72,10 @@ def test_a_run_executes_on_a_worker_and_is_recorded_there(
     pipeline = define(
         storage, ("load", "dask_test_rows", {"n": 5}), ("save", "dask_test_export", {})
     )
-    job = queued_job(storage, pipeline)
+    # The worker records the run from the events of its child: the engine's logical time too.
+    day = datetime(2026, 12, 2, tzinfo=UTC)
+    logical = LogicalTime(day + timedelta(days=1), day, day + timedelta(days=1), "UTC")
+    job = replace(queued_job(storage, pipeline), logical_time=logical)
     handle = executor.submit(job)
     result = handle.wait(60)
     assert result is not None and result.status is RunStatus.SUCCEEDED, result
@@ -77,6 +83,7 @@ def test_a_run_executes_on_a_worker_and_is_recorded_there(
     assert handle.worker in worker_pids(executor.cluster.client())
     record = storage.get_run(job.run_id)
     assert (record.status, record.worker) == (RunStatus.SUCCEEDED, handle.worker)
+    assert record.logical_time == logical
     assert [(b.status.value, b.rows_out) for b in record.blocs] == [
         ("succeeded", 5),
         ("succeeded", 1),

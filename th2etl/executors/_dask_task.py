@@ -9,7 +9,8 @@
 4. executes it in a child process forked by this worker's forker (:mod:`._forker`, th2etl
    preloaded), running the worker code of
    :class:`~th2etl.executors.process.ProcessExecutor` (its log records come back over the
-   socket and go to this worker's log), supervised the same way: a cancel requested in the
+   socket and go to this worker's log; its events too, and this worker records them with the
+   storage recorder on its own connection), supervised the same way: a cancel requested in the
    database, the run ending elsewhere (``abandoned`` once its owner died), or the pipeline
    timeout stops it (cancel, then terminate, then kill);
 5. answers an :class:`Answer`: the run's result, or why it did not execute it.
@@ -31,6 +32,7 @@ from types import SimpleNamespace
 from typing import Any, Literal, cast
 
 from th2etl.executors import _worker
+from th2etl.executors._execute import _Recorded
 from th2etl.executors._forker import forker
 from th2etl.executors.base import RunJob
 from th2etl.executors.process import _log_levels, _ProcessHandle
@@ -68,10 +70,10 @@ def _worker_storage() -> DatabaseStorage:
         return _storage
 
 
-def _missing_bloc_type(payload: bytes, bloc_types: dict[str, str], worker: str) -> str | None:
-    """Why the job cannot be imported on this worker (naming the bloc type), or None."""
+def _load(payload: bytes, bloc_types: dict[str, str], worker: str) -> RunJob | str:
+    """The job, or why it cannot be imported on this worker (naming the bloc type)."""
     try:
-        pickle.loads(payload)
+        job: RunJob = pickle.loads(payload)
     except (ImportError, AttributeError) as exc:
         module = getattr(exc, "name", None) or ""
         for bloc_type, where in sorted(bloc_types.items()):
@@ -85,7 +87,7 @@ def _missing_bloc_type(payload: bytes, bloc_types: dict[str, str], worker: str) 
         return (
             f"the run cannot be imported on the Dask worker {worker}: {type(exc).__name__}: {exc}"
         )
-    return None
+    return job
 
 
 def run_job(
@@ -110,29 +112,42 @@ def run_job(
             reason=f"the Dask worker {worker} cannot open th2etl's database: "
             f"{type(exc).__name__}: {exc}; set DATABASE_URL in the workers' environment",
         )
-    problem = _missing_bloc_type(payload, bloc_types, worker)
-    if problem is not None:
-        return Answer("error", worker, reason=problem)
+    job = _load(payload, bloc_types, worker)
+    if isinstance(job, str):
+        return Answer("error", worker, reason=job)
     if not storage.claim_execution(run_id, worker):
         record = storage.get_run(run_id)
         where = f" on {record.worker}" if record.worker else ""
         return Answer("fenced", worker, reason=f"the run is {record.status}{where} already")
-    job: RunJob = pickle.loads(payload)
+    # The child only computes: it forwards the run's events, and this worker records them on
+    # its one connection while the child goes on (no connection per run, and the run does not
+    # wait for the database's commits).
+    recorder = _Recorded(
+        storage.recorder(
+            run_id=run_id,
+            scheduler_name=job.scheduler_name,
+            trigger_name=job.trigger_name,
+            instance_id=job.instance_id,
+        ),
+        threading.Event(),
+        lambda: None,  # its owner's lease: the owner judges it, from the answer
+    )
     ours, theirs = socket.socketpair()
     with ours, theirs:
         child = forker().fork(theirs.fileno())
         conn = Connection(os.dup(ours.fileno()))
     spec = _worker.WorkerSpec(
         job=payload,
-        storage=storage.address(),
+        storage=None,
         environ=dict(os.environ),
         log_levels=_log_levels(),
-        forward_events=False,
+        forward_events=True,
         grace=0.0,  # the worker died: stop at once, the owner records the run
+        recorded_by_parent=True,
     )
     conn.send(spec)
     supervisor = SimpleNamespace(storage=storage, grace=grace, clock=storage.clock)
-    handle = _ProcessHandle(job, cast(Any, supervisor), child, conn, ())
+    handle = _ProcessHandle(job, cast(Any, supervisor), child, conn, (recorder,))
     handle.worker = f"{worker} (pid {child.pid})"
     polls = 0
     while handle.wait(poll) is None:
@@ -147,4 +162,6 @@ def run_job(
             logger.warning("run %s: cannot read its cancel flag: %s", run_id, exc)
     result = handle.wait()
     assert result is not None
-    return Answer("result", worker, replace(result, outputs={}), handle.recorded)
+    # A run stopped here was recorded by the handle; else by the recorder, from its events.
+    recorded = handle.recorded if handle.stopped else recorder.recorded
+    return Answer("result", worker, replace(result, outputs={}), recorded)

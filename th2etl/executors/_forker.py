@@ -22,6 +22,7 @@ sockets, whose other ends the dead worker held, and stop.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import queue
 import selectors
@@ -213,6 +214,10 @@ def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     for module in PRELOAD:
         importlib.import_module(module)
+    # Out of the collector's sight: a child's collections do not touch (and copy) the pages
+    # of what it inherited.
+    gc.collect()
+    gc.freeze()
     _serve(sock)
 
 

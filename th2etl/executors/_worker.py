@@ -59,6 +59,9 @@ class WorkerSpec:
     cwd: str | None = None
     """The parent's working directory when it submitted the job: relative paths in configs
     resolve the same (the forkserver keeps the directory it was started in)."""
+    recorded_by_parent: bool = False
+    """The parent records the run from the events this worker forwards (a Dask task, whose
+    worker keeps one database connection): the run keeps no rows, as a recorded run."""
 
 
 class _Sender:
@@ -92,7 +95,7 @@ class _Forwarder(RunListener):
         self.sender = sender
 
     def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
-        self.sender.send(("event", "run_started", None))
+        self.sender.send(("event", "run_started", context.logical_time))
 
     def bloc_started(self, context: RunContext, bloc: Bloc, attempt: int) -> None:
         self.sender.send(("event", "bloc_started", (bloc.name, attempt)))
@@ -160,7 +163,12 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
             )
         listeners = [_Forwarder(sender)] if spec.forward_events else []
         result, recorded = execute(
-            job, storage=storage, listeners=listeners, cancel_token=token, whole_process=True
+            job,
+            storage=storage,
+            listeners=listeners,
+            cancel_token=token,
+            whole_process=True,
+            keep_outputs=False if spec.recorded_by_parent else None,
         )
         sender.send(("result", replace(result, outputs={}), recorded))
     except Exception as exc:

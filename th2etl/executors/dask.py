@@ -8,9 +8,11 @@ Semantics, in one place:
   a running Dask task cannot be interrupted, and nanny workers are daemonic (no
   ``multiprocessing`` children), so each worker process starts one ``subprocess`` with th2etl
   preloaded that forks a child per run in milliseconds (:mod:`th2etl.executors._forker`).
-* **What a worker needs.** The child opens th2etl's database from the worker's own environment
-  (``DATABASE_URL`` or ``DATABASE_*``, and ``DATABASE_SCHEMA``) and records the run's status,
-  bloc results and log there itself, as a local worker process does. The task carries the run
+* **What a worker needs.** Each worker process opens th2etl's database once, from its own
+  environment (``DATABASE_URL`` or ``DATABASE_*``, and ``DATABASE_SCHEMA``), and records there
+  the run's status, bloc results and log, with the same recorder as the other executors: the
+  child forwards the run's events as they happen, and the worker writes them while the child
+  goes on (no connection per run; the run does not wait for commits). The task carries the run
   id and the pickled pipeline, whose configs keep their ``${env:NAME}`` references: they
   resolve in the worker's environment, and no secret travels through Dask. Bloc types come from
   packages installed on the workers (or ``dask worker --preload MODULE``); a type missing there

@@ -211,6 +211,8 @@ class _ProcessHandle(RunHandle):
     def _replay(self, event: str, payload: Any) -> None:
         pipeline = self.job.pipeline
         if event == "run_started":
+            if payload is not None:  # the logical time the engine gave the run
+                self._context.logical_time = payload
             args: tuple[Any, ...] = (pipeline,)
         elif event == "bloc_started":
             name, attempt = payload
