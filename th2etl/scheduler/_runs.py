@@ -26,6 +26,7 @@ from th2etl.pipelines.result import RunResult, RunStatus
 
 if TYPE_CHECKING:
     from th2etl.storage.coordination import Coordination
+    from th2etl.storage.owner import RunOwner
 
 logger = logging.getLogger("th2etl.scheduler.scheduler")
 
@@ -97,6 +98,9 @@ class ScheduledRuns:
         self._lost: list[LostFinish] = []
         self._pool: Pool | None = None
         self._own_pool = False
+        self.owner: RunOwner | None = None
+        """The manager's RunOwner: it answers for the runs going (a cancel from any process,
+        a lapsed lease stop them)."""
 
     # -- the pool ----------------------------------------------------------------------------
 
@@ -126,6 +130,8 @@ class ScheduledRuns:
     def begin(self, going: Going, work: Callable[[], Any] | None = None) -> None:
         """Count ``going`` as started; with ``work``, run it in a pool thread (the lock is
         held until registered: the run's own clean-up waits for it)."""
+        if self.owner is not None:
+            self.owner.track(going.run_id, going)
         with self._lock:
             self._running[going.run_id] = going
             if work is not None:
@@ -135,6 +141,8 @@ class ScheduledRuns:
         """The run is over (its outcome recorded, or kept to be written again)."""
         with self._lock:
             self._running.pop(run_id, None)
+        if self.owner is not None:
+            self.owner.untrack(run_id)
 
     def execute(
         self,

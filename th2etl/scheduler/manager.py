@@ -16,27 +16,34 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
   others report :attr:`~th2etl.scheduler.TickAction.TAKEN`. Skipped ticks are recorded under the
   same uniqueness. A claim whose answer is lost (the connection drops after COMMIT) is retried
   with the same run id and adopted (see ``Coordination.claim_run``): the tick runs once, not never.
-* **Heartbeats.** Every ``heartbeat_interval`` seconds (default 10) the manager records its
-  heartbeat and marks ``abandoned`` the runs of instances silent for ``stale_after`` (default
-  1.5 heartbeat intervals), both by the database's clock (by the manager's clock when it is a
-  fake one), so hosts whose clocks disagree change nothing: a run left ``running`` by a dead
-  process is abandoned at most ``stale_after + heartbeat_interval`` (two heartbeat periods)
-  after that process's last heartbeat. At each heartbeat the manager also settles its own
-  runs: final statuses the database missed are written again (also for schedulers removed
-  since), and an active row of this instance that none of its schedulers answers for is
-  marked ``abandoned``; so no run stays active forever because its instance lives.
-  ``stop()`` settles them once more (a claimed tick it will not retry is marked
-  ``abandoned``). ``instance_id`` must therefore be
-  this manager's own (the default is unique per process).
+* **Heartbeats and lease.** With a storage, the manager owns its runs through a
+  :class:`~th2etl.storage.owner.RunOwner` (``instance_id``), the same as the API's and
+  ``th2etl run``'s runs: on a real clock, from ``start()`` to the end of ``stop()``, it
+  heartbeats every ``heartbeat_interval`` seconds (default 10) on a thread and a connection of
+  its own, by the database's clock, so a slow tick, a blocked tick thread or a loaded process
+  never delays it; each heartbeat renews its lease of ``stale_after`` (default 1.5 heartbeat
+  intervals), marks ``abandoned`` the runs of instances silent for that long (so a run left by
+  a dead process is abandoned within two heartbeat periods of its last heartbeat), and stops
+  the runs of this manager whose cancel was asked from any process. When its lease lapses (the
+  database is away) the owner stops the manager's runs and they end ``abandoned`` everywhere;
+  see :mod:`th2etl.storage.owner`. On a fake clock the manager sends the heartbeats itself,
+  at ``tick(now)``, stamped with the fake time (no thread, no lease). At each heartbeat period
+  the tick also settles the manager's own runs: final statuses the database missed are written
+  again (also for schedulers removed since), and an active row of this instance that none of
+  its schedulers answers for is marked ``abandoned``; so no run stays active forever because
+  its instance lives. ``stop()`` settles them once more (a claimed tick it will not retry is
+  marked ``abandoned``). ``instance_id`` must therefore be this manager's own (the default is
+  unique per process).
 * **Where runs execute.** ``executor`` (an :class:`~th2etl.executors.Executor`) runs each
   whole run; default: a thread of this process. ``th2etl`` and ``th2etl --serve-api`` pass the
   one ``TH2ETL_EXECUTOR`` names (worker processes by default).
 * **Outages.** When the database cannot be reached, ticks are deferred (not run: nothing can be
-  claimed) and retried with exponential backoff (1 s doubling to 30 s; its heartbeat within
-  half a heartbeat period, so that it fits ``stale_after``); the manager logs the
+  claimed) and retried with exponential backoff (1 s doubling to 30 s; the heartbeats, on
+  their own thread, are retried within the lease, see :mod:`th2etl.storage.owner`); the
+  manager logs the
   outage once, keeps its timing, and when the database is back handles the deferred ticks by the
-  missed-tick policy. After an outage it waits ``stale_after`` before marking other instances'
-  runs abandoned, so live instances get time to send their heartbeat again.
+  missed-tick policy. (Other instances' runs are not abandoned too early when the database
+  comes back: an instance whose heartbeats are stale has stopped them, its lease lapsed.)
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from th2etl.scheduler.options import BUILT_IN, ScheduleDefaults, ScheduleOptions
 from th2etl.scheduler.policies import TickResult, check_seconds, check_workers
 from th2etl.scheduler.scheduler import CronScheduler
 from th2etl.scheduler.triggers import CronTrigger
+from th2etl.storage.owner import RunOwner
 
 if TYPE_CHECKING:
     from th2etl.executors import Executor
@@ -124,12 +132,21 @@ class SchedulerManager(Loop):
             if stale_after is None
             else check_seconds("stale_after", stale_after)
         )
+        self.owner: RunOwner | None = None
+        """Owns this manager's runs (heartbeats, lease, cancels); None without a storage."""
+        if storage is not None and self.instance_id:
+            self.owner = RunOwner(
+                storage,
+                kind="scheduler",
+                instance_id=self.instance_id,
+                heartbeat_interval=self.heartbeat_interval.total_seconds(),
+                stale_after=self.stale_after.total_seconds(),
+            )
         self._executor: Any = None
         self.run_executor = executor
         self._schedulers: dict[str, CronScheduler] = {}
         self._retired: list[CronScheduler] = []
         self._next_heartbeat: datetime | None = None
-        self._abandon_after: datetime | None = None
         self._storage_failures = 0
         for scheduler in schedulers:
             self.add(scheduler)
@@ -149,6 +166,7 @@ class SchedulerManager(Loop):
             instance_id=self.instance_id,
             inline=self.inline,
             run_executor=self.run_executor,
+            owner=self.owner,
         )
         if not scheduler.inline:
             scheduler.use_executor(self._get_executor())
@@ -218,32 +236,23 @@ class SchedulerManager(Loop):
         return min(due, default=None)
 
     def _housekeeping(self, now: datetime) -> None:
+        """At each heartbeat period: the heartbeat itself when the owner has no thread (a fake
+        clock, or ticks driven without ``start()``), then settle this manager's runs."""
         assert self.storage is not None
-        # Liveness is judged by the database's clock (hosts' clocks may disagree), unless
-        # this manager runs on a fake clock, which then drives everything.
-        liveness = None if isinstance(self.clock, SystemClock) else now
         try:
-            self.storage.heartbeat(
-                self.instance_id or "", liveness, hostname=socket.gethostname(), pid=os.getpid()
-            )
+            if self.owner is not None and not self.owner.started:
+                # Liveness is judged by the database's clock (hosts' clocks may disagree),
+                # unless this manager runs on a fake clock, which then drives everything.
+                self.owner.beat(None if isinstance(self.clock, SystemClock) else now)
             if self._storage_failures:
                 logger.warning("the database is reachable again (%s)", self.storage.describe())
-                self._abandon_after = now + self.stale_after
             self._storage_failures = 0
-            if self._abandon_after is None or now >= self._abandon_after:
-                for run_id in self.storage.mark_abandoned_runs(liveness, self.stale_after):
-                    logger.warning(
-                        "run %s was left running by an instance that stopped sending heartbeats; "
-                        "marked abandoned",
-                        run_id,
-                    )
-            self._check_cancel_requests()
             self._settle_own_runs(now)
             self._next_heartbeat = now + self.heartbeat_interval
         except StorageError as exc:
             self._storage_failures += 1
-            # Retried within half a heartbeat period, so that the heartbeat is renewed before
-            # other instances count this one stale (after 1.5 periods).
+            # Retried within half a heartbeat period, so that a heartbeat sent here is renewed
+            # before other instances count this one stale (after 1.5 periods).
             delay = min(
                 backoff(self._storage_failures), self.heartbeat_interval.total_seconds() / 2
             )
@@ -276,16 +285,12 @@ class SchedulerManager(Loop):
             self.storage.finish_run(run.run_id, RunStatus.ABANDONED, finished_at=now, error=reason)
             logger.warning("run %s was left running by this instance; marked abandoned", run.run_id)
 
-    def _check_cancel_requests(self) -> None:
-        assert self.storage is not None
-        for scheduler in [*self._schedulers.values(), *self._retired]:
-            for run_id, _ in scheduler.running_runs():
-                if self.storage.cancel_requested(run_id) and scheduler.cancel_run(run_id):
-                    logger.info("run %s of scheduler %r: cancel requested", run_id, scheduler.name)
-
     # -- start and stop ------------------------------------------------------------------------
 
     def _on_start(self, now: datetime) -> None:
+        if self.owner is not None and isinstance(self.clock, SystemClock):
+            # Its own thread and connection: nothing the ticks do can delay a heartbeat.
+            self.owner.start(require_database=False)
         for scheduler in self._schedulers.values():
             if not scheduler.inline:  # the pool is made again when started after stop
                 scheduler.use_executor(self._get_executor())
@@ -306,6 +311,9 @@ class SchedulerManager(Loop):
                 self._settle_own_runs(self.clock.now())
             except StorageError as exc:
                 logger.warning("cannot settle the runs of %s on stop: %s", self.instance_id, exc)
+            if self.owner is not None and self.owner.started:
+                self.owner.stop()  # its last heartbeat, then the instance is removed
+                return
             try:
                 self.storage.remove_instance(self.instance_id)
             except StorageError as exc:

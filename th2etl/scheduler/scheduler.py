@@ -76,6 +76,7 @@ from th2etl.scheduler.triggers import CronTrigger
 
 if TYPE_CHECKING:
     from th2etl.storage.coordination import Coordination
+    from th2etl.storage.owner import RunOwner
     from th2etl.storage.records import RunRecord
 
 __all__ = [
@@ -220,16 +221,19 @@ class CronScheduler(Loop):
         instance_id: str | None,
         inline: bool,
         run_executor: executors.Executor | None = None,
+        owner: RunOwner | None = None,
     ) -> None:
-        """Take a manager's clock, storage, instance id and run executor (where whole runs
-        execute); ``inline`` applies unless this scheduler was given its own. The manager
-        then lends its pool (:meth:`use_executor`)."""
+        """Take a manager's clock, storage, instance id, run executor (where whole runs
+        execute) and run owner (which answers for the runs started here); ``inline`` applies
+        unless this scheduler was given its own. The manager then lends its pool
+        (:meth:`use_executor`)."""
         self.clock = clock
         if not self._inline_given:
             self.inline = inline
         self.storage = storage
         self.instance_id = instance_id
         self.run_executor = run_executor
+        self.runs.owner = owner
         self.use_executor(None)
 
     def use_executor(self, executor: Executor | None) -> None:

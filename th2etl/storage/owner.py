@@ -164,6 +164,11 @@ class RunOwner:
                 logger.warning("owner %s: cannot unregister (%s)", self.instance_id, exc)
             beats.close()
 
+    @property
+    def started(self) -> bool:
+        """Whether the heartbeat thread runs (between :meth:`start` and :meth:`stop`)."""
+        return self._thread is not None
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -215,14 +220,17 @@ class RunOwner:
 
     # --- one heartbeat ------------------------------------------------------------------------
 
-    def beat(self) -> None:
-        """One heartbeat (see the module docstring); raises StorageError when it fails."""
+    def beat(self, now: datetime | None = None) -> None:
+        """One heartbeat (see the module docstring); raises StorageError when it fails.
+        ``now`` stamps it instead of the database's clock (an owner on a fake clock, whose
+        caller beats it: it has no thread, and no lease)."""
         storage = self._beats or self.storage
         sent = time.monotonic()
         with self._lock:
             stopping = sorted(run_id for run_id, token in self._runs.items() if token.cancelled)
         storage.heartbeat(
             self.instance_id,
+            now,
             hostname=socket.gethostname(),
             pid=os.getpid(),
             info={"runs": self.runs, "stopping": stopping},
@@ -230,7 +238,7 @@ class RunOwner:
         with self._lock:
             self._renewed_at = sent
         self._renewed.set()
-        for run_id in storage.mark_abandoned_runs(None, timedelta(seconds=self.stale_after)):
+        for run_id in storage.mark_abandoned_runs(now, timedelta(seconds=self.stale_after)):
             logger.warning(
                 "run %s was left by an owner that stopped sending heartbeats; marked abandoned",
                 run_id,
@@ -300,7 +308,10 @@ class RunOwner:
 
     def _lease_lost(self) -> bool:
         """Under the lock: whether the runs must be stopped (the lease ends within
-        ``stop_margin``). An owner that never registered has no runs to lose."""
+        ``stop_margin``). An owner that never registered has no runs to lose, and one that
+        was not started (its caller beats it) no lease."""
+        if self._watchdog is None:
+            return False
         renewed = self._renewed_at
         return renewed is not None and time.monotonic() - renewed >= self._holds_for
 
