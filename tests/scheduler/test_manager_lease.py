@@ -38,8 +38,7 @@ def direct(postgres: Any, schema: str) -> Iterator[PostgresStorage]:
 def _blocked_on_revision(admin: psycopg.Connection[Any], schema: str) -> bool:
     """Whether a session waits for a lock in a statement that reads th2etl_revision."""
     row = admin.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND query LIKE %s",
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
         (f"%{schema}%th2etl_revision%",),
     ).fetchone()
     return bool(row and row[0])
