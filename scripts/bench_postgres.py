@@ -14,8 +14,9 @@ against ``psql`` doing the same work, in a schema of its own dropped at the end:
 * unload: ``postgres_loader`` -> ``csv_exporter``, vs ``psql \\copy ... TO``; target >= 0.50;
 * table to table: ``postgres_loader`` -> ``postgres_exporter``, vs ``psql \\copy TO STDOUT |
   psql \\copy FROM STDIN``; target >= 0.50;
-* polars + ADBC (``read_csv`` + ``write_database``), when both are importable: the fastest
-  Python peer; never a th2etl dependency.
+* polars + ADBC (``read_csv`` + ``write_database``), when importable: the fastest Python
+  peer; never a th2etl dependency (``pip install polars pyarrow adbc-driver-postgresql`` into
+  the environment that runs this script).
 
 th2etl's modules are byte-compiled first, as ``pip install`` does: where
 ``PYTHONDONTWRITEBYTECODE`` is set, an editable install would otherwise compile them from
@@ -287,7 +288,7 @@ def _bench_polars(dsn: str, schema: str, data: Path, reference: float, repeat: i
         import adbc_driver_postgresql  # noqa: F401
         import polars  # noqa: F401
     except ImportError:
-        print("polars + ADBC: not installed (pip install polars adbc-driver-postgresql)")
+        print("polars + ADBC: not installed (pip install polars pyarrow adbc-driver-postgresql)")
         return
 
     def measure() -> tuple[float, float]:

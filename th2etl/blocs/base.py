@@ -261,7 +261,8 @@ class Bloc(ABC):
     @classmethod
     def fuses(cls, source: Bloc) -> bool:
         """Whether this type can read ``source``'s data itself, faster than through rows, when
-        ``source`` feeds only this bloc (``postgres_exporter`` reads a ``csv_loader``'s file).
+        ``source`` feeds only this bloc (``postgres_exporter`` reads a ``csv_loader``'s file or
+        a ``postgres_loader``'s table, ``csv_exporter`` a ``postgres_loader``'s table).
         The engine then hands ``source`` over as ``batches.fused``: ``stream`` either does the
         work itself and calls ``batches.skip(rows)``, or iterates ``batches`` as usual (the
         source then runs inside this bloc's thread)."""
