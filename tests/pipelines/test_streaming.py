@@ -262,7 +262,18 @@ def test_outputs_keep_small_results_and_say_why_a_large_one_is_missing() -> None
     with pytest.raises(KeyError, match="passed on 20000 rows, more than the 10000 a run keeps"):
         result.outputs["large"]
     assert len(pipeline.run(keep_outputs=True).outputs["large"]) == 20_000
-    assert pipeline.run(keep_outputs=False).outputs == {}
+    kept_none = pipeline.run(keep_outputs=False, batch_size=1000)
+    assert kept_none.outputs == {}
+    with pytest.raises(
+        KeyError,
+        match=r"bloc 'small' passed on 5 rows, but this run kept none \(keep_outputs=False, as "
+        r"in every run started by the scheduler.*pipeline.run\(keep_outputs=True\)",
+    ):
+        kept_none.outputs["small"]
+    large = kept_none.blocs["large"]
+    assert (large.rows_out, large.batches_out) == (20_000, 20)
+    with pytest.raises(KeyError, match="no output for bloc 'nope'; blocs with kept rows: none"):
+        kept_none.outputs["nope"]
 
 
 def test_progress_reaches_listeners_while_rows_flow() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -27,13 +27,17 @@ EVERY = {
 
 
 class Echo(TransformerBloc):
-    """Returns its resolved config as one row."""
+    """Returns its resolved config as one row, and notes it in ``seen`` (a scheduled run keeps
+    no rows in its result)."""
 
     bloc_type = "logical_time_echo"
     config_fields = (ConfigField("values", "dict", required=True),)
+    seen: ClassVar[list[dict[str, Any]]] = []
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
-        return [dict(self.config["values"])]
+        row = dict(self.config["values"])
+        self.seen.append(row)
+        return [row]
 
 
 def echo_pipeline() -> Pipeline:
@@ -42,12 +46,15 @@ def echo_pipeline() -> Pipeline:
 
 def run_ticks(cron: str, zone: str, start: datetime, advance: timedelta) -> list[dict[str, Any]]:
     clock = FakeClock(start)
+    Echo.seen.clear()
     scheduler = CronScheduler(echo_pipeline(), CronTrigger(cron, zone), clock=clock, logs_dir=None)
     scheduler.start()
-    results = clock.advance(advance)
+    results = clock.advance(advance)  # one after another: a fake clock runs ticks inline
     scheduler.stop()
     assert all(r.action is TickAction.STARTED and r.result for r in results)
-    return [r.result.outputs["echo"][0] for r in results if r.result]
+    assert [r.result.blocs["echo"].rows_out for r in results if r.result] == [1] * len(results)
+    assert len(Echo.seen) == len(results)
+    return list(Echo.seen)
 
 
 def test_daily_interval_is_the_whole_local_day_across_new_york_dst() -> None:

@@ -283,7 +283,10 @@ def test_output_folder_log_and_summary(tmp_path: Path, clean_env: pytest.MonkeyP
     scheduler.stop()
     folder = tmp_path / "runs" / "daily_writer" / "20260515_103000"
     assert result.result is not None and result.result.status is RunStatus.SUCCEEDED
-    assert result.result.outputs["write"] == [{"output_dir": str(folder)}]
+    write = result.result.blocs["write"]
+    assert (write.rows_out, write.batches_out) == (1, 1)
+    with pytest.raises(KeyError, match="bloc 'write' passed on 1 rows, but this run kept none"):
+        result.result.outputs["write"]  # a scheduled run keeps no rows, only what blocs wrote
     assert (folder / "marker.txt").read_text() == result.run_id
     log = (folder / "run.log").read_text()
     assert f"run {result.run_id} of scheduler 'daily_writer'" in log

@@ -26,7 +26,7 @@ import os
 import pickle
 import socket
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import SimpleNamespace
 from typing import Any, Literal, cast
@@ -164,4 +164,4 @@ def run_job(
     assert result is not None
     # A run stopped here was recorded by the handle; else by the recorder, from its events.
     recorded = handle.recorded if handle.stopped else recorder.recorded
-    return Answer("result", worker, replace(result, outputs={}), recorded)
+    return Answer("result", worker, result, recorded)  # no rows: execute() keeps none

@@ -150,14 +150,13 @@ def execute(
     whole_process: bool = False,
     abandoned: threading.Event | None = None,
     lost: Callable[[], str | None] = lambda: None,
-    keep_outputs: bool | None = None,
 ) -> tuple[RunResult, bool]:
     """Run ``job`` in this thread, recorded in ``storage``; return its result and whether its
     end was recorded. ``inline`` runs the blocs one after another in this thread (fake
     clocks); ``whole_process`` sends every log record of this process to ``job.log_file``
     (a worker runs one job), not only those of this thread and the run's bloc threads. Once
     ``abandoned`` is set, nothing more is recorded (the executor recorded the run's end).
-    ``keep_outputs`` is the engine's for a run not recorded here (a recorded one keeps none)."""
+    The run keeps no rows in memory (``keep_outputs=False``), recorded or not."""
     ended = None if storage is None else _start(storage, job.run_id)
     if ended is not None:
         logger.warning("run %s is %s already: it is not executed", job.run_id, ended.value)
@@ -202,7 +201,7 @@ def execute(
             output_dir=job.output_dir,
             clock=clock,
             logical_time=job.logical_time,
-            keep_outputs=False if storage is not None else keep_outputs,  # rows go to storage
+            keep_outputs=False,  # scheduled, API and CLI runs keep no rows in memory
             thread_name_prefix=prefix,
         )
         if recorder is not None and recorder.result is not None:

@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from logging.handlers import QueueHandler
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -107,7 +107,7 @@ class _Forwarder(RunListener):
         self.sender.send(("event", "bloc_finished", result))
 
     def run_finished(self, context: RunContext, result: RunResult) -> None:
-        self.sender.send(("event", "run_finished", replace(result, outputs={})))
+        self.sender.send(("event", "run_finished", result))  # execute() keeps no rows
 
 
 def _configure_logging(sender: _Sender, levels: dict[str, int]) -> None:
@@ -168,9 +168,8 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
             listeners=listeners,
             cancel_token=token,
             whole_process=True,
-            keep_outputs=False if spec.recorded_by_parent else None,
         )
-        sender.send(("result", replace(result, outputs={}), recorded))
+        sender.send(("result", result, recorded))  # no rows: execute() keeps none
     except Exception as exc:
         logging.getLogger("th2etl.executors").error(
             "the worker could not execute its run:\n%s", traceback.format_exc()

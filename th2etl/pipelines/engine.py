@@ -44,9 +44,11 @@ Semantics, in one place:
   ``stop_grace``); nothing is committed by a bloc whose input had not ended; the run ends
   ``cancelled``.
 * **Outputs.** ``RunResult.outputs`` keeps each bloc's rows while they number at most
-  :data:`KEEP_OUTPUT_ROWS` (``keep_outputs=True``: all of them; ``False``: none, as scheduled,
-  API and CLI runs do). ``RunResult`` reports rows and batches in and out per bloc, and
-  listeners receive ``bloc_progress`` about once a second while rows flow.
+  :data:`KEEP_OUTPUT_ROWS` (``keep_outputs=True``: all of them; ``False``: none, as every run
+  started by the scheduler, the API, ``th2etl run`` or ``storage.run_pipeline()`` does: their
+  rows are in what their exporters wrote). Reading the rows of a bloc that were not kept raises a
+  ``KeyError`` saying why and how to keep them. ``RunResult`` reports rows and batches in and
+  out per bloc, and listeners receive ``bloc_progress`` about once a second while rows flow.
 
 * **Fusion.** When a bloc streams from a source that feeds nothing else, no bloc of a stage
   between them waits, the run keeps no rows (``keep_outputs=False``), and the reader's type
@@ -319,6 +321,7 @@ class _Run:
         self.clock = clock
         self.stop_grace = stop_grace
         self.keep: int | None = {True: None, False: 0, None: KEEP_OUTPUT_ROWS}[keep_outputs]
+        self.keep_limit = KEEP_OUTPUT_ROWS if keep_outputs is None else 0
         self.streaming = executor is None
         self.executor = executor
         self.pool = (
@@ -441,7 +444,7 @@ class _Run:
             scheduler_name=self.context.scheduler_name,
             scheduled_time=self.context.scheduled_time,
             variables=self.context.variables,
-            outputs=Outputs(self.context.outputs, self.dropped, KEEP_OUTPUT_ROWS),
+            outputs=Outputs(self.context.outputs, self.dropped, self.keep_limit),
         )
         level = logging.INFO if result.succeeded else logging.WARNING
         logger.log(
@@ -860,7 +863,7 @@ class _Run:
         assert output is not None
         if output.kept is not None:
             self.context.set_output(node.bloc.name, output.kept)
-        elif self.keep != 0:
+        else:
             self.dropped[node.bloc.name] = output.rows
         self._finish(node, BlocStatus.SUCCEEDED)
 

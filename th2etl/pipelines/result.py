@@ -97,19 +97,30 @@ class BlocStatus(StrEnum):
 
 
 class Outputs(dict[str, Rows]):
-    """``RunResult.outputs``: a dict whose missing key says why the rows are not there."""
+    """``RunResult.outputs``: a dict whose missing key says why the rows are not there.
 
-    def __init__(self, rows: dict[str, Rows], dropped: dict[str, int], limit: int) -> None:
+    ``dropped`` counts the rows of each bloc that succeeded without its rows being kept;
+    ``keep`` is the run's limit (rows kept per bloc; 0: none, as ``keep_outputs=False``).
+    """
+
+    def __init__(self, rows: dict[str, Rows], dropped: dict[str, int], keep: int) -> None:
         super().__init__(rows)
         self._dropped = dropped
-        self._limit = limit
+        self._keep = keep
 
     def __missing__(self, name: str) -> Rows:
         if name in self._dropped:
+            if self._keep == 0:
+                why = (
+                    "but this run kept none (keep_outputs=False, as in every run started by the "
+                    "scheduler, the API, `th2etl run` or storage.run_pipeline())"
+                )
+            else:
+                why = f"more than the {self._keep} a run keeps by default"
             raise KeyError(
-                f"bloc {name!r} passed on {self._dropped[name]} rows, more than the "
-                f"{self._limit} a run keeps by default; run with keep_outputs=True to keep "
-                "every row in memory, or write them with an exporter"
+                f"bloc {name!r} passed on {self._dropped[name]} rows, {why}; read what its "
+                "exporters wrote, or run the pipeline from Python with "
+                "pipeline.run(keep_outputs=True) to keep every row in memory"
             )
         raise KeyError(
             f"no output for bloc {name!r}; blocs with kept rows: {', '.join(self) or 'none'}"
