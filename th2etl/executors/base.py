@@ -40,7 +40,9 @@ Semantics, in one place:
 * **Outcome.** :meth:`RunHandle.wait` returns the :class:`~th2etl.pipelines.RunResult` (for a
   run stopped or crashed as above, one made by the executor, without bloc results);
   :attr:`RunHandle.recorded` says whether its end reached the storage (False when the database
-  was away: the caller writes it again later).
+  was away: the caller writes it again later). The run keeps no rows in memory
+  (``keep_outputs=False``): its result counts each bloc's rows and batches, and its rows are
+  what its exporters wrote.
 """
 
 from __future__ import annotations
