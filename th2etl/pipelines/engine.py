@@ -639,8 +639,9 @@ class _Run:
             return _nothing_before
 
         def wait(context: RunContext) -> None:
-            # Without the lock first: what it reads only moves forward, bad_stage first.
-            if not self._settled(node.stage, node.fused):
+            # Without the lock first (what it reads only moves forward, bad_stage first), but
+            # for a fused source, whose end and count must be read together.
+            if node.fused is not None or not self._settled(node.stage):
                 with self.finals:
                     self.finals_waiting += 1
                     try:
