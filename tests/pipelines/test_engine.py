@@ -257,15 +257,15 @@ def test_any_executor_can_run_the_blocs() -> None:
 
 
 @register_bloc
-class WhereAmI(TransformerBloc):
-    bloc_type = "test_where_am_i"
+class ThreadName(TransformerBloc):
+    bloc_type = "test_thread_name"
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
         return [*rows, {"thread": threading.current_thread().name}]
 
 
 def test_blocs_run_in_threads_named_for_the_run_and_a_chain_reuses_one() -> None:
-    pipeline = Pipeline("threads", [[WhereAmI(f"b{n}")] for n in range(5)])
+    pipeline = Pipeline("threads", [[ThreadName(f"b{n}")] for n in range(5)])
     result = pipeline.run(thread_name_prefix="th2etl-run-abc")
     names = {row["thread"] for row in result.outputs["b4"]}
     assert names == {"th2etl-run-abc_0"}  # one bloc at a time: its thread is free again
