@@ -270,3 +270,32 @@ def test_floats_are_written_as_postgresql_writes_them(postgres: PostgresServer) 
         written = conn.execute("SELECT v::text FROM unnest(%s::float8[]) v", (values,)).fetchall()
     for value, (text,) in zip(values, written, strict=True):
         assert format_float(value) == text, value
+
+
+def test_columns_and_limit_are_those_of_the_general_path(
+    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = make_table(postgres, COLUMNS, ROWS)
+    files = []
+    for fused in (True, False):
+        read = create_bloc(
+            "read",
+            "postgres_loader",
+            {
+                "table_name": table,
+                "schema": postgres.schema,
+                "dsn": postgres.url,
+                "columns": ["tz", "b", "t"],
+                "limit": 4,
+            },
+        )
+        target = tmp_path / f"{fused}.csv"
+        write = create_bloc("write", "csv_exporter", {"file_path": str(target)})
+        with caplog.at_level(logging.INFO):
+            result = Pipeline("unload", [[read], [write]]).run(keep_outputs=not fused)
+        assert result.succeeded, result.error
+        files.append(target.read_bytes())
+    assert REFUSED not in caplog.text
+    assert files[0] == files[1]
+    assert files[0].decode().split("\n")[:2] == ["tz,b,t", "2026-01-31 10:00:00.5+00,true,plain"]
+    assert files[0].count(b"\n") == 6  # the header, 4 rows, and a cell holding \r\n
