@@ -17,23 +17,24 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
   same uniqueness. A claim whose answer is lost (the connection drops after COMMIT) is retried
   with the same run id and adopted (see ``Coordination.claim_run``): the tick runs once, not never.
 * **Heartbeats and lease.** With a storage, the manager owns its runs through a
-  :class:`~th2etl.storage.owner.RunOwner` (``instance_id``), the same as the API's and
-  ``th2etl run``'s runs: on a real clock, from ``start()`` to the end of ``stop()``, it
-  heartbeats every ``heartbeat_interval`` seconds (default 10) on a thread and a connection of
-  its own, by the database's clock, so a slow tick, a blocked tick thread or a loaded process
-  never delays it; each heartbeat renews its lease of ``stale_after`` (default 1.5 heartbeat
-  intervals), marks ``abandoned`` the runs of instances silent for that long (so a run left by
-  a dead process is abandoned within two heartbeat periods of its last heartbeat), and stops
-  the runs of this manager whose cancel was asked from any process. When its lease lapses (the
-  database is away) the owner stops the manager's runs and they end ``abandoned`` everywhere;
-  see :mod:`th2etl.storage.owner`. On a fake clock the manager sends the heartbeats itself,
-  at ``tick(now)``, stamped with the fake time (no thread, no lease). At each heartbeat period
-  the tick also settles the manager's own runs: final statuses the database missed are written
-  again (also for schedulers removed since), and an active row of this instance that none of
-  its schedulers answers for is marked ``abandoned``; so no run stays active forever because
-  its instance lives. ``stop()`` settles them once more (a claimed tick it will not retry is
-  marked ``abandoned``). ``instance_id`` must therefore be this manager's own (the default is
-  unique per process).
+  :class:`~th2etl.storage.owner.RunOwner` (``instance_id``), the same as the API's and the CLI's
+  runs: on a real clock, from ``start()`` to the end of ``stop()``, it heartbeats every
+  ``heartbeat_interval`` seconds (default: the ``TH2ETL_HEARTBEAT_INTERVAL`` setting, 10, as
+  every other owner does, since each judges the others by its own period) on a thread and a
+  connection of its own, by the database's clock, so a slow tick, a blocked tick thread or a
+  loaded process never delays it; each heartbeat renews its lease of ``stale_after`` (default
+  1.5 heartbeat intervals), marks ``abandoned`` the runs of instances silent for that long (so a
+  run left by a dead process is abandoned within two heartbeat periods of its last heartbeat),
+  and stops the runs of this manager whose cancel was asked from any process. When its lease
+  lapses (the database is away) the owner stops the manager's runs and they end ``abandoned``
+  everywhere; see :mod:`th2etl.storage.owner`. On a fake clock the manager sends the heartbeats
+  itself, at ``tick(now)``, stamped with the fake time (no thread, no lease). At each heartbeat
+  period the tick also settles the manager's own runs: final statuses the database missed are
+  written again (also for schedulers removed since), and an active row of this instance that
+  none of its schedulers answers for is marked ``abandoned``; so no run stays active forever
+  because its instance lives. ``stop()`` settles them once more (a claimed tick it will not
+  retry is marked ``abandoned``). ``instance_id`` must therefore be this manager's own (the
+  default is unique per process).
 * **Where runs execute.** ``executor`` (an :class:`~th2etl.executors.Executor`) runs each
   whole run; default: a thread of this process. ``th2etl`` and ``th2etl --serve-api`` pass the
   one ``TH2ETL_EXECUTOR`` names (worker processes by default).
@@ -104,7 +105,7 @@ class SchedulerManager(Loop):
         instance_id: str | None = None,
         max_workers: int = 32,
         stop_grace: float = 30.0,
-        heartbeat_interval: timedelta | float = 10.0,
+        heartbeat_interval: timedelta | float | None = None,
         stale_after: timedelta | float | None = None,
         inline: bool | None = None,
         executor: Executor | None = None,
@@ -122,6 +123,13 @@ class SchedulerManager(Loop):
         self.max_workers = check_workers("SchedulerManager", max_workers)
         self.stop_grace = stop_grace
         self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
+        if heartbeat_interval is None:
+            # Every owner of a database heartbeats alike: others judge it by their own period.
+            heartbeat_interval = 10.0
+            if storage is not None:
+                from th2etl.configs.settings import get_settings
+
+                heartbeat_interval = get_settings().heartbeat_interval
         self.heartbeat_interval = check_seconds("heartbeat_interval", heartbeat_interval)
         if self.heartbeat_interval <= timedelta(0):
             raise ValidationError(
@@ -515,7 +523,7 @@ def load_scheduler_manager(
     instance_id: str | None = None,
     *,
     reload_interval: timedelta | float = 5.0,
-    heartbeat_interval: timedelta | float = 10.0,
+    heartbeat_interval: timedelta | float | None = None,
     stale_after: timedelta | float | None = None,
     max_workers: int = 32,
     stop_grace: float = 30.0,
