@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -345,3 +346,17 @@ def test_result_is_json_ready() -> None:
     assert data["blocs"][0]["name"] == "a"
     assert data["blocs"][0]["rows_out"] == 1
     assert "stage 1 a" in result.summary()
+
+
+def test_a_finished_run_leaves_no_garbage_cycles_behind() -> None:
+    pipeline = Pipeline("tidy", [[bloc("a")], [bloc("b"), bloc("c")], [bloc("d")]])
+    pipeline.run()  # types and caches warm
+    gc.collect()
+    gc.disable()
+    try:
+        result = pipeline.run()
+        assert result.status is RunStatus.SUCCEEDED
+        del result
+        assert gc.collect() == 0  # everything of the run was freed by reference counting
+    finally:
+        gc.enable()

@@ -425,6 +425,7 @@ class _Run:
             if self.pool is not None:
                 self.pool.shutdown()
             self.folder.cleanup()
+            self._release()
         failed = [n.result for n in self.nodes.values() if n.result.status is BlocStatus.FAILED]
         status, error = RunStatus.SUCCEEDED, None
         if failed:
@@ -457,6 +458,20 @@ class _Run:
         )
         self.notify("run_finished", result)
         return result
+
+    def _release(self) -> None:
+        """Break the run's reference cycles (a node and its stream, its input's end and the
+        run), so that its objects are freed now: left to the garbage collector, a run of 100
+        blocs leaves some 2,000 objects whose collection every later run pays a share of."""
+        for node in self.nodes.values():
+            del node.at_end, node.group
+            node.reads, node.children = [], []
+            node.parent = node.fused = node.fused_into = node.ticket = None
+            node.context = node.input = node.output = node.in_pipe = None
+        for group in self.groups:
+            group.nodes, group.running = [], []
+        while not self.wakeup.empty():
+            self.wakeup.get()
 
     def _loop(self) -> None:
         next_progress = time.perf_counter() + _PROGRESS_EVERY
