@@ -51,6 +51,8 @@ def test_run_pipeline_records_the_run(storage: DatabaseStorage, tmp_path: Path) 
     assert run.started_at == result.started_at and run.finished_at == result.finished_at
     assert run.variables == {"day": "2026-01-02 00:00:00", "n": 1}
     assert run.error is None and run.scheduler_name is None
+    assert (run.started_by, run.executor) == ("python", "thread")  # it ran in this thread
+    assert run.owner_id is not None and run.owner_id.startswith("python-")
     assert [b.bloc_name for b in run.blocs] == [
         "example_loader",
         "transformer_a",

@@ -92,6 +92,7 @@ class Storage(DefinitionStore, Coordination):
         while it goes, so a cancel from any process stops it and, should this process die,
         any live th2etl process marks it ``abandoned``."""
         from th2etl.pipelines.engine import CancelToken, run_pipeline
+        from th2etl.pipelines.result import RunStatus
         from th2etl.storage.owner import RunOwner
         from th2etl.storage.recorder import pipeline_from_snapshot
 
@@ -99,6 +100,7 @@ class Storage(DefinitionStore, Coordination):
         pipeline = pipeline_from_snapshot(snapshot)
         instance_id = options.pop("instance_id", None)
         started_by = str(options.pop("started_by", "python"))
+        adopted = "run_id" in options  # a run recorded already (e.g. a claimed tick)
         run_id = options.setdefault("run_id", uuid.uuid4().hex)
         token = options.setdefault("cancel_token", CancelToken())
         owner = None
@@ -106,6 +108,19 @@ class Storage(DefinitionStore, Coordination):
             owner = RunOwner(self, kind=started_by.partition(":")[0]).start()
             owner.track(run_id, token)
         try:
+            if not adopted:
+                # Recorded with its owner and where it executes (this thread) before it starts;
+                # the recorder adopts the row.
+                self.create_run(
+                    run_id,
+                    pipeline.name,
+                    owner_id=instance_id or (owner.instance_id if owner else ""),
+                    started_by=started_by,
+                    status=RunStatus.RUNNING,
+                    definition=snapshot,
+                    timeout=pipeline.timeout,
+                    executor="thread",
+                )
             listener = self.recorder(
                 run_id=run_id,
                 scheduler_name=options.get("scheduler_name"),
