@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import wait_until
 from th2etl.clock import FakeClock
 from th2etl.pipelines import RunStatus
 from th2etl.scheduler import load_scheduler_manager
@@ -129,6 +130,12 @@ def test_the_schedule_timeout_overrides_the_pipeline_and_stops_the_run(
     manager = load_scheduler_manager(storage, clock=clock, logs_dir=None, inline=False)
     manager.start()
     clock.advance(until=at("10:05"))
+    # Stopping the manager cancels what still runs: wait for the timeout to end the run first.
+    wait_until(
+        lambda: [r.status.finished for r in storage.list_runs(scheduler_name="short")] == [True],
+        timeout=30,
+        what="the timed-out run to end",
+    )
     manager.stop()
     [run] = storage.list_runs(scheduler_name="short")
     assert run.status is RunStatus.FAILED
