@@ -361,3 +361,19 @@ def test_survives_a_database_outage(postgres: Any) -> None:
             admin.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )
+
+
+def test_migrate_false_trusts_that_the_schema_is_current(tmp_path: Path) -> None:
+    """What a worker process opens: its owner migrated the database, so it skips the check."""
+    with SQLiteStorage(tmp_path / "owned.db") as owner:
+        owner.create_bloc("b", "example_transformer")
+        with owner.reopen() as heartbeats:  # the owner's own reopen trusts it too
+            assert heartbeats.schema_version() == owner.schema_version()
+    with SQLiteStorage(tmp_path / "owned.db", migrate=False) as worker:
+        assert worker.get_bloc("b").name == "b"
+    # On a fresh file nothing is created: it is not for a database nobody opened.
+    with (
+        SQLiteStorage(tmp_path / "fresh.db", migrate=False) as fresh,
+        pytest.raises(StorageError, match=r"no such table"),
+    ):
+        fresh.list_blocs()

@@ -19,6 +19,7 @@ from th2etl.api.service import BackfillThreads, HealthProbe, RunExecutor, Schedu
 from th2etl.api.ui.session import has_session
 from th2etl.clock import Clock
 from th2etl.storage.base import Storage
+from th2etl.storage.records import json_default
 
 __all__ = ["ApiState", "ListingCache", "json_response", "require_api_key", "state_of"]
 
@@ -61,10 +62,7 @@ class ListingCache:
         checked = time.monotonic()
         revision = self.storage.revision()
         entry = self._entries.get(kind)
-        if entry is not None and entry[0] == revision:
-            body = entry[3]
-        else:
-            body = render([record.to_dict() for record in load()])
+        body = entry[3] if entry is not None and entry[0] == revision else render(load())
         with self._lock:
             self._entries[kind] = (revision, generation, checked, body)
         return body
@@ -89,7 +87,10 @@ class ApiState:
 
 
 def render(content: Any) -> bytes:
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    """``content`` as JSON; storage records in it are rendered as their ``to_dict()``."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=json_default
+    ).encode()
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:

@@ -157,9 +157,10 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
             target, schema = spec.storage
             # DatabaseStorage(...) picks the backend class in __new__.
             # One connection: a run records from few threads, and a pool's threads and its
-            # first connection would add to every worker's start.
+            # first connection would add to every worker's start. The owner migrated the
+            # schema already: no migration check (its round trips and its lock) either.
             storage = DatabaseStorage(  # type: ignore[abstract]
-                target, schema=schema, connect=False, pool_size=1
+                target, schema=schema, connect=False, pool_size=1, migrate=False
             )
         listeners = [_Forwarder(sender)] if spec.forward_events else []
         result, recorded = execute(

@@ -164,13 +164,15 @@ class SqlCore(Storage):
     COMMIT: two round trips fewer), for a backend where a read transaction gives no more
     than that."""
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(self, *, clock: Clock | None = None, migrate: bool = True) -> None:
         self.clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._conn: Any = None
         self._compiled: dict[str, Any] = {}
         self._compile_lock = threading.Lock()
-        self._version: int | None = None
+        # migrate=False: a process that opened this database (with this th2etl) migrated it
+        # already; a worker or a heartbeat connection skips the check and its round trips.
+        self._version: int | None = None if migrate else LATEST_VERSION
         self._local = _Local()
         _live.add(self)
 

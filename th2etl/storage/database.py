@@ -45,7 +45,10 @@ class DatabaseStorage(Schedules, Ticks, Projects, Retention, Notifications, Lega
     ``key=value`` conninfo), anything else is a SQLite file path (``sqlite:///path`` too).
     ``DatabaseStorage.from_settings(get_settings())`` follows the environment. Opening connects
     and migrates the schema right away unless ``connect=False`` (then the first call does);
-    use it as a context manager to close it::
+    ``migrate=False`` skips the migration check, for a process whose owner has opened the
+    database already (a worker). ``pool_size`` (PostgreSQL; ``TH2ETL_POOL_SIZE`` for
+    :meth:`from_settings`) bounds the connections callers borrow at once. Use it as a context
+    manager to close it::
 
         with DatabaseStorage.from_settings(get_settings()) as storage:
             storage.create_bloc("load", "csv_loader", config={"file_path": "data.csv"})

@@ -69,8 +69,9 @@ class PostgresStorage(DatabaseStorage):
         connect_timeout: float = 5,
         connect: bool = True,
         pool_size: int = DEFAULT_POOL_SIZE,
+        migrate: bool = True,
     ) -> None:
-        super().__init__(clock=clock)
+        super().__init__(clock=clock, migrate=migrate)
         self.schema = check_schema(schema, "schema")
         self.pool_size = check_pool_size(pool_size)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -102,6 +103,7 @@ class PostgresStorage(DatabaseStorage):
             connect_timeout=self._connect_timeout,
             connect=False,
             pool_size=1,
+            migrate=self._version is None,
         )
 
     def describe(self) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from th2etl.blocs.base import source_blocs_of
 from th2etl.logical_time import LogicalTime
@@ -22,6 +24,7 @@ __all__ = [
     "RunRecord",
     "SchedulerRecord",
     "TriggerRecord",
+    "json_default",
 ]
 
 
@@ -43,7 +46,28 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+class _Shape(NamedTuple):
+    names: tuple[str, ...]
+    values: Callable[[Any], tuple[Any, ...]]
+    """All the field values of a record at once."""
+    times: tuple[int, ...]
+    """The positions of the fields that hold datetimes (or None)."""
+
+
+_SHAPES: dict[type, _Shape] = {}
+
+
+def _shape(kind: type) -> _Shape:
+    """The fields of record class ``kind``, read once."""
+    shape = _SHAPES.get(kind)
+    if shape is None:
+        found = fields(kind)
+        names = tuple(field.name for field in found)
+        getter = attrgetter(*names)
+        times = tuple(i for i, f in enumerate(found) if "datetime" in str(f.type))
+        values = getter if len(names) > 1 else lambda record: (getter(record),)
+        shape = _SHAPES[kind] = _Shape(names, values, times)
+    return shape
 
 
 class Record:
@@ -52,13 +76,33 @@ class Record:
     __slots__ = ()
 
     def to_dict(self) -> JSON:
-        names = _FIELD_NAMES.get(type(self))
-        if names is None:
-            names = _FIELD_NAMES[type(self)] = tuple(
-                field.name
-                for field in fields(self)  # type: ignore[arg-type]
-            )
-        return {name: _json_ready(getattr(self, name)) for name in names}
+        names, values, _ = _shape(type(self))
+        return {name: _json_ready(value) for name, value in zip(names, values(self), strict=True)}
+
+    def json_fields(self) -> dict[str, Any]:
+        """What :meth:`to_dict` holds, with records and enums left as they are:
+        :func:`json_default` renders them as :meth:`to_dict` does, for ``json.dumps``."""
+        names, get, times = _shape(type(self))
+        values = list(get(self))
+        for position in times:  # here rather than one json_default call each
+            if (value := values[position]) is not None:
+                values[position] = value.isoformat()
+        return dict(zip(names, values, strict=True))
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(records, default=json_default)`` is ``json.dumps`` of their ``to_dict()``
+    (statuses and policies are StrEnums, which JSON writes as strings), in about half the time:
+    the API's listings render hundreds of records."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Record):
+        return value.json_fields()
+    if isinstance(value, LogicalTime):
+        return value.to_dict()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +270,13 @@ class RunRecord(Record):
     def to_dict(self) -> JSON:
         # instance_id: what clients written for schema version 1 read.
         return {**Record.to_dict(self), "instance_id": self.owner_id, "duration": self.duration}
+
+    def json_fields(self) -> dict[str, Any]:
+        return {
+            **Record.json_fields(self),
+            "instance_id": self.owner_id,
+            "duration": self.duration,
+        }
 
 
 @dataclass(frozen=True, slots=True)

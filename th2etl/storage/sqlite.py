@@ -47,12 +47,13 @@ class SQLiteStorage(DatabaseStorage):
         connect_timeout: float = 5,
         connect: bool = True,
         pool_size: int = DEFAULT_POOL_SIZE,
+        migrate: bool = True,
     ) -> None:
         """``schema`` is accepted for symmetry with PostgreSQL and ignored: the tables live
         in the file. ``connect_timeout`` is how long a write waits for another writer.
         ``pool_size`` is checked and ignored: an embedded file has one writer at a time, so
         SQLite storage keeps one connection, and its calls take turns on it."""
-        super().__init__(clock=clock)
+        super().__init__(clock=clock, migrate=migrate)
         check_pool_size(pool_size)
         text = os.fspath(path)
         if text.startswith("sqlite:///"):
@@ -63,7 +64,13 @@ class SQLiteStorage(DatabaseStorage):
             self.check_connection()
 
     def reopen(self) -> Self:
-        return type(self)(self.path, clock=self.clock, connect_timeout=self._timeout, connect=False)
+        return type(self)(
+            self.path,
+            clock=self.clock,
+            connect_timeout=self._timeout,
+            connect=False,
+            migrate=self._version is None,
+        )
 
     def describe(self) -> str:
         return f"SQLite database at {self.path}"

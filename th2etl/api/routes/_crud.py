@@ -46,7 +46,7 @@ def add_definition_routes(
         state = state_of(request)
         record = getattr(state.storage, f"create_{noun}")(**body.storage_fields())
         state.definitions_changed()
-        return json_response(record.to_dict(), 201)
+        return json_response(record, 201)
 
     async def list_all(request: Request) -> Response:
         state = state_of(request)
@@ -54,14 +54,14 @@ def add_definition_routes(
 
     def read(name: str, request: Request) -> Response:
         record = getattr(state_of(request).storage, f"get_{noun}")(name)
-        return json_response(record.to_dict())
+        return json_response(record)
 
     def update(name: str, body: Body, request: Request) -> Response:
         # The update bodies' fields default to None, which the storage reads as "keep it".
         state = state_of(request)
         record = getattr(state.storage, f"update_{noun}")(name, **body.storage_fields())
         state.definitions_changed()
-        return json_response(record.to_dict())
+        return json_response(record)
 
     def delete(name: str, request: Request) -> Response:
         state = state_of(request)

@@ -74,7 +74,7 @@ def list_runs(
         until=_moment(until, "until"),
         limit=limit,
     )
-    return json_response([run.to_dict() for run in runs])
+    return json_response(runs)
 
 
 @router.get(
@@ -83,7 +83,7 @@ def list_runs(
     responses={200: {"model": RunRecord}},
 )
 def get_run(run_id: str, request: Request) -> Response:
-    return json_response(state_of(request).storage.get_run(run_id).to_dict())
+    return json_response(state_of(request).storage.get_run(run_id))
 
 
 @router.get("/{run_id}/log", summary="A run's log", responses={200: {"model": RunLog}})
