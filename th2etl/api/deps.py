@@ -19,7 +19,7 @@ from th2etl.api.service import BackfillThreads, HealthProbe, RunExecutor, Schedu
 from th2etl.api.ui.session import has_session
 from th2etl.clock import Clock
 from th2etl.storage.base import Storage
-from th2etl.storage.records import json_default
+from th2etl.storage.records import Record, json_default
 
 __all__ = ["ApiState", "ListingCache", "json_response", "require_api_key", "state_of"]
 
@@ -88,6 +88,8 @@ class ApiState:
 
 def render(content: Any) -> bytes:
     """``content`` as JSON; storage records in it are rendered as their ``to_dict()``."""
+    if type(content) is list:  # a listing: records converted here, not called back one by one
+        content = [item.json_fields() if isinstance(item, Record) else item for item in content]
     return json.dumps(
         content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=json_default
     ).encode()

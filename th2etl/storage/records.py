@@ -272,11 +272,12 @@ class RunRecord(Record):
         return {**Record.to_dict(self), "instance_id": self.owner_id, "duration": self.duration}
 
     def json_fields(self) -> dict[str, Any]:
-        return {
-            **Record.json_fields(self),
-            "instance_id": self.owner_id,
-            "duration": self.duration,
-        }
+        answer = Record.json_fields(self)
+        # A listing holds a hundred bloc runs: converted here, not one json_default call each.
+        answer["blocs"] = [bloc.json_fields() for bloc in self.blocs]
+        answer["instance_id"] = self.owner_id
+        answer["duration"] = self.duration
+        return answer
 
 
 @dataclass(frozen=True, slots=True)
