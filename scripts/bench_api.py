@@ -12,7 +12,7 @@ latency of ``POST /pipelines/{name}/run`` until the run has ``succeeded`` (a 2-b
 100 rows, in a worker process: the service's default), alone and under 8 clients of
 ``GET /runs``, and the heartbeat delay: while a long run (an ``api_loader`` waiting on a slow
 local server) is running, a poller reads the service's ``last_seen`` every 20 ms; each gap
-between two heartbeats minus ``TH2ETL_HEARTBEAT_INTERVAL`` (1 s here) is a delay. Peak RSS
+between two heartbeats minus ``TH2ETL_HEARTBEAT_INTERVAL`` (2 s here) is a delay. Peak RSS
 (VmHWM) of both servers closes it. **static** is the older comparison below.
 
 Both servers are real uvicorn processes on 127.0.0.1 with the same uvicorn settings:
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = ("/health", "/pipelines")
 CONCURRENCY = (1, 8, 64)
 POOL_SIZE = 10
-HEARTBEAT = 1.0
+HEARTBEAT = 2.0  # its lease is 3 s: a delay under the 1 s target never loses it
 RUNS = 500  # stored runs, 2 bloc runs each
 PIPELINE = "pipeline_0500"
 # wrk: each request creates a bloc of a new name (tag from the command line, then thread, count).
@@ -512,10 +512,10 @@ def storage_suite(args: argparse.Namespace, env: dict[str, str], workdir: Path) 
             background.terminate()
             background.wait()
         delays = poller.delays()
-        cancel = request_json("POST", f"{ours_url}/runs/{long_run}/cancel")
+        long_status = request_json("GET", f"{ours_url}/runs/{long_run}")["status"]
+        if long_status == "running":
+            request_json("POST", f"{ours_url}/runs/{long_run}/cancel")
         slow.release()
-        if not cancel["cancel_requested"]:
-            raise SystemExit(f"the long run was not running: {cancel}")
         rss = {
             name: peak_rss_mb(process.pid)
             for name, process in zip(("ours", "bare"), processes, strict=True)
@@ -545,6 +545,9 @@ def storage_suite(args: argparse.Namespace, env: dict[str, str], workdir: Path) 
             f"ms, p99 {percentile(delays, 0.99) * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms"
             "  target p99 < 1 s"
         )
+        if long_status != "running":
+            print(f"  the long run ended {long_status} during the load (see the log above)")
+            ok = False
         ok &= percentile(delays, 0.99) < 1.0
         print(f"peak RSS: th2etl {rss['ours']:.0f} MB, bare {rss['bare']:.0f} MB")
         print(f"load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
