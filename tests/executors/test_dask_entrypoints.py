@@ -4,12 +4,15 @@ to it, and ``/health`` reports it."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,3 +207,81 @@ def test_two_scheduler_processes_on_one_cluster_run_each_tick_exactly_once(
     assert {run.status.value for run in runs} == {"succeeded"}
     for run in runs:
         assert [i for i, _ in exported(storage, run.run_id)] == [0, 1]  # once each
+
+
+@pytest.mark.parametrize("worker_too", [True, False], ids=["owner-and-worker", "owner-only"])
+def test_a_run_whose_owner_died_ends_abandoned_executed_once(
+    storage: DatabaseStorage,
+    postgres: PostgresServer,
+    dask_schema: str,
+    local_cluster: Any,
+    tmp_path: Path,
+    worker_too: bool,
+) -> None:
+    from distributed import Client
+
+    from th2etl.pipelines.result import RunStatus
+    from th2etl.storage.owner import RunOwner
+
+    suffix = uuid.uuid4().hex[:8]
+    pid_file = tmp_path / "pid"
+    storage.create_bloc(f"load_{suffix}", "dask_test_rows", {"n": 4})
+    storage.create_bloc(f"save_{suffix}", "dask_test_export", {})
+    storage.create_bloc(
+        f"hold_{suffix}",
+        "dask_test_hold",
+        {"pid_file": str(pid_file), "release_file": str(tmp_path / "never")},
+    )
+    pipeline = f"p_{suffix}"
+    storage.create_pipeline(pipeline, [[f"load_{suffix}"], [f"save_{suffix}"], [f"hold_{suffix}"]])
+    env = subprocess_env(
+        DATABASE_URL=postgres.url,
+        DATABASE_SCHEMA=dask_schema,
+        TH2ETL_EXECUTOR=local_cluster.scheduler_address,
+        TH2ETL_HEARTBEAT_INTERVAL="2",
+    )
+    script = (
+        "import sys, tests.executors.dask_blocs; from th2etl.cli.parser import main; "
+        f"sys.exit(main(['run', {pipeline!r}]))"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(pid_file.exists, timeout=60, what="the hold bloc to start")
+    finally:
+        owner.kill()  # nothing of th2etl run gets to clean up
+        owner.wait()
+    child = int(pid_file.read_text())
+    pid_file.unlink()  # an execution of the run anywhere else would write it again
+    [run] = storage.list_runs(pipeline_name=pipeline)
+    assert run.status is RunStatus.RUNNING and run.worker is not None
+    if worker_too:
+        with Client(local_cluster.scheduler_address, set_as_default=False) as client:
+            os.kill(worker_pids(client)[run.worker], signal.SIGKILL)
+    # Any live th2etl process marks the run abandoned; a worker still executing it stops it.
+    with RunOwner(storage, kind="python", heartbeat_interval=2):  # type: ignore[arg-type]
+        wait_until(
+            lambda: storage.get_run(run.run_id).status is RunStatus.ABANDONED,
+            timeout=30,
+            what="the run to be marked abandoned",
+        )
+    wait_until(lambda: not _alive(child), timeout=30, what="the run's child process to stop")
+    record = storage.get_run(run.run_id)
+    assert record.status is RunStatus.ABANDONED, record
+    assert (record.error or "").startswith("abandoned: its owner sent no heartbeat for")
+    assert record.worker == run.worker
+    assert [i for i, _ in exported(storage, run.run_id)] == [0, 1, 2, 3]
+    assert not pid_file.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

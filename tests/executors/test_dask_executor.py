@@ -176,14 +176,28 @@ def test_a_worker_killed_mid_run_leaves_it_failed_and_exported_once(
     handle = executor.submit(job)
     wait_until(pid_file.exists, timeout=60, what="the hold bloc to start")
     child = int(pid_file.read_text())
+    pid_file.unlink()  # an execution of the run anywhere else would write it again
     client = executor.cluster.client()
     (worker,) = [w for w, keys in client.processing().items() if handle.future.key in keys]
+    assert storage.get_run(job.run_id).worker == worker
     os.kill(worker_pids(client)[worker], signal.SIGKILL)
+    # The owner is alive: the run fails, naming the dead worker. Dask ran the task again on
+    # a live worker, where the claim fenced it: the run was not executed a second time.
     result = handle.wait(60)
     assert result is not None and result.status is RunStatus.FAILED, result
-    assert "Dask worker" in (result.error or ""), result.error
+    assert (result.error or "").startswith(
+        f"the Dask worker {worker} died (or lost the scheduler) before the run ended; Dask ran "
+        "its task again on tcp://"
+    ), result.error
+    assert f", which did not execute it: the run is running on {worker} already" in (
+        result.error or ""
+    )
+    assert handle.worker == worker
+    record = storage.get_run(job.run_id)
+    assert (record.status, record.error, record.worker) == (RunStatus.FAILED, result.error, worker)
     wait_until(lambda: not _alive(child), timeout=10, what="the run's child process to exit")
     assert [i for i, _ in exported(storage, job.run_id)] == [0, 1, 2, 3]
+    assert not pid_file.exists()
 
 
 def _alive(pid: int) -> bool:

@@ -48,13 +48,15 @@ logger = logging.getLogger("th2etl.executors")
 class Answer:
     """What the task tells the run's owner: ``result`` (the run executed here, ``result`` and
     whether its end was ``recorded``), ``fenced`` (claimed already: not executed again) or
-    ``error`` (not executed: ``reason``). ``worker`` is this worker's address."""
+    ``error`` (not executed: ``reason``). ``worker`` is this worker's address; ``holder``, when
+    fenced, the worker the run records (the one that took it)."""
 
     outcome: Literal["result", "fenced", "error"]
     worker: str
     result: RunResult | None = None
     recorded: bool = False
     reason: str | None = None
+    holder: str | None = None
 
 
 _storage_lock = threading.Lock()
@@ -118,7 +120,12 @@ def run_job(
     if not storage.claim_execution(run_id, worker):
         record = storage.get_run(run_id)
         where = f" on {record.worker}" if record.worker else ""
-        return Answer("fenced", worker, reason=f"the run is {record.status}{where} already")
+        return Answer(
+            "fenced",
+            worker,
+            reason=f"the run is {record.status}{where} already",
+            holder=record.worker,
+        )
     # The child only computes: it forwards the run's events, and this worker records them on
     # its one connection while the child goes on (no connection per run, and the run does not
     # wait for the database's commits).

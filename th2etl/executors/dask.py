@@ -323,17 +323,19 @@ class _DaskHandle(RunHandle):
                     wait=self.grace,
                 )
             return
-        self.worker = answer.worker
+        self.worker = answer.holder or answer.worker  # fenced: where the run was taken
         if answer.result is not None:
             self._replay(answer.result)
             self._settle(answer.result, answer.recorded)
         elif answer.outcome == "fenced":
             # Dask ran the task again (its first worker died): the first execution's outcome,
             # if it recorded one, stands; else the run died with that worker.
+            holder = answer.holder or "that took it"
             self._settle_from_storage(
                 RunStatus.FAILED,
-                f"the Dask worker executing it died before the run ended ({answer.reason}; "
-                f"Dask ran its task again on {answer.worker}, which did not execute it again)",
+                f"the Dask worker {holder} died (or lost the scheduler) before the run ended; "
+                f"Dask ran its task again on {answer.worker}, which did not execute it: "
+                f"{answer.reason}",
                 wait=self.grace,
             )
         else:
