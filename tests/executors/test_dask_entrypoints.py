@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -285,3 +286,69 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_th2etl_run_prints_the_progress_of_a_run_on_the_cluster_as_it_goes(
+    storage: DatabaseStorage,
+    postgres: PostgresServer,
+    dask_schema: str,
+    local_cluster: Any,
+    tmp_path: Path,
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    release = tmp_path / "release"
+    storage.create_bloc(f"load_{suffix}", "dask_test_rows", {"n": 3})
+    storage.create_bloc(
+        f"hold_{suffix}",
+        "dask_test_hold",
+        {"pid_file": str(tmp_path / "pid"), "release_file": str(release)},
+    )
+    pipeline = f"p_{suffix}"
+    storage.create_pipeline(pipeline, [[f"load_{suffix}"], [f"hold_{suffix}"]])
+    env = subprocess_env(
+        DATABASE_URL=postgres.url,
+        DATABASE_SCHEMA=dask_schema,
+        TH2ETL_EXECUTOR=local_cluster.scheduler_address,
+    )
+    script = (
+        "import sys, tests.executors.dask_blocs; from th2etl.cli.parser import main; "
+        f"sys.exit(main(['run', {pipeline!r}]))"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    # Without live progress, the line would come at the run's end only: release it then.
+    fallback = threading.Timer(90, release.touch)
+    fallback.start()
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:  # printed while the hold bloc holds the run on its worker
+            lines.append(line.rstrip())
+            if line.strip() == f"started   hold_{suffix}":
+                break
+        else:
+            pytest.fail(f"th2etl run ended before printing the hold bloc's start: {lines}")
+        assert not release.exists()
+        release.touch()
+        out, _ = process.communicate(timeout=60)
+    finally:
+        fallback.cancel()
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, lines + out.splitlines()
+    lines += out.splitlines()
+    run_id = lines[0].split()[1]
+    assert lines[0] == f"run {run_id} of pipeline {pipeline!r} started (2 stages, 2 blocs)"
+    assert [line.split()[:2] for line in lines[1:5]] == [
+        ["started", f"load_{suffix}"],
+        ["succeeded", f"load_{suffix}"],
+        ["started", f"hold_{suffix}"],
+        ["succeeded", f"hold_{suffix}"],
+    ]  # each once: what was heard live is not told again with the run's end
+    assert lines[5].startswith(f"pipeline {pipeline!r} succeeded in ")

@@ -29,17 +29,24 @@ import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import SimpleNamespace
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from th2etl.executors import _worker
 from th2etl.executors._execute import _Recorded
 from th2etl.executors._forker import forker
 from th2etl.executors.base import RunJob
 from th2etl.executors.process import _log_levels, _ProcessHandle
+from th2etl.pipelines.engine import RunListener
 from th2etl.pipelines.result import RunResult
 from th2etl.storage.database import DatabaseStorage
 
-__all__ = ["Answer", "run_job"]
+if TYPE_CHECKING:
+    from th2etl.blocs.base import Bloc
+    from th2etl.pipelines.context import RunContext
+    from th2etl.pipelines.pipeline import Pipeline
+    from th2etl.pipelines.result import BlocResult
+
+__all__ = ["PROGRESS_TOPIC", "Answer", "run_job"]
 
 logger = logging.getLogger("th2etl.executors")
 
@@ -57,6 +64,35 @@ class Answer:
     recorded: bool = False
     reason: str | None = None
     holder: str | None = None
+
+
+PROGRESS_TOPIC = "th2etl-progress"
+"""The Dask event topic of the runs' live events: ``{"run": run id, "event": name,
+"args": pickled arguments}`` (the run's end is in the task's answer)."""
+
+
+class _Publisher(RunListener):
+    """Publishes a run's events on :data:`PROGRESS_TOPIC`, for its owner's listeners."""
+
+    def __init__(self, run_id: str, worker: Any) -> None:
+        self.run_id = run_id
+        self.worker = worker
+
+    def _publish(self, event: str, *args: Any) -> None:
+        message = {"run": self.run_id, "event": event, "args": pickle.dumps(args)}
+        self.worker.log_event(PROGRESS_TOPIC, message)
+
+    def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
+        self._publish("run_started")
+
+    def bloc_started(self, context: RunContext, bloc: Bloc, attempt: int) -> None:
+        self._publish("bloc_started", bloc.name, attempt)
+
+    def bloc_progress(self, context: RunContext, result: BlocResult) -> None:
+        self._publish("bloc_progress", result)
+
+    def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
+        self._publish("bloc_finished", result)
 
 
 _storage_lock = threading.Lock()
@@ -99,12 +135,15 @@ def run_job(
     *,
     grace: float,
     poll: float = 0.5,
+    progress: bool = False,
 ) -> Answer:
     """The Dask task: execute the pickled :class:`RunJob` ``payload`` (see the module
-    docstring). ``bloc_types`` maps each of its bloc types to ``module.Class``."""
+    docstring). ``bloc_types`` maps each of its bloc types to ``module.Class``; with
+    ``progress``, the run's events are published on :data:`PROGRESS_TOPIC` as they happen."""
     from distributed import get_worker
 
-    worker = str(get_worker().address)
+    dask_worker = get_worker()
+    worker = str(dask_worker.address)
     try:
         storage = _worker_storage()
     except Exception as exc:
@@ -154,7 +193,10 @@ def run_job(
     )
     conn.send(spec)
     supervisor = SimpleNamespace(storage=storage, grace=grace, clock=storage.clock)
-    handle = _ProcessHandle(job, cast(Any, supervisor), child, conn, (recorder,))
+    listeners: tuple[RunListener, ...] = (recorder,)
+    if progress:
+        listeners += (_Publisher(run_id, dask_worker),)
+    handle = _ProcessHandle(job, cast(Any, supervisor), child, conn, listeners)
     handle.worker = f"{worker} (pid {child.pid})"
     polls = 0
     while handle.wait(poll) is None:

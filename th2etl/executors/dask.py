@@ -24,8 +24,11 @@ Semantics, in one place:
   attempt finds the run taken and does not execute it (it answers ``fenced``).
 * **Worker death.** The child holds a socket whose other end only its worker process holds:
   when the worker dies, the child exits at once (an open transaction rolls back). The owner
-  then records the run ``failed``, naming the worker; an owner that died too leaves the run to
-  any live th2etl process to mark ``abandoned``, and a run marked so stops on its worker.
+  then records the run ``failed``, naming the worker (and the one Dask ran the task again on,
+  which the fence stopped); an owner that died too leaves the run to any live th2etl process
+  to mark ``abandoned``, and a run marked so stops on its worker. A run is not retried as a
+  new attempt on its own: runs have no retry policy (blocs do); ``th2etl backfill
+  --rerun-failed`` runs a failed or abandoned tick again as its next attempt.
 * **Cancel and timeout.** A cancel is a flag in the database, which the task polls: it asks
   the child to stop (the engine cancels cooperatively), terminates it after ``grace`` seconds
   and kills it after ``grace`` more. The owner also cancels the Dask future, so a run still
@@ -34,8 +37,11 @@ Semantics, in one place:
 * **An unreachable cluster.** Connecting waits at most ``connect_timeout`` seconds; each run
   submitted meanwhile fails at once with the scheduler's address in the message, and
   :meth:`DaskExecutor.health` (the service's ``/health``) reports the executor ``down``.
-* **Progress.** The owner's listeners (``th2etl run``'s progress lines) hear of the run's blocs
-  when it ends; its record in the database shows them as they finish.
+* **Progress.** A run submitted with listeners (``th2etl run``'s progress lines) publishes its
+  events from its worker on the Dask event topic ``th2etl-progress`` as they happen (rows so
+  far included); its owner, subscribed once, hands them to the run's listeners, and with the
+  answer whatever it missed, then the end. Other runs publish nothing. Its record in the
+  database shows its blocs as they finish, and the rows so far of a streaming one.
 
 Accepted addresses: ``tcp://HOST:PORT``, ``tls://HOST:PORT`` (certificates from Dask's own
 configuration, e.g. ``DASK_DISTRIBUTED__COMM__TLS__...``) and ``scheduler-file:PATH`` (the JSON
@@ -279,22 +285,59 @@ class _DaskHandle(RunHandle):
     out_of_process = True
 
     def __init__(
-        self,
-        job: RunJob,
-        executor: DaskExecutor,
-        future: Any,
-        listeners: Sequence[RunListener],
+        self, job: RunJob, executor: DaskExecutor, listeners: Sequence[RunListener]
     ) -> None:
+        from th2etl.pipelines.context import RunContext
+
         super().__init__(job, storage=executor.storage, grace=executor.grace, clock=executor.clock)
         self.coordination = executor.coordination
-        self.future = future
+        self.executor = executor
+        self.future: Any = None
         self.listeners = listeners
         self.address = executor.cluster.address
         self._cancelled = threading.Event()
-        if future is not None:
-            threading.Thread(
-                target=self._follow, name=f"th2etl-dask-{job.run_id[:12]}", daemon=True
-            ).start()
+        self._context = RunContext(
+            job.pipeline.name,
+            run_id=job.run_id,
+            scheduler_name=job.scheduler_name,
+            trigger_name=job.trigger_name,
+            scheduled_time=job.scheduled_time,
+            variables=job.variables,
+            logical_time=job.logical_time,
+        )
+        self._live_lock = threading.Lock()
+        self._live_over = False
+        self._live_started = False
+        self._live_finished: set[str] = set()
+
+    def follow(self, future: Any) -> None:
+        """Wait for ``future`` (the run's Dask task) in a thread of its own."""
+        self.future = future
+        threading.Thread(
+            target=self._follow, name=f"th2etl-dask-{self.run_id[:12]}", daemon=True
+        ).start()
+
+    def live(self, event: str, args: tuple[Any, ...]) -> None:
+        """An event the worker published while the run goes (see ``progress``)."""
+        with self._live_lock:
+            if self._live_over:
+                return  # the answer came first and was replayed
+            if event == "run_started":
+                self._live_started = True
+            elif event == "bloc_finished":
+                self._live_finished.add(args[0].name)
+        if event == "run_started":
+            args = (self.job.pipeline,)
+        elif event == "bloc_started":
+            args = (self.job.pipeline.blocs[args[0]], args[1])
+        self._tell(event, *args)
+
+    def _tell(self, event: str, *args: Any) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, event)(self._context, *args)
+            except Exception:
+                logger.exception("run listener %r failed on %s", listener, event)
 
     def cancel(self) -> None:
         if self.done() or self._cancelled.is_set():
@@ -308,6 +351,12 @@ class _DaskHandle(RunHandle):
             self.future.cancel()  # a task still waiting for a worker never starts
 
     def _follow(self) -> None:
+        try:
+            self._await_answer()
+        finally:
+            self.executor._live.pop(self.run_id, None)
+
+    def _await_answer(self) -> None:
         try:
             answer: Answer = self.future.result()
         except BaseException as exc:  # cancelled, KilledWorker, lost scheduler, ...
@@ -342,24 +391,18 @@ class _DaskHandle(RunHandle):
             self._end_without_outcome(RunStatus.FAILED, answer.reason or "")
 
     def _replay(self, result: RunResult) -> None:
-        from th2etl.pipelines.context import RunContext
-
-        context = RunContext(
-            self.job.pipeline.name,
-            run_id=self.run_id,
-            scheduler_name=self.job.scheduler_name,
-            trigger_name=self.job.trigger_name,
-            scheduled_time=self.job.scheduled_time,
-            variables=self.job.variables,
-        )
-        for listener in self.listeners:
-            try:
-                listener.run_started(context, self.job.pipeline)
-                for bloc in result.blocs.values():
-                    listener.bloc_finished(context, bloc)
-                listener.run_finished(context, result)
-            except Exception:
-                logger.exception("run listener %r failed", listener)
+        """Tell the listeners what they have not heard live of the run, then its end."""
+        with self._live_lock:
+            self._live_over = True
+            started, finished = self._live_started, set(self._live_finished)
+        if not self.listeners:
+            return
+        if not started:
+            self._tell("run_started", self.job.pipeline)
+        for bloc in result.blocs.values():
+            if bloc.name not in finished:
+                self._tell("bloc_finished", bloc)
+        self._tell("run_finished", result)
 
     def _settle_from_storage(self, status: RunStatus, reason: str, *, wait: float) -> None:
         """Keep the outcome the run recorded within ``wait`` seconds, else record ``status``.
@@ -421,6 +464,9 @@ class DaskExecutor(Executor):
         if not isinstance(cluster, DaskCluster):
             cluster = DaskCluster(cluster, connect_timeout=connect_timeout)
         self.cluster = cluster
+        self._live: dict[str, _DaskHandle] = {}  # run id -> handle, of runs with listeners
+        self._live_lock = threading.Lock()
+        self._subscribed: Any = None  # the client subscribed to the live events
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.cluster.address!r})"
@@ -447,19 +493,25 @@ class DaskExecutor(Executor):
             bloc.bloc_type: f"{type(bloc).__module__}.{type(bloc).__qualname__}"
             for bloc in job.pipeline.blocs.values()
         }
+        handle = _DaskHandle(job, self, listeners)
+        progress = bool(listeners)
         try:
             client = self.cluster.client()
+            if progress:
+                self._hear_progress(client)
+                self._live[job.run_id] = handle
             future = client.submit(
                 run_job,
                 job.run_id,
                 payload,
                 bloc_types,
                 grace=self.grace,
+                progress=progress,
                 key=f"th2etl-run-{job.run_id}",
                 pure=False,
             )
         except Exception as exc:  # fail fast: this run ends now, naming the address
-            handle = _DaskHandle(job, self, None, listeners)
+            self._live.pop(job.run_id, None)
             reason = (
                 str(exc)
                 if isinstance(exc, ExecutorUnavailableError)
@@ -470,7 +522,30 @@ class DaskExecutor(Executor):
             )
             handle._end_without_outcome(RunStatus.FAILED, reason)
             return handle
-        return _DaskHandle(job, self, future, listeners)
+        handle.follow(future)
+        return handle
+
+    def _hear_progress(self, client: Client) -> None:
+        """Subscribe ``client`` (once) to the events the workers publish for runs submitted
+        with listeners; each goes to its run's handle."""
+        from th2etl.executors._dask_task import PROGRESS_TOPIC
+
+        with self._live_lock:
+            if self._subscribed is client:
+                return
+            self._subscribed = client
+        cast(Any, client).subscribe_topic(PROGRESS_TOPIC, self._on_progress)
+
+    def _on_progress(self, event: tuple[float, dict[str, Any]]) -> None:
+        # Called in the client's event loop: the listeners must be quick (they print a line).
+        message = event[1]
+        handle = self._live.get(message.get("run", ""))
+        if handle is None:
+            return  # another owner's run, or one that has ended
+        try:
+            handle.live(message["event"], pickle.loads(message["args"]))
+        except Exception:
+            logger.exception("run %s: a live event could not be read", handle.run_id)
 
     def health(self) -> dict[str, Any]:
         return {**self.cluster.health().to_dict(), "kind": self.kind}
