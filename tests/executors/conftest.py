@@ -109,7 +109,7 @@ def start_command_cluster(tmp: Path, env: dict[str, str], n_workers: int = 1) ->
     )
     cluster = CommandCluster("", scheduler_file, scheduler, [])
     try:
-        wait_until(scheduler_file.exists, timeout=30, what="the dask scheduler's file")
+        wait_until(scheduler_file.exists, timeout=120, what="the dask scheduler's file")
         wait_until(lambda: scheduler_file.stat().st_size > 0, timeout=5, what="its address")
         cluster.address = json.loads(scheduler_file.read_text())["address"]
         for _ in range(n_workers):

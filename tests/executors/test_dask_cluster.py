@@ -117,7 +117,7 @@ def test_a_cluster_started_with_the_dask_command_is_reached_by_its_scheduler_fil
 
     by_file = DaskCluster(f"scheduler-file:{dask_command_cluster.scheduler_file}")
     try:
-        wait_until(lambda: by_file.health().workers == 1, timeout=30, what="the dask worker")
+        wait_until(lambda: by_file.health().workers == 1, timeout=120, what="the dask worker")
         assert by_file.client().scheduler.address == dask_command_cluster.address
     finally:
         by_file.close()

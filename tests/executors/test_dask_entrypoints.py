@@ -253,7 +253,7 @@ def test_a_run_whose_owner_died_ends_abandoned_executed_once(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(pid_file.exists, timeout=60, what="the hold bloc to start")
+        wait_until(pid_file.exists, timeout=180, what="the hold bloc to start")
     finally:
         owner.kill()  # nothing of th2etl run gets to clean up
         owner.wait()
@@ -268,7 +268,7 @@ def test_a_run_whose_owner_died_ends_abandoned_executed_once(
     with RunOwner(storage, kind="python", heartbeat_interval=2):  # type: ignore[arg-type]
         wait_until(
             lambda: storage.get_run(run.run_id).status is RunStatus.ABANDONED,
-            timeout=30,
+            timeout=60,
             what="the run to be marked abandoned",
         )
     wait_until(lambda: not _alive(child), timeout=30, what="the run's child process to stop")

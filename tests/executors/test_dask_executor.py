@@ -77,7 +77,7 @@ def test_a_run_executes_on_a_worker_and_is_recorded_there(
     logical = LogicalTime(day + timedelta(days=1), day, day + timedelta(days=1), "UTC")
     job = replace(queued_job(storage, pipeline), logical_time=logical)
     handle = executor.submit(job)
-    result = handle.wait(60)
+    result = handle.wait(180)
     assert result is not None and result.status is RunStatus.SUCCEEDED, result
     assert handle.recorded
     assert handle.worker in worker_pids(executor.cluster.client())
@@ -108,10 +108,10 @@ def test_a_cancel_stops_the_run_on_its_worker(
     )  # fmt: skip
     job = queued_job(storage, pipeline)
     handle = executor.submit(job)
-    wait_until(pid_file.exists, timeout=60, what="the hold bloc to start")
+    wait_until(pid_file.exists, timeout=180, what="the hold bloc to start")
     child = int(pid_file.read_text())
     handle.cancel()
-    result = handle.wait(60)
+    result = handle.wait(180)
     assert result is not None and result.status is RunStatus.CANCELLED
     assert "did not stop within 2s of its cancel" in (result.error or "")
     assert storage.get_run(job.run_id).status is RunStatus.CANCELLED
@@ -135,7 +135,7 @@ def test_a_bloc_type_missing_on_the_workers_fails_its_run_naming_it(
         pipeline = define(storage, ("load", "local_only_rows", {}))
         job = queued_job(storage, pipeline)
         handle = executor.submit(job)
-        result = handle.wait(60)
+        result = handle.wait(180)
     finally:
         unregister_bloc("local_only_rows")
     assert result is not None and result.status is RunStatus.FAILED
@@ -174,7 +174,7 @@ def test_a_worker_killed_mid_run_leaves_it_failed_and_exported_once(
     )  # fmt: skip
     job = queued_job(storage, pipeline)
     handle = executor.submit(job)
-    wait_until(pid_file.exists, timeout=60, what="the hold bloc to start")
+    wait_until(pid_file.exists, timeout=180, what="the hold bloc to start")
     child = int(pid_file.read_text())
     pid_file.unlink()  # an execution of the run anywhere else would write it again
     client = executor.cluster.client()
@@ -183,7 +183,7 @@ def test_a_worker_killed_mid_run_leaves_it_failed_and_exported_once(
     os.kill(worker_pids(client)[worker], signal.SIGKILL)
     # The owner is alive: the run fails, naming the dead worker. Dask ran the task again on
     # a live worker, where the claim fenced it: the run was not executed a second time.
-    result = handle.wait(60)
+    result = handle.wait(180)
     assert result is not None and result.status is RunStatus.FAILED, result
     assert (result.error or "").startswith(
         f"the Dask worker {worker} died (or lost the scheduler) before the run ended; Dask ran "
@@ -220,7 +220,7 @@ def test_a_run_past_its_pipeline_timeout_is_killed_on_its_worker(
         timeout=1.0,
     )  # fmt: skip
     job = queued_job(storage, pipeline)
-    result = executor.submit(job).wait(60)
+    result = executor.submit(job).wait(180)
     assert result is not None and result.status is RunStatus.FAILED
     assert (result.error or "").startswith(
         f"the run went on longer than the pipeline timeout of 1s of pipeline {pipeline!r}"
