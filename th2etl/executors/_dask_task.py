@@ -184,12 +184,11 @@ def run_job(
         conn = Connection(os.dup(ours.fileno()))
     spec = _worker.WorkerSpec(
         job=payload,
-        storage=None,
+        storage=None,  # this worker records the run, from the events the child forwards
         environ=dict(os.environ),
         log_levels=_log_levels(),
         forward_events=True,
         grace=0.0,  # the worker died: stop at once, the owner records the run
-        recorded_by_parent=True,
     )
     conn.send(spec)
     supervisor = SimpleNamespace(storage=storage, grace=grace, clock=storage.clock)

@@ -59,9 +59,6 @@ class WorkerSpec:
     cwd: str | None = None
     """The parent's working directory when it submitted the job: relative paths in configs
     resolve the same (the forkserver keeps the directory it was started in)."""
-    recorded_by_parent: bool = False
-    """The parent records the run from the events this worker forwards (a Dask task, whose
-    worker keeps one database connection): the run keeps no rows, as a recorded run."""
 
 
 class _Sender:
