@@ -6,7 +6,8 @@ Prints the engine's cost per bloc, whole runs of ``Pipeline.run()`` (plan, threa
 divided by the blocs, next to a bare ThreadPoolExecutor that calls the same blocs'
 ``run(context, [])`` stage after stage (a pool made per run, as many workers as the widest
 stage), the two measured in alternation so that the machine's load hits both alike; target: at
-most 2x, median and best of ``--repeats`` runs:
+most 2x. Of ``--repeats`` runs each: the median and best wall time, and the median CPU time of
+the process (all threads), which other work on a shared machine stretches less:
 
 (a) 100 stages x 1 no-op bloc: a chain, one bloc at a time, so every bloc's start, hand-off to a
     thread and back, and result are on the critical path;
@@ -70,31 +71,34 @@ def baseline(stages: list[list[Bloc]], context: RunContext) -> None:
                 future.result()
 
 
-def overhead(stages: int, width: int, repeats: int) -> tuple[float, float, float, float]:
-    """Seconds per bloc, (median, best) for the engine then for the bare pool, the two measured
+def overhead(stages: int, width: int, repeats: int) -> dict[str, float]:
+    """Seconds per bloc for the engine (``ours``) and the bare pool (``bare``): the median and
+    best wall time, and the median CPU time of the process (every thread; what the work costs,
+    which other programs on the machine stretch less than the wall time). The two are measured
     in alternation so that a change of the machine's load hits both alike."""
     pipeline = Pipeline(
         f"bench_{stages}x{width}",
         [[create_bloc(f"b{s}_{w}", "bench_noop") for w in range(width)] for s in range(stages)],
     )
     context = RunContext("bench")
-    ours: list[float] = []
-    bare: list[float] = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    times: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+
+    def ours() -> None:
         result = pipeline.run()
-        ours.append(time.perf_counter() - start)
         assert result.succeeded, result.error
-        start = time.perf_counter()
-        baseline(pipeline.stages, context)
-        bare.append(time.perf_counter() - start)
+
+    for _ in range(repeats):
+        for name, work in (("ours", ours), ("bare", lambda: baseline(pipeline.stages, context))):
+            wall, cpu = time.perf_counter(), time.process_time()
+            work()
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
     tasks = stages * width
-    return (
-        statistics.median(ours) / tasks,
-        min(ours) / tasks,
-        statistics.median(bare) / tasks,
-        min(bare) / tasks,
-    )
+    figures: dict[str, float] = {}
+    for name, runs in times.items():
+        figures[name] = statistics.median(wall for wall, _ in runs) / tasks
+        figures[f"{name}_best"] = min(wall for wall, _ in runs) / tasks
+        figures[f"{name}_cpu"] = statistics.median(cpu for _, cpu in runs) / tasks
+    return figures
 
 
 def write_csv(path: Path, rows: int) -> None:
@@ -148,12 +152,14 @@ def main() -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"engine orchestration cost per bloc ({args.repeats} runs each, load average {load})")
     for stages, width in ((100, 1), (10, 10)):
-        ours, ours_best, bare, bare_best = overhead(stages, width, args.repeats)
+        f = overhead(stages, width, args.repeats)
         print(
-            f"  ({stages} stages x {width} blocs) th2etl {ours * 1e6:.0f} us/bloc "
-            f"(best {ours_best * 1e6:.0f}), ThreadPoolExecutor {bare * 1e6:.0f} us/task "
-            f"(best {bare_best * 1e6:.0f}): ratio {ours / bare:.2f}x median, "
-            f"{ours_best / bare_best:.2f}x best (target <= 2x)"
+            f"  ({stages} stages x {width} blocs) th2etl {f['ours'] * 1e6:.0f} us/bloc "
+            f"(best {f['ours_best'] * 1e6:.0f}, CPU {f['ours_cpu'] * 1e6:.0f}), "
+            f"ThreadPoolExecutor {f['bare'] * 1e6:.0f} us/task (best {f['bare_best'] * 1e6:.0f}, "
+            f"CPU {f['bare_cpu'] * 1e6:.0f}): ratio {f['ours'] / f['bare']:.2f}x median, "
+            f"{f['ours_best'] / f['bare_best']:.2f}x best, "
+            f"{f['ours_cpu'] / f['bare_cpu']:.2f}x CPU (target <= 2x)"
         )
 
     if args.engine_only:
