@@ -120,6 +120,33 @@ def test_a_cancel_stops_the_run_on_its_worker(
     assert handle.future.cancelled()
 
 
+def test_a_run_its_owner_abandons_stops_on_its_worker_and_is_recorded_abandoned(
+    storage: DatabaseStorage, executor: DaskExecutor, tmp_path: Path
+) -> None:
+    """An owner that lost its lease abandons its runs: on Dask the worker hears it through the
+    database, terminates the child at once and records ``abandoned``, never ``cancelled``."""
+    pid_file = tmp_path / "pid"
+    pipeline = define(
+        storage,
+        ("load", "dask_test_rows", {}),
+        ("hold", "dask_test_hold", {"pid_file": str(pid_file),
+                                    "release_file": str(tmp_path / "never"),
+                                    "cooperative": False}),
+    )  # fmt: skip
+    job = queued_job(storage, pipeline)
+    handle = executor.submit(job)
+    wait_until(pid_file.exists, timeout=180, what="the hold bloc to start")
+    child = int(pid_file.read_text())
+    handle.abandon("its owner o-1 could not renew its lease")
+    result = handle.wait(180)
+    assert result is not None and result.status is RunStatus.ABANDONED
+    record = storage.get_run(job.run_id)
+    assert record.status is RunStatus.ABANDONED
+    assert "its owner o-1 could not renew its lease" in (record.error or "")
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
 def test_a_bloc_type_missing_on_the_workers_fails_its_run_naming_it(
     storage: DatabaseStorage,
     executor: DaskExecutor,

@@ -46,9 +46,13 @@ if TYPE_CHECKING:
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.pipelines.result import BlocResult
 
-__all__ = ["PROGRESS_TOPIC", "Answer", "run_job"]
+__all__ = ["ABANDONED_BY", "PROGRESS_TOPIC", "Answer", "run_job"]
 
 logger = logging.getLogger("th2etl.executors")
+
+ABANDONED_BY = "abandoned by its owner: "
+"""How an owner that lost its lease marks its cancel (``cancelled_by``): the worker then stops
+the run at once and records it ``abandoned`` with the reason that follows, not ``cancelled``."""
 
 
 @dataclass(frozen=True)
@@ -202,9 +206,13 @@ def run_job(
         polls += 1
         try:
             # A cancel, or a run that ended elsewhere (abandoned: its owner died), stops it.
-            if storage.cancel_requested(run_id) or (
-                polls % 10 == 0 and storage.get_run(run_id).status.finished
-            ):
+            if storage.cancel_requested(run_id):
+                by = storage.get_run(run_id).cancelled_by or ""
+                if by.startswith(ABANDONED_BY):  # its owner lost its lease
+                    handle.abandon(by.removeprefix(ABANDONED_BY))
+                else:
+                    handle.cancel()
+            elif polls % 10 == 0 and storage.get_run(run_id).status.finished:
                 handle.cancel()
         except Exception as exc:  # the database is away: the run goes on meanwhile
             logger.warning("run %s: cannot read its cancel flag: %s", run_id, exc)

@@ -340,11 +340,24 @@ class _DaskHandle(RunHandle):
                 logger.exception("run listener %r failed on %s", listener, event)
 
     def cancel(self) -> None:
+        self._stop(by=None)
+
+    def abandon(self, reason: str) -> None:
+        # The worker can only hear of it through the database: a cancel it reads as "abandon"
+        # (its child is terminated at once, the run recorded abandoned with ``reason``). An
+        # owner that cannot reach the database either leaves that to the other processes,
+        # which mark the run abandoned once its heartbeats are stale; the worker then stops it.
+        self.lost = self.lost or reason
+        from th2etl.executors._dask_task import ABANDONED_BY
+
+        self._stop(by=ABANDONED_BY + reason)
+
+    def _stop(self, by: str | None) -> None:
         if self.done() or self._cancelled.is_set():
             return
         self._cancelled.set()
         try:  # the task on the worker polls this flag
-            self.coordination.request_cancel(self.run_id)
+            self.coordination.request_cancel(self.run_id, by=by)
         except Exception as exc:  # it ended meanwhile, or the database is away
             logger.info("run %s: the cancel was not recorded: %s", self.run_id, exc)
         if self.future is not None:
@@ -362,7 +375,12 @@ class _DaskHandle(RunHandle):
         except BaseException as exc:  # cancelled, KilledWorker, lost scheduler, ...
             if self._cancelled.is_set():
                 self._settle_from_storage(
-                    RunStatus.CANCELLED, "the run was cancelled", wait=2 * self.grace + 5
+                    *(
+                        (RunStatus.ABANDONED, f"abandoned: {self.lost}")
+                        if self.lost
+                        else (RunStatus.CANCELLED, "the run was cancelled")
+                    ),
+                    wait=2 * self.grace + 5,
                 )
             else:
                 self._settle_from_storage(
