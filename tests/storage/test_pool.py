@@ -111,7 +111,10 @@ def test_api_requests_proceed_while_a_transaction_holds_a_connection(
             inside.set()
 
     holder = threading.Thread(target=hold)
-    with uvicorn_server(create_app(pooled, api_key="")) as url:
+    # listing_ttl=0: the listing reads the storage at every request. With the default it may
+    # serve its copy for 0.1 s after a write made outside the API (this transaction's).
+    app = create_app(pooled, api_key="", listing_ttl=0)
+    with uvicorn_server(app) as url:
         client = Th2etlClient(base_url=url, timeout=30)
         holder.start()
         assert inside.wait(30)
