@@ -28,7 +28,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import (
@@ -296,41 +296,9 @@ class SqlCore(Storage):
                     raise
                 raise translated from exc
             return
-        source, conn = self._getconn()
-        if not write and self._begin_read is None:
-            try:
-                self._local.outer = session = Session(conn, self._compiler(conn))
-                try:
-                    yield session
-                finally:
-                    self._local.outer = None
-            except BaseException as exc:
-                translated = self._failed(conn, exc, in_transaction=False)
-                if translated is exc:
-                    raise
-                raise translated from exc
-            finally:
-                self._putconn(source, conn)
-            return
-        try:
-            with self._batch(conn) as pipeline:
-                conn.execute(self._begin_write if write else self._begin_read)
-                # Storage calls made inside the block (by this thread) join the transaction:
-                # a call of its own would borrow another connection and could wait for the
-                # rows this one locked.
-                self._local.outer = session = Session(conn, self._compiler(conn), pipeline)
-                try:
-                    yield session
-                finally:
-                    self._local.outer = None
-                conn.execute("COMMIT")
-        except BaseException as exc:
-            translated = self._failed(conn, exc, in_transaction=True)
-            if translated is exc:
-                raise
-            raise translated from exc
-        finally:
-            self._putconn(source, conn)
+        begin = self._begin_write if write else self._begin_read
+        with self._borrowed(begin, batch=begin is not None) as session:
+            yield session
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -344,20 +312,30 @@ class SqlCore(Storage):
         """
         if self._local.outer is not None:
             raise StorageError("storage.transaction() is already open; they do not nest")
+        with self._borrowed(self._begin_write, batch=False):
+            yield
+
+    @contextmanager
+    def _borrowed(self, begin: str | None, *, batch: bool) -> Iterator[Session]:
+        """A connection of this thread's until the block ends, inside ``begin`` ... COMMIT
+        (``begin`` None: each statement commits on its own), with statements queued and sent
+        together when ``batch``. Storage calls this thread makes inside the block join it: a
+        call of its own would borrow another connection and could wait for the rows this one
+        locked."""
         source, conn = self._getconn()
         try:
-            conn.execute(self._begin_write)
-            self._local.outer = Session(conn, self._compiler(conn))
-            try:
-                yield
-            finally:
-                self._local.outer = None
-            conn.execute("COMMIT")
+            with self._batch(conn) if batch else contextlib.nullcontext() as pipeline:
+                if begin is not None:
+                    conn.execute(begin)
+                self._local.outer = session = Session(conn, self._compiler(conn), pipeline)
+                try:
+                    yield session
+                finally:
+                    self._local.outer = None
+                if begin is not None:
+                    conn.execute("COMMIT")
         except BaseException as exc:
-            translated = self._failed(conn, exc, in_transaction=True)
-            if translated is exc:
-                raise
-            raise translated from exc
+            self._raise_failed(conn, exc, in_transaction=begin is not None)
         finally:
             self._putconn(source, conn)
 
@@ -381,10 +359,7 @@ class SqlCore(Storage):
                 return cursor.fetchall()
             return cursor.rowcount
         except BaseException as exc:
-            translated = self._failed(conn, exc, in_transaction=False)
-            if translated is exc:
-                raise
-            raise translated from exc
+            self._raise_failed(conn, exc, in_transaction=False)
         finally:
             if outer is None:
                 self._putconn(source, conn)
@@ -398,8 +373,8 @@ class SqlCore(Storage):
     def _run(self, template: str, params: Sequence[Any] = ()) -> int:
         return int(self._execute(template, params, 0))
 
-    def _failed(self, conn: Any, exc: BaseException, *, in_transaction: bool) -> BaseException:
-        """Clean up after ``exc`` and return what to raise (the translated error, or ``exc``)."""
+    def _raise_failed(self, conn: Any, exc: BaseException, *, in_transaction: bool) -> NoReturn:
+        """Clean up after ``exc`` (raised on ``conn``), then raise it, translated."""
         translated = self._translate(exc, conn)
         if self._connection_lost(conn):
             self._discard(conn)
@@ -408,7 +383,9 @@ class SqlCore(Storage):
                 conn.execute("ROLLBACK")
             except Exception:
                 self._discard(conn)
-        return translated
+        if translated is exc:
+            raise exc
+        raise translated from exc
 
     def close(self) -> None:
         with self._lock:
