@@ -67,7 +67,6 @@ from typing import TYPE_CHECKING, Any, cast
 from th2etl._extras import require_extra
 from th2etl.exceptions import (
     ConfigurationError,
-    ExecutorError,
     ExecutorUnavailableError,
     MissingExtraError,
 )
@@ -490,23 +489,16 @@ class DaskExecutor(Executor):
         return f"DaskExecutor({self.cluster.address!r})"
 
     def check(self, pipeline: Pipeline) -> None:
-        from th2etl.executors.process import ProcessExecutor
+        from th2etl.executors.process import check_importable
 
-        # The same rule as worker processes: each bloc class is imported from its module.
-        ProcessExecutor.check(cast(Any, self), pipeline)
+        check_importable(pipeline)  # each bloc class is imported from its module there too
 
     def submit(self, job: RunJob, *, listeners: Sequence[RunListener] = ()) -> RunHandle:
         from th2etl.executors._dask_task import run_job
+        from th2etl.executors.process import pickled_job
 
         self.check(job.pipeline)
-        try:
-            payload = pickle.dumps(job)
-        except Exception as exc:
-            raise ExecutorError(
-                f"pipeline {job.pipeline.name!r} cannot be sent to a Dask worker: "
-                f"{type(exc).__name__}: {exc}; keep bloc objects free of open connections, "
-                "locks or lambdas"
-            ) from exc
+        payload = pickled_job(job, "a Dask worker", "")
         bloc_types = {
             bloc.bloc_type: f"{type(bloc).__module__}.{type(bloc).__qualname__}"
             for bloc in job.pipeline.blocs.values()

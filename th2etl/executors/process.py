@@ -245,6 +245,38 @@ class _ProcessHandle(RunHandle):
             )
 
 
+def check_importable(pipeline: Pipeline) -> None:
+    """Raise :class:`~th2etl.exceptions.ExecutorError` naming the fix when a bloc class of
+    ``pipeline`` cannot be imported by another process (defined in ``__main__`` or a function):
+    worker processes and Dask workers import each bloc type from its module."""
+    for bloc in pipeline.blocs.values():
+        cls = type(bloc)
+        if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+            where = "__main__ (the script being run)"
+            if cls.__module__ != "__main__":
+                where = f"a function ({cls.__module__}.{cls.__qualname__})"
+            raise ExecutorError(
+                f"bloc {bloc.name!r} of pipeline {pipeline.name!r} is of bloc type "
+                f"{bloc.bloc_type!r}, whose class {cls.__name__} is defined in {where}; a "
+                "worker process imports each bloc type from its module and cannot import "
+                f"that one. Move {cls.__name__} into a module of its own (e.g. my_blocs.py, "
+                "imported by your script) or register it through the 'th2etl.blocs' entry "
+                "point; or run in this process with TH2ETL_EXECUTOR=thread"
+            )
+
+
+def pickled_job(job: RunJob, to: str, fix: str) -> bytes:
+    """``job`` pickled for ``to`` (e.g. a worker process), or an ExecutorError that ends with
+    ``fix``."""
+    try:
+        return pickle.dumps(job)
+    except Exception as exc:
+        raise ExecutorError(
+            f"pipeline {job.pipeline.name!r} cannot be sent to {to}: {type(exc).__name__}: "
+            f"{exc}; keep bloc objects free of open connections, locks or lambdas{fix}"
+        ) from exc
+
+
 class ProcessExecutor(Executor):
     """Runs each job in a worker process started from a forkserver (see the module docstring).
 
@@ -268,31 +300,13 @@ class ProcessExecutor(Executor):
         self._address = None if storage is None else _address(storage)
 
     def check(self, pipeline: Pipeline) -> None:
-        for bloc in pipeline.blocs.values():
-            cls = type(bloc)
-            if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
-                where = "__main__ (the script being run)"
-                if cls.__module__ != "__main__":
-                    where = f"a function ({cls.__module__}.{cls.__qualname__})"
-                raise ExecutorError(
-                    f"bloc {bloc.name!r} of pipeline {pipeline.name!r} is of bloc type "
-                    f"{bloc.bloc_type!r}, whose class {cls.__name__} is defined in {where}; a "
-                    "worker process imports each bloc type from its module and cannot import "
-                    f"that one. Move {cls.__name__} into a module of its own (e.g. my_blocs.py, "
-                    "imported by your script) or register it through the 'th2etl.blocs' entry "
-                    "point; or run in this process with TH2ETL_EXECUTOR=thread"
-                )
+        check_importable(pipeline)
 
     def submit(self, job: RunJob, *, listeners: Sequence[RunListener] = ()) -> RunHandle:
         self.check(job.pipeline)
-        try:
-            payload = pickle.dumps(job)
-        except Exception as exc:
-            raise ExecutorError(
-                f"pipeline {job.pipeline.name!r} cannot be sent to a worker process: "
-                f"{type(exc).__name__}: {exc}; keep bloc objects free of open connections, "
-                "locks or lambdas, or run in this process with TH2ETL_EXECUTOR=thread"
-            ) from exc
+        payload = pickled_job(
+            job, "a worker process", ", or run in this process with TH2ETL_EXECUTOR=thread"
+        )
         spec = _worker.WorkerSpec(
             job=payload,
             storage=self._address,
