@@ -45,6 +45,8 @@ PRELOAD = (
     "th2etl.blocs.http",
     "th2etl.blocs.postgres",
 )
+"""Imported once by the forkserver (process executor) and by this forker (Dask workers),
+so that every worker starts with them."""
 
 
 class ForkedChild:

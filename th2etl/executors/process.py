@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from th2etl.exceptions import ExecutorError
 from th2etl.executors import _worker
+from th2etl.executors._forker import PRELOAD
 from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob
 from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.result import RunResult, RunStatus
@@ -47,17 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["ProcessExecutor"]
 
 logger = logging.getLogger("th2etl.executors")
-
-PRELOAD = [
-    "th2etl.executors._worker",
-    "th2etl.storage.postgres",
-    "th2etl.storage.sqlite",
-    "th2etl.blocs.files",
-    "th2etl.blocs.examples",
-    "th2etl.blocs.http",
-    "th2etl.blocs.postgres",
-]
-"""Imported once by the forkserver, so that every worker starts with them."""
 
 
 def _log_levels() -> dict[str, int]:
@@ -334,7 +324,7 @@ def _forkserver() -> Any:
     from multiprocessing import forkserver
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload(list(PRELOAD))
     with _main_hidden():
         forkserver.ensure_running()
     return context
