@@ -486,12 +486,7 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
                     "nothing can be written"
                 )
         with self._session(context) as (conn, database):
-            schema, table = self._table_config(conn)
-            label = _label(schema, table)
-            _require_schema(conn, schema, self.where, database)
-            found = _find_table(conn, schema, table)
-            if found is not None and mode is IfExists.FAIL:
-                raise self._exists_error(label)
+            schema, table, label, found = self._target(conn, database, mode)
             if found is not None and found.kind not in ("r", "p"):
                 raise BlocError(
                     f"{self.where}: {label!r} is not a table (relkind {found.kind!r}, e.g. a "
@@ -558,12 +553,7 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
         :mod:`th2etl.blocs._pg_unload`): the label and the rows written, or None when the
         general path must do it (nothing was changed then)."""
         with self._session(context) as (conn, database):
-            schema, table = self._table_config(conn)
-            label = _label(schema, table)
-            _require_schema(conn, schema, self.where, database)
-            found = _find_table(conn, schema, table)
-            if found is not None and mode is IfExists.FAIL:
-                raise self._exists_error(label)
+            schema, table, label, found = self._target(conn, database, mode)
             if found is not None and found.kind not in ("r", "p"):
                 return None  # the general path says what is wrong
             new = f"_th2etl_new_{uuid.uuid4().hex[:16]}" if found is not None else table
@@ -583,6 +573,19 @@ class PostgresExporterBloc(_PostgresBloc, ExporterBloc):
                         )
                     )
         return label, rows
+
+    def _target(
+        self, conn: _Connection, database: str, mode: IfExists
+    ) -> tuple[str, str, str, _Table | None]:
+        """The target's schema, table, label and what is there now (None: no such relation);
+        refused when its schema is missing, or when it exists and ``if_exists`` is 'fail'."""
+        schema, table = self._table_config(conn)
+        label = _label(schema, table)
+        _require_schema(conn, schema, self.where, database)
+        found = _find_table(conn, schema, table)
+        if found is not None and mode is IfExists.FAIL:
+            raise self._exists_error(label)
+        return schema, table, label, found
 
     def _exists_error(self, label: str) -> BlocError:
         return BlocError(
