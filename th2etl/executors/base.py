@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from th2etl.clock import Clock, SystemClock
+from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.engine import CancelToken
 from th2etl.pipelines.result import RunResult, RunStatus
 
@@ -103,6 +104,19 @@ class RunJob:
     log_file: Path | None = None
     note: str | None = None
     logical_time: LogicalTime | None = None
+
+    def context(self) -> RunContext:
+        """A context of this run, as its owner's listeners are told it."""
+        return RunContext(
+            self.pipeline.name,
+            run_id=self.run_id,
+            scheduler_name=self.scheduler_name,
+            trigger_name=self.trigger_name,
+            scheduled_time=self.scheduled_time,
+            variables=self.variables,
+            output_dir=self.output_dir,
+            logical_time=self.logical_time,
+        )
 
 
 class RunHandle(ABC):

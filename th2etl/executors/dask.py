@@ -286,7 +286,6 @@ class _DaskHandle(RunHandle):
     def __init__(
         self, job: RunJob, executor: DaskExecutor, listeners: Sequence[RunListener]
     ) -> None:
-        from th2etl.pipelines.context import RunContext
 
         super().__init__(job, storage=executor.storage, grace=executor.grace, clock=executor.clock)
         self.coordination = executor.coordination
@@ -295,15 +294,7 @@ class _DaskHandle(RunHandle):
         self.listeners = listeners
         self.address = executor.cluster.address
         self._cancelled = threading.Event()
-        self._context = RunContext(
-            job.pipeline.name,
-            run_id=job.run_id,
-            scheduler_name=job.scheduler_name,
-            trigger_name=job.trigger_name,
-            scheduled_time=job.scheduled_time,
-            variables=job.variables,
-            logical_time=job.logical_time,
-        )
+        self._context = job.context()
         self._live_lock = threading.Lock()
         self._live_over = False
         self._live_started = False

@@ -36,7 +36,6 @@ from th2etl.exceptions import ExecutorError
 from th2etl.executors import _worker
 from th2etl.executors._forker import PRELOAD
 from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob
-from th2etl.pipelines.context import RunContext
 from th2etl.pipelines.result import RunResult, RunStatus
 
 if TYPE_CHECKING:
@@ -85,15 +84,7 @@ class _ProcessHandle(RunHandle):
         self.conn = conn
         self.listeners = listeners
         self.worker = f"{socket.gethostname()}:{process.pid}"
-        self._context = RunContext(
-            job.pipeline.name,
-            run_id=job.run_id,
-            scheduler_name=job.scheduler_name,
-            trigger_name=job.trigger_name,
-            scheduled_time=job.scheduled_time,
-            variables=job.variables,
-            output_dir=job.output_dir,
-        )
+        self._context = job.context()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._send_lock = threading.Lock()
         self._cancel_at: float | None = None
