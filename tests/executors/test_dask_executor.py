@@ -95,9 +95,11 @@ def test_a_run_executes_on_a_worker_and_is_recorded_there(
     assert parent_of(rows[0][1]) == worker_pids(executor.cluster.client())[handle.worker]
 
 
-def test_a_cancel_stops_the_run_on_its_worker(
+def _held_run(
     storage: DatabaseStorage, executor: DaskExecutor, tmp_path: Path
-) -> None:
+) -> tuple[RunJob, Any, int]:
+    """A run submitted to the cluster whose bloc holds it (ignoring cancels) until stopped:
+    its job, its handle and the pid of the child executing it."""
     pid_file = tmp_path / "pid"
     pipeline = define(
         storage,
@@ -110,6 +112,13 @@ def test_a_cancel_stops_the_run_on_its_worker(
     handle = executor.submit(job)
     wait_until(pid_file.exists, timeout=180, what="the hold bloc to start")
     child = int(pid_file.read_text())
+    return job, handle, child
+
+
+def test_a_cancel_stops_the_run_on_its_worker(
+    storage: DatabaseStorage, executor: DaskExecutor, tmp_path: Path
+) -> None:
+    job, handle, child = _held_run(storage, executor, tmp_path)
     handle.cancel()
     result = handle.wait(180)
     assert result is not None and result.status is RunStatus.CANCELLED
@@ -125,18 +134,7 @@ def test_a_run_its_owner_abandons_stops_on_its_worker_and_is_recorded_abandoned(
 ) -> None:
     """An owner that lost its lease abandons its runs: on Dask the worker hears it through the
     database, terminates the child at once and records ``abandoned``, never ``cancelled``."""
-    pid_file = tmp_path / "pid"
-    pipeline = define(
-        storage,
-        ("load", "dask_test_rows", {}),
-        ("hold", "dask_test_hold", {"pid_file": str(pid_file),
-                                    "release_file": str(tmp_path / "never"),
-                                    "cooperative": False}),
-    )  # fmt: skip
-    job = queued_job(storage, pipeline)
-    handle = executor.submit(job)
-    wait_until(pid_file.exists, timeout=180, what="the hold bloc to start")
-    child = int(pid_file.read_text())
+    job, handle, child = _held_run(storage, executor, tmp_path)
     handle.abandon("its owner o-1 could not renew its lease")
     result = handle.wait(180)
     assert result is not None and result.status is RunStatus.ABANDONED
