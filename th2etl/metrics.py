@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from th2etl.pipelines.engine import RunListener
+from th2etl.pipelines.listener import RunListener
 
 if TYPE_CHECKING:
     from th2etl.pipelines.context import RunContext

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from th2etl.cli._args import key_value
 from th2etl.exceptions import ConfigurationError, NotFoundError, Th2etlError
-from th2etl.pipelines.engine import RunListener
+from th2etl.pipelines.listener import RunListener
 
 if TYPE_CHECKING:
     from types import FrameType

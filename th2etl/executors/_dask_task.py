@@ -36,7 +36,7 @@ from th2etl.executors._execute import _Recorded
 from th2etl.executors._forker import forker
 from th2etl.executors.base import RunJob
 from th2etl.executors.process import _log_levels, _ProcessHandle
-from th2etl.pipelines.engine import RunListener
+from th2etl.pipelines.listener import RunListener
 from th2etl.pipelines.result import RunResult
 from th2etl.storage.database import DatabaseStorage
 

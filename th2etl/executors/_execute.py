@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from th2etl.clock import Clock, SystemClock
 from th2etl.executors.base import RunJob, as_abandoned
-from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
+from th2etl.pipelines.cancel import CancelToken
+from th2etl.pipelines.engine import run_pipeline
+from th2etl.pipelines.listener import RunListener
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.storage.coordination import Coordination
 

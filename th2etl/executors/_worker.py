@@ -28,7 +28,8 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from th2etl.executors._execute import execute
-from th2etl.pipelines.engine import CancelToken, RunListener
+from th2etl.pipelines.cancel import CancelToken
+from th2etl.pipelines.listener import RunListener
 from th2etl.storage.database import DatabaseStorage
 
 if TYPE_CHECKING:

@@ -58,13 +58,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from th2etl.clock import Clock, SystemClock
+from th2etl.pipelines.cancel import CancelToken
 from th2etl.pipelines.context import RunContext
-from th2etl.pipelines.engine import CancelToken
 from th2etl.pipelines.result import RunResult, RunStatus
 
 if TYPE_CHECKING:
     from th2etl.logical_time import LogicalTime
-    from th2etl.pipelines.engine import RunListener
+    from th2etl.pipelines.listener import RunListener
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.storage.run_history import RunHistory
 

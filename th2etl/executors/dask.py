@@ -78,7 +78,7 @@ if TYPE_CHECKING:
 
     from th2etl.clock import Clock
     from th2etl.executors._dask_task import Answer
-    from th2etl.pipelines.engine import RunListener
+    from th2etl.pipelines.listener import RunListener
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.storage.coordination import Coordination
 

@@ -40,7 +40,7 @@ from th2etl.pipelines.result import RunResult, RunStatus
 
 if TYPE_CHECKING:
     from th2etl.clock import Clock
-    from th2etl.pipelines.engine import RunListener
+    from th2etl.pipelines.listener import RunListener
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.storage.run_history import RunHistory
 

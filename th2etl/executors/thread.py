@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 from th2etl.executors._execute import execute
 from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob
-from th2etl.pipelines.engine import CancelToken
+from th2etl.pipelines.cancel import CancelToken
 from th2etl.pipelines.result import RunStatus
 
 if TYPE_CHECKING:
     from th2etl.clock import Clock
-    from th2etl.pipelines.engine import RunListener
+    from th2etl.pipelines.listener import RunListener
     from th2etl.storage.run_history import RunHistory
 
 __all__ = ["ThreadExecutor"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from th2etl.pipelines.cancel import CancelToken
 from th2etl.pipelines.context import RunContext
-from th2etl.pipelines.engine import CancelToken, RunListener, run_pipeline
+from th2etl.pipelines.engine import run_pipeline
 from th2etl.pipelines.example import EXAMPLE_DATA, build_example_pipeline
+from th2etl.pipelines.listener import RunListener
 from th2etl.pipelines.pipeline import Pipeline, validate_stage_names
 from th2etl.pipelines.result import (
     ACTIVE_STATUSES,

@@ -68,23 +68,32 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from th2etl.blocs.base import Bloc
 from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import BlocError, BlocTimeoutError, ValidationError
 from th2etl.logical_time import LogicalTime
+from th2etl.pipelines._graph import (
+    Group,
+    Node,
+    SourceFailed,
+    State,
+    attempt,
+    fused_stream,
+    nothing_before,
+    plan,
+)
 from th2etl.pipelines._threads import Pool, Ticket, submit_to
-from th2etl.pipelines.context import DEFAULT_BATCH_SIZE, RunContext
+from th2etl.pipelines.cancel import CancelToken
+from th2etl.pipelines.context import RunContext
+from th2etl.pipelines.listener import RunListener
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import BlocResult, BlocStatus, Outputs, RunResult, RunStatus
-from th2etl.pipelines.streams import Input, Output, Pipe, Spill, SpillFolder, Stopped
-from th2etl.types import Rows
+from th2etl.pipelines.streams import Input, Output, Pipe, SpillFolder, Stopped
 
 __all__ = ["KEEP_OUTPUT_ROWS", "STOP_GRACE", "CancelToken", "RunListener", "run_pipeline"]
 
@@ -97,208 +106,6 @@ STOP_GRACE = 30.0
 """Seconds an attempt told to stop may take to end before the run fails naming it."""
 _PIPE_DEPTH = 2
 _PROGRESS_EVERY = 1.0
-
-
-class CancelToken:
-    """Cancels a run from another thread: ``token.cancel()``."""
-
-    def __init__(self) -> None:
-        self._cancelled = False  # set once, under _lock
-        self._lock = threading.Lock()
-        self._wakeups: list[queue.SimpleQueue[object]] = []
-
-    def cancel(self) -> None:
-        """Ask the run to stop; idempotent."""
-        with self._lock:
-            self._cancelled = True
-            for wakeup in self._wakeups:
-                wakeup.put(self)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def _subscribe(self, wakeup: queue.SimpleQueue[object]) -> None:
-        with self._lock:
-            self._wakeups.append(wakeup)
-            if self._cancelled:
-                wakeup.put(self)
-
-    def _unsubscribe(self, wakeup: queue.SimpleQueue[object]) -> None:
-        with self._lock:
-            self._wakeups.remove(wakeup)
-
-
-class RunListener:
-    """Receives a run's events, in the engine's coordinating thread; override what you need.
-
-    Storage records runs through a listener; the CLI shows live progress through one. An
-    exception raised by a listener is logged and does not change the run.
-    """
-
-    def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
-        """The run begins (before any bloc)."""
-
-    def bloc_started(self, context: RunContext, bloc: Bloc, attempt: int) -> None:
-        """An attempt of ``bloc`` was submitted."""
-
-    def bloc_progress(self, context: RunContext, result: BlocResult) -> None:
-        """Rows flowed through a running bloc: ``result`` (still ``running``) has its counts so
-        far. Sent about once a second per bloc while its counts change."""
-
-    def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
-        """A bloc reached its final status."""
-
-    def run_finished(self, context: RunContext, result: RunResult) -> None:
-        """The run ended; ``result`` is final."""
-
-
-class _State(Enum):
-    WAITING = "waiting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    RETRY = "retry"
-    DONE = "done"
-
-
-class _Node:
-    """One bloc of the run: where it reads from, who reads it, its current attempt."""
-
-    __slots__ = (
-        "at_end",
-        "batch_size",
-        "bloc",
-        "children",
-        "context",
-        "deadline",
-        "feeding",
-        "final",
-        "fused",
-        "fused_into",
-        "group",
-        "in_pipe",
-        "input",
-        "output",
-        "parent",
-        "reads",
-        "resolve_error",
-        "resolved",
-        "result",
-        "shown",
-        "sources",
-        "spill",
-        "stage",
-        "stop_reason",
-        "t0",
-        "ticket",
-        "timeout",
-        "where",
-    )
-
-    def __init__(self, bloc: Bloc, stage: int, sources: list[str]) -> None:
-        self.bloc = bloc
-        self.stage = stage
-        self.sources = sources
-        self.result = BlocResult(bloc.name, bloc.bloc_type, stage, BlocStatus.RUNNING)
-        self.parent: _Node | None = None  # the bloc it streams from, when it streams
-        self.children: list[_Node] = []  # the blocs that stream from it
-        self.spill: Spill | None = None
-        self.group: _Group
-        self.resolved: Bloc | None = None
-        self.resolve_error: Exception | None = None
-        self.batch_size = DEFAULT_BATCH_SIZE
-        self.final = False
-        # The current attempt:
-        self.ticket: Ticket | None = None
-        self.context: RunContext | None = None
-        self.input: Input | None = None
-        self.output: Output | None = None
-        self.in_pipe: Pipe | None = None
-        self.deadline: float | None = None
-        self.feeding = False  # runs again only to feed its stream (already final)
-        self.stop_reason: tuple[BlocStatus, str] | None = None
-        self.t0 = 0.0
-        self.shown = (0, 0)
-        self.fused: _Node | None = None  # a source this bloc reads itself (Bloc.fuses)
-        self.fused_into: _Node | None = None
-        self.where = f"bloc {bloc.name!r} ({bloc.bloc_type})"
-        self.timeout = bloc.timeout
-        self.at_end: Callable[[RunContext], None]  # the end of its input (see _Run._at_end)
-        self.reads: list[Callable[[], Iterator[Rows]]] = []  # its spills, if it does not stream
-
-    def descendants(self) -> Iterator[_Node]:
-        for child in self.children:
-            yield child
-            yield from child.descendants()
-
-
-class _Group:
-    """A stream: a bloc that starts on its own and the blocs streaming from it, attempted
-    together."""
-
-    __slots__ = (
-        "_wakeup",
-        "charged",
-        "error",
-        "nodes",
-        "retry_at",
-        "root",
-        "running",
-        "state",
-        "stop_deadline",
-    )
-
-    def __init__(self, root: _Node, wakeup: queue.SimpleQueue[object]) -> None:
-        self.root = root
-        self._wakeup = wakeup
-        self.nodes = [root, *root.descendants()] if root.children else [root]
-        self.state = _State.WAITING
-        self.charged: _Node | None = None
-        self.error: BaseException | None = None
-        self.retry_at = 0.0
-        self.stop_deadline = 0.0
-        self.running: list[_Node] = []
-
-    def wake(self) -> None:
-        """An attempt of this stream ended (called from its thread): look at it."""
-        self._wakeup.put(self)
-
-
-class _SourceFailed(BaseException):
-    """A fused source failed inside the bloc that reads it: its own failure, not the reader's."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _fused_stream(bloc: Bloc, context: RunContext) -> Iterator[Rows]:
-    try:
-        yield from bloc.stream(context, [])
-    except (Stopped, GeneratorExit):
-        raise
-    except BaseException as exc:
-        raise _SourceFailed(exc) from exc
-
-
-def _nothing_before(context: RunContext) -> None:
-    """The end of the input of a bloc of the first stage: no earlier stage to wait for."""
-
-
-def _attempt(bloc: Bloc, context: RunContext, rows: Input, output: Output) -> None:
-    """One attempt of one bloc, in an executor's thread."""
-    stream = bloc.stream(context, rows)
-    try:
-        for batch in stream:
-            output.emit(batch)
-    except BaseException:
-        output.close(failed=True)
-        raise
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()  # a generator left at a yield: its `with` blocks roll back now
-    output.close(failed=False)
 
 
 class _Run:
@@ -340,7 +147,7 @@ class _Run:
         self.nodes = self._plan()
         self.groups = [node.group for node in self.nodes.values() if node.group.root is node]
         self.waiting = list(self.groups)  # in stage order
-        self.groups_started: list[_Group] = []
+        self.groups_started: list[Group] = []
         # Blocs not final yet, per stage, and the first stage where one ended otherwise than
         # succeeded: "have the earlier stages finished, and well?" in O(stages).
         self.open = [0] * (len(pipeline.stages) + 2)
@@ -352,52 +159,15 @@ class _Run:
 
     # --- plan -----------------------------------------------------------------------------
 
-    def _plan(self) -> dict[str, _Node]:
-        nodes: dict[str, _Node] = {}
-        previous: list[str] = []
-        for number, stage in enumerate(self.pipeline.stages, start=1):
-            for bloc in stage:
-                nodes[bloc.name] = _Node(bloc, number, list(bloc.source_blocs or previous))
-            previous = [bloc.name for bloc in stage]
-        for node in nodes.values():
-            try:
-                node.resolved = node.bloc.resolved(
-                    self.context.variables, self.context.logical_time
-                )
-                node.batch_size = node.resolved.batch_size or self.context.batch_size
-            except Exception as exc:  # a missing ${env:...} fails this bloc, not the engine
-                node.resolve_error = exc
-            live = (
-                self.streaming
-                and node.resolved is not None
-                and type(node.bloc).streams_safely
-                and len(node.sources) == 1
-            )
-            if live:
-                node.parent = nodes[node.sources[0]]
-                node.parent.children.append(node)
-            else:
-                for source in node.sources:
-                    found = nodes[source]
-                    if found.spill is None:
-                        found.spill = Spill(source, self.folder, DEFAULT_BATCH_SIZE)
-        for node in nodes.values():
-            if node.parent is None:
-                group = _Group(node, self.wakeup)
-                for member in group.nodes:
-                    member.group = group
-            feeder = node.parent
-            if (
-                self.keep == 0  # the source's rows are kept nowhere: nothing asks for them
-                and feeder is not None
-                and feeder.parent is None
-                and feeder.spill is None
-                and len(feeder.children) == 1
-                and feeder.resolved is not None
-                and not any(feeder.stage < n.stage < node.stage for n in nodes.values())
-                and type(node.bloc).fuses(feeder.resolved)
-            ):
-                node.fused, feeder.fused_into = feeder, node
+    def _plan(self) -> dict[str, Node]:
+        nodes = plan(
+            self.pipeline,
+            self.context,
+            streaming=self.streaming,
+            keeps_rows=self.keep != 0,
+            folder=self.folder,
+            wakeup=self.wakeup,
+        )
         for node in nodes.values():
             node.at_end = self._at_end(node)
             if node.parent is None:
@@ -480,21 +250,21 @@ class _Run:
                 self.cancel_seen = True
                 self.context._request_cancel()
                 for group in self.groups:
-                    if group.state is _State.RUNNING:
+                    if group.state is State.RUNNING:
                         self._stop(group, None, None)
             self._start_ready()
             # The streams started and not done (what each wakeup looks at).
-            active = [group for group in self.groups_started if group.state is not _State.DONE]
+            active = [group for group in self.groups_started if group.state is not State.DONE]
             self.groups_started = active
             if not active and not self.waiting:
                 return
             due = next_progress
             for group in active:
-                if group.state is _State.RETRY:
+                if group.state is State.RETRY:
                     due = min(due, group.retry_at)
-                elif group.state is _State.STOPPING:
+                elif group.state is State.STOPPING:
                     due = min(due, group.stop_deadline)
-                elif group.state is _State.RUNNING:
+                elif group.state is State.RUNNING:
                     for node in group.running:
                         if node.deadline is not None:
                             due = min(due, node.deadline)
@@ -518,7 +288,7 @@ class _Run:
                 next_progress = now + _PROGRESS_EVERY
                 self._progress()
 
-    def _settled(self, stage: int, fused: _Node | None = None) -> bool:
+    def _settled(self, stage: int, fused: Node | None = None) -> bool:
         """Whether every bloc of the stages before ``stage`` is final (but ``fused``, which
         ends with the bloc it runs in)."""
         if fused is None or fused.final or fused.stage >= stage:
@@ -528,7 +298,7 @@ class _Run:
     def _start_ready(self) -> None:
         while self.waiting:
             group = self.waiting[0]
-            if group.state is not _State.WAITING:
+            if group.state is not State.WAITING:
                 self.waiting.pop(0)
                 continue
             stage = group.root.stage
@@ -544,8 +314,8 @@ class _Run:
 
     # --- attempts -------------------------------------------------------------------------
 
-    def _launch(self, group: _Group) -> None:
-        if group.state is _State.WAITING:
+    def _launch(self, group: Group) -> None:
+        if group.state is State.WAITING:
             self.groups_started.append(group)
         if self.failed_stage is not None:
             for node in group.nodes:
@@ -561,7 +331,7 @@ class _Run:
                     active.add(node.bloc.name)
             nodes = [n for n in group.nodes if n.bloc.name in active]
         if not nodes:
-            group.state = _State.DONE
+            group.state = State.DONE
             return
         broken = (
             (nodes[0] if nodes[0].resolve_error is not None else None)
@@ -576,7 +346,7 @@ class _Run:
             group.running = []
             self._end_group(group)
             return
-        group.state = _State.RUNNING
+        group.state = State.RUNNING
         group.charged = group.error = None
         if len(nodes) == 1:
             group.running = nodes
@@ -601,7 +371,7 @@ class _Run:
             pipes = [c.in_pipe for c in node.children if c.bloc.name in active and c.in_pipe]
             self._submit(group, node, pipes)
 
-    def _submit(self, group: _Group, node: _Node, pipes: list[Pipe] | None) -> None:
+    def _submit(self, group: Group, node: Node, pipes: list[Pipe] | None) -> None:
         """Start an attempt of ``node``, its output going to ``pipes`` (those of its children
         that stream with it) and its spill."""
         node.feeding = feeding = node.final
@@ -633,25 +403,25 @@ class _Run:
         timeout = node.timeout
         node.deadline = time.perf_counter() + timeout if timeout is not None else None
         if self.pool is not None:
-            self.pool.submit(ticket, _attempt, bloc, context, rows, output)
+            self.pool.submit(ticket, attempt, bloc, context, rows, output)
         else:
             assert self.executor is not None
-            submit_to(self.executor, ticket, _attempt, bloc, context, rows, output)
+            submit_to(self.executor, ticket, attempt, bloc, context, rows, output)
 
-    def _sources(self, node: _Node) -> list[Any]:
+    def _sources(self, node: Node) -> list[Any]:
         source = node.fused
         if source is not None:
             bloc, context = source.resolved, source.context
             assert bloc is not None and context is not None
-            return [lambda: _fused_stream(bloc, context)]
+            return [lambda: fused_stream(bloc, context)]
         assert node.in_pipe is not None
         return [node.in_pipe.__iter__]
 
-    def _at_end(self, node: _Node) -> Callable[[RunContext], None]:
+    def _at_end(self, node: Node) -> Callable[[RunContext], None]:
         """The end of ``node``'s input, given its attempt's context: waits until the earlier
         stages have finished, and raises :class:`Stopped` unless they all succeeded."""
         if node.stage == 1:
-            return _nothing_before
+            return nothing_before
 
         def wait(context: RunContext) -> None:
             # Without the lock first (what it reads only moves forward, bad_stage first), but
@@ -671,8 +441,8 @@ class _Run:
 
         return wait
 
-    def _advance(self, group: _Group, now: float) -> None:
-        if group.state is _State.RETRY:
+    def _advance(self, group: Group, now: float) -> None:
+        if group.state is State.RETRY:
             if self.cancel.cancelled:
                 if group.charged is not None and group.error is not None:
                     # The retry it would have had never starts.
@@ -681,7 +451,7 @@ class _Run:
             elif now >= group.retry_at:
                 self._launch(group)
             return
-        if group.state not in (_State.RUNNING, _State.STOPPING):
+        if group.state not in (State.RUNNING, State.STOPPING):
             return
         for node in list(group.running):
             ticket = node.ticket
@@ -689,7 +459,7 @@ class _Run:
             if ticket.done:
                 self._ended(group, node, ticket.error)
             elif (
-                group.state is _State.RUNNING
+                group.state is State.RUNNING
                 and node.deadline is not None
                 and now >= node.deadline
                 and node.stop_reason is None
@@ -702,31 +472,31 @@ class _Run:
                         f"timeout of {node.bloc.timeout:g}s"
                     ),
                 )
-        if group.running and group.state is _State.STOPPING and now >= group.stop_deadline:
+        if group.running and group.state is State.STOPPING and now >= group.stop_deadline:
             self._give_up(group)
         elif not group.running:
-            if group.state is _State.STOPPING:
+            if group.state is State.STOPPING:
                 self._end_group(group)
             else:
-                group.state = _State.DONE
+                group.state = State.DONE
 
-    def _ended(self, group: _Group, node: _Node, exc: BaseException | None) -> None:
+    def _ended(self, group: Group, node: Node, exc: BaseException | None) -> None:
         group.running.remove(node)
         node.ticket = None
         source = node.fused
         if source is not None and not source.final:
-            if isinstance(exc, _SourceFailed):
-                if group.state is _State.RUNNING:
+            if isinstance(exc, SourceFailed):
+                if group.state is State.RUNNING:
                     self._stop(group, source, exc.error)
                 return
-            if exc is None and group.state is _State.RUNNING:
+            if exc is None and group.state is State.RUNNING:
                 assert node.input is not None
                 source.result.rows_out = node.input.rows
                 source.result.batches_out = node.input.batches
                 self._finish(source, BlocStatus.SUCCEEDED)
                 self.dropped[source.bloc.name] = node.input.rows
         if node.feeding:
-            if exc is not None and not isinstance(exc, Stopped) and group.state is _State.RUNNING:
+            if exc is not None and not isinstance(exc, Stopped) and group.state is State.RUNNING:
                 self._stop(group, node, exc)
             return
         if exc is None and group.charged is node:
@@ -737,26 +507,26 @@ class _Run:
         elif node.stop_reason is not None:
             status, message = node.stop_reason
             self._finish(node, status, message=message)
-        elif group.state is _State.RUNNING:
+        elif group.state is State.RUNNING:
             if not isinstance(exc, Stopped):
                 self._stop(group, node, exc)
             elif not any(not member.feeding for member in group.running):
                 self._stop(group, None, None)  # nothing left to say why: settle as stopped
         # Otherwise its stream is stopping: what becomes of it is decided when all ended.
 
-    def _stop(self, group: _Group, node: _Node | None, exc: BaseException | None) -> None:
+    def _stop(self, group: Group, node: Node | None, exc: BaseException | None) -> None:
         """Tell every running attempt of ``group`` to stop; ``node`` failed with ``exc``."""
         if node is not None and node.final:  # a finished bloc feeding its stream failed
             node = next((member for member in group.nodes if not member.final), None)
-        if group.state is _State.RUNNING:
-            group.state = _State.STOPPING
+        if group.state is State.RUNNING:
+            group.state = State.STOPPING
             group.charged, group.error = node, exc
             group.stop_deadline = time.perf_counter() + self.stop_grace
         for member in group.running:
             self._tell_stop(member)
 
     @staticmethod
-    def _tell_stop(node: _Node) -> None:
+    def _tell_stop(node: Node) -> None:
         if node.context is not None:
             node.context._request_cancel()
         if node.fused is not None and node.fused.context is not None:
@@ -767,7 +537,7 @@ class _Run:
             for pipe in node.output.pipes:
                 pipe.stop()
 
-    def _end_group(self, group: _Group) -> None:
+    def _end_group(self, group: Group) -> None:
         """Every attempt of a stopped stream ended: retry it, or settle its blocs."""
         charged, error = group.charged, group.error
         if charged is None or error is None:  # the run was cancelled
@@ -791,7 +561,7 @@ class _Run:
                 delay,
             )
             result.attempts += 1
-            group.state = _State.RETRY
+            group.state = State.RETRY
             group.retry_at = time.perf_counter() + delay
             return
         if self.cancel.cancelled:
@@ -809,7 +579,7 @@ class _Run:
             f"stopped because bloc {charged.bloc.name!r}, which it streams with, failed",
         )
 
-    def _give_up(self, group: _Group) -> None:
+    def _give_up(self, group: Group) -> None:
         """Attempts told to stop did not end within the grace: fail the run naming them."""
         why = "the run was cancelled"
         if group.charged is not None:
@@ -834,16 +604,16 @@ class _Run:
             self._fail(charged, group.error)
         self._close_group(group, BlocStatus.CANCELLED, "stopped: its stream did not end in time")
 
-    def _close_group(self, group: _Group, status: BlocStatus, message: str | None) -> None:
+    def _close_group(self, group: Group, status: BlocStatus, message: str | None) -> None:
         for node in group.nodes:
             if not node.final:
                 self._finish(node, status, message=message)
         group.running = []
-        group.state = _State.DONE
+        group.state = State.DONE
 
     # --- results --------------------------------------------------------------------------
 
-    def _fail(self, node: _Node, exc: BaseException) -> None:
+    def _fail(self, node: Node, exc: BaseException) -> None:
         self._record_error(node.result, exc)
         if node.result.attempts == 0:
             node.result.attempts = 1
@@ -861,7 +631,7 @@ class _Run:
         # Blocs of later stages that already stream stop before they commit anything.
         message = f"stopped before it finished because bloc {node.bloc.name!r} failed"
         for group in self.groups:
-            if group.state is not _State.RUNNING:
+            if group.state is not State.RUNNING:
                 continue
             for member in group.running:
                 if member.stage > node.stage and member.stop_reason is None:
@@ -874,7 +644,7 @@ class _Run:
         result.error_message = str(exc)
         result.error_traceback = "".join(traceback.format_exception(exc))
 
-    def _succeed(self, node: _Node) -> None:
+    def _succeed(self, node: Node) -> None:
         output = node.output
         assert output is not None
         if output.kept is not None:
@@ -883,13 +653,13 @@ class _Run:
             self.dropped[node.bloc.name] = output.rows
         self._finish(node, BlocStatus.SUCCEEDED)
 
-    def _count(self, node: _Node) -> None:
+    def _count(self, node: Node) -> None:
         if node.input is not None and node.output is not None and not node.feeding:
             result = node.result
             result.rows_in, result.batches_in = node.input.rows, node.input.batches
             result.rows_out, result.batches_out = node.output.rows, node.output.batches
 
-    def _finish(self, node: _Node, status: BlocStatus, *, message: str | None = None) -> None:
+    def _finish(self, node: Node, status: BlocStatus, *, message: str | None = None) -> None:
         result = node.result
         if node.input is not None and node.output is not None and not node.feeding:
             result.rows_in, result.batches_in = node.input.rows, node.input.batches
@@ -918,7 +688,7 @@ class _Run:
 
     def _progress(self) -> None:
         for group in self.groups_started:
-            if group.state is not _State.RUNNING:
+            if group.state is not State.RUNNING:
                 continue
             for node in group.running:
                 if node.feeding or node.input is None or node.output is None:

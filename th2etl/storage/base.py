@@ -91,7 +91,8 @@ class Storage(DefinitionStore, Coordination):
         it); otherwise a :class:`~th2etl.storage.owner.RunOwner` heartbeats for the run
         while it goes, so a cancel from any process stops it and, should this process die,
         any live th2etl process marks it ``abandoned``."""
-        from th2etl.pipelines.engine import CancelToken, run_pipeline
+        from th2etl.pipelines.cancel import CancelToken
+        from th2etl.pipelines.engine import run_pipeline
         from th2etl.pipelines.result import RunStatus
         from th2etl.storage.owner import RunOwner
         from th2etl.storage.recorder import pipeline_from_snapshot

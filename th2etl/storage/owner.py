@@ -56,7 +56,7 @@ from th2etl.exceptions import NotFoundError, StorageError, ValidationError
 from th2etl.pipelines.result import RunStatus
 
 if TYPE_CHECKING:
-    from th2etl.pipelines.engine import CancelToken
+    from th2etl.pipelines.cancel import CancelToken
     from th2etl.storage.coordination import Coordination
 
 __all__ = ["RunOwner", "new_instance_id"]

@@ -11,7 +11,7 @@ from th2etl.clock import Clock, SystemClock
 from th2etl.exceptions import StorageError
 from th2etl.metrics import METRICS
 from th2etl.pipelines.context import RunContext
-from th2etl.pipelines.engine import RunListener
+from th2etl.pipelines.listener import RunListener
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import BlocResult, BlocStatus, RunResult
 from th2etl.storage.definition_store import DefinitionStore

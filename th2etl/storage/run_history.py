@@ -22,7 +22,7 @@ from th2etl.storage.records import RunRecord
 
 if TYPE_CHECKING:
     from th2etl.clock import Clock
-    from th2etl.pipelines.engine import RunListener
+    from th2etl.pipelines.listener import RunListener
     from th2etl.storage.owner import RunOwner
 
 __all__ = ["RunHistory"]
