@@ -496,6 +496,8 @@ class Backfill:
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
                 info={"role": "backfill", "scheduler": self.plan.scheduler.name},
+                # Others judge this process by the lease it stores: 1.5 of its own periods.
+                lease=timedelta(seconds=1.5 * self.heartbeat_interval),
             )
             with self._lock:
                 going = list(self._slots.items())

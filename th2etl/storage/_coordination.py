@@ -2,12 +2,15 @@
 (:mod:`th2etl.storage.coordination`).
 
 Liveness is judged by the database's clock: templates say ``{db_now}`` (the server's
-``now()`` on PostgreSQL, the host clock on SQLite) and ``{db_ago}`` (that instant minus
-``%s`` seconds), unless the caller passes its own ``now`` (a fake clock in tests).
+``now()`` on PostgreSQL, the host clock on SQLite), ``{db_ago}`` and ``{db_later}`` (that
+instant minus or plus ``%s`` seconds), unless the caller passes its own ``now`` (a fake clock
+in tests). A heartbeat stores when its owner's lease ends (``lease_until``, by that clock);
+the sweep compares it with the same clock.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -22,7 +25,7 @@ from th2etl.storage.records import InstanceRecord, RunRecord
 
 __all__ = ["INSERT_RUN", "Coordinating"]
 
-_INSTANCE = "instance_id, started_at, last_seen, hostname, pid, info"
+_INSTANCE = "instance_id, started_at, last_seen, hostname, pid, info, lease_until"
 _NEW_RUN = (
     "run_id, pipeline_name, status, started_at, finished_at, scheduler_name, trigger_name, "
     "scheduled_time, variables, error, owner_id, started_by, queued_at, claimed_at, "
@@ -38,13 +41,31 @@ _TICK = (
     + "ON CONFLICT (scheduler_name, scheduled_time, attempt) DO UPDATE SET status = r.status "
     f"WHERE r.run_id = excluded.run_id AND r.status IN ({ACTIVE}) RETURNING {RUN}"
 )
+# An owner is stale once its own lease has ended (``lease_until``, written at each heartbeat),
+# or, for a row that records none (written before schema version 8), once it has been silent
+# for the sweeper's ``stale_after`` (CUTOFF). A run whose owner has no row at all is stale
+# once it was recorded before CUTOFF.
+_STALE = "(i.lease_until < NOW OR (i.lease_until IS NULL AND i.last_seen < CUTOFF))"
+_STALE_OWNERS = (
+    "SELECT DISTINCT r.owner_id, i.instance_id, i.last_seen, i.lease_until FROM {runs} AS r "
+    "LEFT JOIN {instances} AS i ON i.instance_id = r.owner_id "
+    f"WHERE r.status IN ({ACTIVE}) AND r.owner_id IS NOT NULL AND ("
+    f"(i.instance_id IS NOT NULL AND {_STALE}) "
+    "OR (i.instance_id IS NULL AND COALESCE(r.queued_at, r.started_at) < CUTOFF))"
+)
 _ABANDON = (
     "UPDATE {runs} AS r SET status = 'abandoned', finished_at = %s, error = %s, "
-    f"log = log || %s WHERE r.status IN ({ACTIVE}) AND r.owner_id IS NOT NULL AND ("
-    "EXISTS (SELECT 1 FROM {instances} AS i "
-    "WHERE i.instance_id = r.owner_id AND i.last_seen < CUTOFF) "
-    "OR (COALESCE(r.queued_at, r.started_at) < CUTOFF AND NOT EXISTS ("
-    "SELECT 1 FROM {instances} AS i WHERE i.instance_id = r.owner_id))) RETURNING run_id"
+    f"log = log || %s WHERE r.owner_id = %s AND r.status IN ({ACTIVE}) AND "
+)
+# Each re-checks, in the statement that marks, that the owner is still stale: one that
+# renewed its lease meanwhile keeps its runs.
+_ABANDON_STALE = (
+    _ABANDON + "EXISTS (SELECT 1 FROM {instances} AS i WHERE i.instance_id = r.owner_id "
+    f"AND {_STALE}) RETURNING run_id"
+)
+_ABANDON_UNKNOWN = (
+    _ABANDON + "COALESCE(r.queued_at, r.started_at) < CUTOFF AND NOT EXISTS ("
+    "SELECT 1 FROM {instances} AS i WHERE i.instance_id = r.owner_id) RETURNING run_id"
 )
 
 
@@ -370,15 +391,33 @@ class Coordinating(Runs):
         hostname: str | None = None,
         pid: int | None = None,
         info: Mapping[str, Any] | None = None,
+        lease: timedelta | None = None,
     ) -> None:
+        if lease is not None and (not isinstance(lease, timedelta) or lease <= timedelta(0)):
+            raise ValidationError(
+                f"heartbeat: lease must be a positive timedelta (how long instance "
+                f"{instance_id!r} counts as alive after this heartbeat) or None, got {lease!r}"
+            )
         at = "{db_now}" if now is None else "%s"
-        times = () if now is None else (self._time_in(aware(now, "now")),) * 2
+        times: tuple[Any, ...] = ()
+        until: tuple[Any, ...] = ()
+        if now is None:
+            ends = "NULL" if lease is None else "{db_later}"
+            if lease is not None:
+                until = (lease.total_seconds(),)
+        else:
+            stamp = aware(now, "now")
+            times = (self._time_in(stamp),) * 2
+            ends = "%s"
+            until = (None if lease is None else self._time_in(stamp + lease),)
         self._run(
-            f"INSERT INTO {{instances}} AS i ({_INSTANCE}) VALUES (%s, {at}, {at}, %s, %s, %s) "
+            f"INSERT INTO {{instances}} AS i ({_INSTANCE}) "
+            f"VALUES (%s, {at}, {at}, %s, %s, %s, {ends}) "
             "ON CONFLICT (instance_id) DO UPDATE SET last_seen = excluded.last_seen, "
             "hostname = COALESCE(excluded.hostname, i.hostname), "
-            "pid = COALESCE(excluded.pid, i.pid), info = excluded.info",
-            (instance_id, *times, hostname, pid, variables_json(info)),
+            "pid = COALESCE(excluded.pid, i.pid), info = excluded.info, "
+            "lease_until = excluded.lease_until",
+            (instance_id, *times, hostname, pid, variables_json(info), *until),
         )
 
     def list_instances(self, *, seen_since: datetime | None = None) -> list[InstanceRecord]:
@@ -397,6 +436,7 @@ class Coordinating(Runs):
                 row[3],
                 row[4],
                 self._json_out(row[5]),
+                self._time_out_opt(row[6]),
             )
             for row in rows
         ]
@@ -410,20 +450,73 @@ class Coordinating(Runs):
                 f"mark_abandoned_runs: stale_after must be a positive timedelta, "
                 f"got {stale_after!r}"
             )
-        seconds = stale_after.total_seconds()
+        fallback = stale_after.total_seconds()
         stamp = self._now() if now is None else aware(now, "now")
-        clock = "the database's clock" if now is None else f"{stamp.isoformat()}"
-        reason = (
-            f"abandoned: its owner sent no heartbeat for {seconds:g}s (by {clock}, checked "
-            f"at {stamp.isoformat()})"
-        )
-        cutoff = "{db_ago}" if now is None else "%s"
-        limit: Any = seconds if now is None else self._time_in(stamp - stale_after)
-        rows = self._all(
-            _ABANDON.replace("CUTOFF", cutoff),
-            (self._time_in(stamp), reason, f"{stamp.isoformat()} {reason}\n", limit, limit),
-        )
-        return sorted(row[0] for row in rows)
+        if now is None:
+            clock = "the database's clock"
+            marks: dict[str, tuple[str, tuple[Any, ...]]] = {
+                "NOW": ("{db_now}", ()),
+                "CUTOFF": ("{db_ago}", (fallback,)),
+            }
+        else:
+            clock = stamp.isoformat()
+            marks = {
+                "NOW": ("%s", (self._time_in(stamp),)),
+                "CUTOFF": ("%s", (self._time_in(stamp - stale_after),)),
+            }
+
+        def clocked(template: str) -> tuple[str, list[Any]]:
+            """``template`` with NOW and CUTOFF replaced by ``marks``, and their parameters
+            in the order they appear."""
+            parts: list[str] = []
+            params: list[Any] = []
+            for index, part in enumerate(re.split(r"\b(NOW|CUTOFF)\b", template)):
+                if index % 2:  # a mark
+                    sql, values = marks[part]
+                    parts.append(sql)
+                    params.extend(values)
+                else:
+                    parts.append(part)
+            return "".join(parts), params
+
+        checked = f"by {clock}, checked at {stamp.isoformat()}"
+        select, params = clocked(_STALE_OWNERS)
+        marked: list[str] = []
+        for owner, instance, last_seen, lease_until in self._all(select, params):
+            if instance is None:
+                template = _ABANDON_UNKNOWN
+                why = f"owner {owner} has no instance row; {checked}"
+                lease = fallback
+            elif lease_until is None:
+                template = _ABANDON_STALE
+                why = (
+                    f"owner {owner} records no lease of its own, so the sweeping process's "
+                    f"stale_after was used; {checked}"
+                )
+                lease = fallback
+            else:
+                template = _ABANDON_STALE
+                seen, until = self._time_out(last_seen), self._time_out(lease_until)
+                lease = round((until - seen).total_seconds(), 3)
+                why = (
+                    f"the lease of owner {owner}, renewed at each heartbeat, ended at "
+                    f"{until.isoformat()}; {checked}"
+                )
+            reason = f"abandoned: its owner sent no heartbeat for {lease:g}s ({why})"
+            statement, clock_params = clocked(template)
+            # _ABANDON's own parameters come first, the clock's after them.
+            rows = self._all(
+                statement,
+                (
+                    self._time_in(stamp),
+                    reason,
+                    f"{stamp.isoformat()} {reason}\n",
+                    owner,
+                    *clock_params,
+                ),
+            )
+            marked.extend(row[0] for row in rows)
+        return sorted(marked)
 
     # --- cancel -------------------------------------------------------------------------------
 

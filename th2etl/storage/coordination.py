@@ -25,10 +25,21 @@ the bound holds across processes).
 
 **Liveness, by one clock: the database's.** :meth:`Coordination.heartbeat` writes
 ``last_seen`` with the database server's ``now()`` (the host clock on SQLite, where every
-process shares one host), and :meth:`Coordination.mark_abandoned_runs` compares with the same
-clock, in SQL: hosts whose clocks differ change nothing. Any live th2etl process calls it, so
-the active runs of an owner silent for ``stale_after`` end ``abandoned``. Both take an explicit
-``now`` instead for a fake clock (tests); then every caller must use that clock.
+process shares one host) and the end of the owner's own lease, ``lease_until`` = that
+``now()`` + its lease (1.5 heartbeat intervals for a :class:`~th2etl.storage.owner.RunOwner`).
+:meth:`Coordination.mark_abandoned_runs` compares with the same clock, in SQL: hosts whose
+clocks differ change nothing. Each owner is judged by the lease *it* stored, never by the
+sweeping process's settings, so processes with different heartbeat intervals share one
+database: an owner heartbeating every 10 s keeps its runs while a process heartbeating every
+second sweeps, and a dead owner with a 1.5 s lease is abandoned at the next sweep after
+1.5 s, whoever sweeps. Any live th2etl process sweeps at each of its heartbeats, so a dead
+owner's active runs end ``abandoned`` within its lease plus one sweep period after its last
+heartbeat (1.5 + 1 heartbeat intervals with the default lease and one interval everywhere).
+An instance row that records no lease (written before schema version 8, or by a caller of
+:meth:`Coordination.heartbeat` that passes none) and a run whose owner has no row are judged
+by the sweeping process's ``stale_after`` instead, as every owner was before. Both methods
+take an explicit ``now`` instead for a fake clock (tests); then every caller must use that
+clock.
 
 **Cancel.** :meth:`Coordination.request_cancel` records who asked; a queued run is cancelled
 at once (it never started), a running one is flagged, and its owner, which polls
@@ -242,9 +253,14 @@ class Coordination(RunHistory):
         hostname: str | None = None,
         pid: int | None = None,
         info: Mapping[str, Any] | None = None,
+        lease: timedelta | None = None,
     ) -> None:
         """Say that instance ``instance_id`` is alive (insert or update), at the database's
-        clock (or at ``now`` when given: a fake clock)."""
+        clock (or at ``now`` when given: a fake clock), holding its runs for ``lease`` from
+        then (``lease_until``): other processes count them abandoned once it has passed
+        without another heartbeat. Without a ``lease`` the row records none, and each sweeping
+        process judges it by its own ``stale_after``. A ``lease`` that is not a positive
+        timedelta raises :class:`ValidationError`."""
 
     @abstractmethod
     def list_instances(self, *, seen_since: datetime | None = None) -> list[InstanceRecord]:
@@ -256,11 +272,14 @@ class Coordination(RunHistory):
 
     @abstractmethod
     def mark_abandoned_runs(self, now: datetime | None, stale_after: timedelta) -> list[str]:
-        """Mark ``abandoned`` every active run whose owner's last heartbeat is older than
-        ``stale_after`` by the database's clock (or than ``now - stale_after`` when ``now``
-        is given), or whose owner has no heartbeat row and that was queued or started before
-        then; return their run ids, sorted. Runs without an owner (recorded before schema
-        version 4) are left alone."""
+        """Mark ``abandoned`` every active run whose owner's lease has ended: its stored
+        ``lease_until`` is before the database's clock (or before ``now`` when given). An
+        owner whose row records no lease is judged by ``stale_after`` instead (its last
+        heartbeat older than that), and so is a run whose owner has no heartbeat row (queued
+        or started more than ``stale_after`` ago). Each run's error names the lease it was
+        judged by. Return their run ids, sorted. Runs without an owner (recorded before schema
+        version 4) are left alone. A ``stale_after`` that is not a positive timedelta raises
+        :class:`ValidationError`."""
 
     @abstractmethod
     def request_cancel(self, run_id: str, *, by: str | None = None) -> RunRecord:

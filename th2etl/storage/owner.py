@@ -11,16 +11,21 @@ manager heartbeats in its own loop). The owner side of the contract, in one plac
   own (:meth:`~th2etl.storage.connection.StorageConnection.reopen`): load on the run's or the
   API's connections never delays it.
 * **Each heartbeat** (:meth:`RunOwner.beat`): ``last_seen`` is written by the database's
-  clock, with ``info`` listing the owner's ``runs`` and those ``stopping`` (cancelled, not
-  ended yet); the active runs of owners silent for ``stale_after`` are marked ``abandoned`` (any
-  live th2etl process does this, so a dead owner's runs end within two heartbeat periods);
+  clock, with the end of this owner's lease (``lease_until``: that instant + ``stale_after``)
+  and ``info`` listing the owner's ``runs`` and those ``stopping`` (cancelled, not ended yet);
+  the active runs of owners whose own lease has ended are marked ``abandoned`` (any live
+  th2etl process does this, each owner judged by the lease it stored, whatever the sweeping
+  process's settings; an owner that stored none, from before schema version 8, is judged by
+  this owner's ``stale_after``; so a dead owner's runs end within its lease plus one heartbeat
+  period of the process that sweeps);
   runs of this owner asked to stop (:meth:`~th2etl.storage.coordination.Coordination.
   runs_to_cancel`, from any process) have their :class:`~th2etl.pipelines.CancelToken`
   cancelled; outcomes the database missed while it was away are written again, once each.
 * **Lease.** Each successful heartbeat renews a lease of ``stale_after`` seconds (the time
-  after which other processes count this owner's runs abandoned), counted on this host's
-  monotonic clock from the moment the heartbeat was *sent*, so it never ends later than other
-  processes' view of it. When a failing database keeps the owner from renewing it, the owner
+  after which other processes count this owner's runs abandoned: it is stored with the
+  heartbeat, by the database's clock), counted here on this host's monotonic clock from the
+  moment the heartbeat was *sent*, before the database stamped it, so it never ends later than
+  other processes' view of it. When a failing database keeps the owner from renewing it, the owner
   stops its runs while the lease still holds, ``(stale_after - heartbeat_interval) / 4``
   before it ends (a watchdog thread of its own does this, so a heartbeat stuck on a dead
   connection cannot delay it): a worker process is terminated at once, a thread cancelled
@@ -234,10 +239,13 @@ class RunOwner:
             hostname=socket.gethostname(),
             pid=os.getpid(),
             info={"runs": self.runs, "stopping": stopping},
+            lease=timedelta(seconds=self.stale_after),
         )
         with self._lock:
             self._renewed_at = sent
         self._renewed.set()
+        # Other owners are judged by their own stored lease; stale_after only for rows that
+        # store none (older th2etl).
         for run_id in storage.mark_abandoned_runs(now, timedelta(seconds=self.stale_after)):
             logger.warning(
                 "run %s was left by an owner that stopped sending heartbeats; marked abandoned",

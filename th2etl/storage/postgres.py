@@ -270,6 +270,7 @@ class PostgresStorage(DatabaseStorage):
                 db_now=sql.SQL("now()"),
                 in_list=sql.SQL("= ANY(%s)"),
                 db_ago=sql.SQL("(now() - %s * interval '1 second')"),
+                db_later=sql.SQL("(now() + %s * interval '1 second')"),
             )
             .as_string(conn)
         )

@@ -282,7 +282,11 @@ class RunRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class InstanceRecord(Record):
-    """A th2etl process that sends heartbeats (a scheduler instance)."""
+    """A th2etl process that sends heartbeats (an owner of runs: a service, a scheduler,
+    ``th2etl run``...). ``lease_until`` is when its lease ends unless it heartbeats again, by
+    the clock of its heartbeats (the database's); ``None`` for a row that records no lease
+    (written before schema version 8): other processes then judge it by their own
+    ``stale_after``."""
 
     instance_id: str
     started_at: datetime
@@ -290,3 +294,4 @@ class InstanceRecord(Record):
     hostname: str | None = None
     pid: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    lease_until: datetime | None = None

@@ -145,6 +145,7 @@ class SQLiteStorage(DatabaseStorage):
             in_list="IN (SELECT value FROM json_each(%s))",
             db_now=_SQLITE_NOW.format(""),
             db_ago=_SQLITE_NOW.format(", '-' || %s || ' seconds'"),
+            db_later=_SQLITE_NOW.format(", '+' || %s || ' seconds'"),
         ).replace("%s", "?")
 
     def _connection_lost(self, conn: Any) -> bool:
