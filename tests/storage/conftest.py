@@ -6,6 +6,7 @@ each test. Tests that need a fresh database (migrations) make their own schema o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ _DATA_TABLES = (
 )
 
 OpenStorage = Callable[..., DatabaseStorage]
+Open = Callable[[], DatabaseStorage]
 
 
 @pytest.fixture(
@@ -83,3 +85,33 @@ def open_storage(
 @pytest.fixture
 def storage(open_storage: OpenStorage) -> DatabaseStorage:
     return open_storage()
+
+
+@pytest.fixture
+def database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open]:
+    """Opens storage on a database of this test's own (a new schema or file, migrated by the
+    first opening): for migration tests."""
+    opened: list[DatabaseStorage] = []
+    if backend == "postgresql":
+        server = request.getfixturevalue("postgres")
+        schema = f"{server.schema}_{uuid.uuid4().hex[:6]}"
+
+        def make() -> DatabaseStorage:
+            opened.append(PostgresStorage(server.url, schema=schema))
+            return opened[-1]
+    else:
+
+        def make() -> DatabaseStorage:
+            opened.append(SQLiteStorage(tmp_path / "old.db"))
+            return opened[-1]
+
+    yield make
+    for storage in opened:
+        storage.close()
+    if backend == "postgresql":
+        from psycopg import sql
+
+        with server.connect(autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )

@@ -1,7 +1,9 @@
 """A th2etl process that owns one running run, for tests of liveness across processes.
 
 ``python owner_process.py URL SCHEMA RUN_ID HEARTBEAT``: records run RUN_ID ``running`` under a
-RunOwner heartbeating every HEARTBEAT seconds, prints ``{"ready": instance id}``, then waits
+RunOwner heartbeating every HEARTBEAT seconds (its lease: 1.5 of them) on PostgreSQL at URL,
+in SCHEMA, or, when URL is not a ``postgresql://`` one, in the SQLite file at that path (SCHEMA
+is then ignored), prints ``{"ready": instance id}``, then waits
 until the run is asked to stop (from any process), records it ``cancelled`` and prints
 ``{"cancelled": run id}``. Run it under ``faketime`` to give it a skewed clock.
 """
@@ -14,15 +16,20 @@ import threading
 
 from th2etl.pipelines.engine import CancelToken
 from th2etl.pipelines.result import RunStatus
-from th2etl.storage import PostgresStorage
+from th2etl.storage import DatabaseStorage, PostgresStorage, SQLiteStorage
 from th2etl.storage.owner import RunOwner
 
 
 def main() -> None:
     url, schema, run_id, heartbeat = sys.argv[1:5]
     token = CancelToken()
+    opened: DatabaseStorage = (
+        PostgresStorage(url, schema=schema)
+        if url.startswith(("postgresql:", "postgres:"))
+        else SQLiteStorage(url)
+    )
     with (
-        PostgresStorage(url, schema=schema) as storage,
+        opened as storage,
         RunOwner(storage, kind="cli", heartbeat_interval=float(heartbeat)) as owner,
     ):
         storage.create_run(

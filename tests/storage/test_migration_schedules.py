@@ -4,50 +4,20 @@ and on PostgreSQL takes its locks with a lock_timeout, giving way to busy tables
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from psycopg import sql
 
 from tests.conftest import PostgresServer
+from tests.storage.conftest import Open
 from th2etl.exceptions import StorageError
 from th2etl.pipelines.result import RunStatus
-from th2etl.storage import DatabaseStorage, PostgresStorage, SQLiteStorage, _core
+from th2etl.storage import DatabaseStorage, PostgresStorage, _core
 from th2etl.storage.migrations import LATEST_VERSION, load_migrations
 
-Open = Callable[[], DatabaseStorage]
 TICK = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open]:
-    """Opens storage on a database of this test's own (a new schema or file)."""
-    opened: list[DatabaseStorage] = []
-    if backend == "postgresql":
-        server: PostgresServer = request.getfixturevalue("postgres")
-        schema = f"{server.schema}_{uuid.uuid4().hex[:6]}"
-
-        def make() -> DatabaseStorage:
-            opened.append(PostgresStorage(server.url, schema=schema))
-            return opened[-1]
-    else:
-
-        def make() -> DatabaseStorage:
-            opened.append(SQLiteStorage(tmp_path / "old.db"))
-            return opened[-1]
-
-    yield make
-    for storage in opened:
-        storage.close()
-    if backend == "postgresql":
-        with server.connect(autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
 
 
 def at_version_1(monkeypatch: pytest.MonkeyPatch, open_database: Open) -> DatabaseStorage:
