@@ -19,13 +19,15 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
 * **Heartbeats and lease.** With a storage, the manager owns its runs through a
   :class:`~th2etl.storage.owner.RunOwner` (``instance_id``), the same as the API's and the CLI's
   runs: on a real clock, from ``start()`` to the end of ``stop()``, it heartbeats every
-  ``heartbeat_interval`` seconds (default: the ``TH2ETL_HEARTBEAT_INTERVAL`` setting, 10, as
-  every other owner does, since each judges the others by its own period) on a thread and a
-  connection of its own, by the database's clock, so a slow tick, a blocked tick thread or a
-  loaded process never delays it; each heartbeat renews its lease of ``stale_after`` (default
-  1.5 heartbeat intervals), marks ``abandoned`` the runs of instances silent for that long (so a
-  run left by a dead process is abandoned within two heartbeat periods of its last heartbeat),
-  and stops the runs of this manager whose cancel was asked from any process. When its lease
+  ``heartbeat_interval`` seconds (default: the ``TH2ETL_HEARTBEAT_INTERVAL`` setting, 10) on
+  a thread and a connection of its own, by the database's clock, so a slow tick, a blocked
+  tick thread or a loaded process never delays it; each heartbeat renews its lease of
+  ``stale_after`` (default 1.5 heartbeat intervals), stored with the heartbeat so that every
+  other process judges this manager by it, marks ``abandoned`` the runs of instances whose own
+  stored lease has ended (so a run left by a dead process is abandoned within its owner's
+  lease plus one heartbeat period of the sweeping process; rows without a lease, from before
+  schema version 8, are judged by this manager's ``stale_after``), and stops the runs of this
+  manager whose cancel was asked from any process. When its lease
   lapses (the database is away) the owner stops the manager's runs and they end ``abandoned``
   everywhere; see :mod:`th2etl.storage.owner`. On a fake clock the manager sends the heartbeats
   itself, at ``tick(now)``, stamped with the fake time (no thread, no lease). At each heartbeat
@@ -124,7 +126,8 @@ class SchedulerManager(Loop):
         self.stop_grace = stop_grace
         self.inline = bool(getattr(self.clock, "runs_inline", False)) if inline is None else inline
         if heartbeat_interval is None:
-            # Every owner of a database heartbeats alike: others judge it by their own period.
+            # The setting, as the API's and the CLI's owners use (others judge each owner by
+            # the lease it stores, so processes may differ).
             heartbeat_interval = 10.0
             if storage is not None:
                 from th2etl.configs.settings import get_settings
