@@ -69,6 +69,23 @@ _ABANDON_UNKNOWN = (
 )
 
 
+def _clocked(
+    template: str, marks: Mapping[str, tuple[str, tuple[Any, ...]]]
+) -> tuple[str, list[Any]]:
+    """``template`` with each NOW and CUTOFF replaced by its SQL in ``marks``, and the
+    parameters of those, in the order they appear."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for index, part in enumerate(re.split(r"\b(NOW|CUTOFF)\b", template)):
+        if index % 2:  # a mark
+            sql, values = marks[part]
+            parts.append(sql)
+            params.extend(values)
+        else:
+            parts.append(part)
+    return "".join(parts), params
+
+
 def _text(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
@@ -465,22 +482,8 @@ class Coordinating(Runs):
                 "CUTOFF": ("%s", (self._time_in(stamp - stale_after),)),
             }
 
-        def clocked(template: str) -> tuple[str, list[Any]]:
-            """``template`` with NOW and CUTOFF replaced by ``marks``, and their parameters
-            in the order they appear."""
-            parts: list[str] = []
-            params: list[Any] = []
-            for index, part in enumerate(re.split(r"\b(NOW|CUTOFF)\b", template)):
-                if index % 2:  # a mark
-                    sql, values = marks[part]
-                    parts.append(sql)
-                    params.extend(values)
-                else:
-                    parts.append(part)
-            return "".join(parts), params
-
         checked = f"by {clock}, checked at {stamp.isoformat()}"
-        select, params = clocked(_STALE_OWNERS)
+        select, params = _clocked(_STALE_OWNERS, marks)
         marked: list[str] = []
         for owner, instance, last_seen, lease_until in self._all(select, params):
             if instance is None:
@@ -503,7 +506,7 @@ class Coordinating(Runs):
                     f"{until.isoformat()}; {checked}"
                 )
             reason = f"abandoned: its owner sent no heartbeat for {lease:g}s ({why})"
-            statement, clock_params = clocked(template)
+            statement, clock_params = _clocked(template, marks)
             # _ABANDON's own parameters come first, the clock's after them.
             rows = self._all(
                 statement,
