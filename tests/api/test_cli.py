@@ -357,6 +357,24 @@ def test_foreground_scheduler_waits_for_a_database_that_is_down_at_start(
             stop_with_sigterm(process)
 
 
+@pytest.mark.postgres
+def test_foreground_scheduler_stopped_while_it_waits_for_its_database(
+    tmp_path: Path, postgres: PostgresServer, pg_schema: str
+) -> None:
+    # The start-up's SIGTERM handler only sets a flag (raising from it broke whatever the main
+    # thread was doing, an import half done); the wait looks at it between its short sleeps.
+    with TcpProxy(postgres.host, postgres.port) as proxy:
+        proxy.stop()
+        url = f"postgresql://{postgres.user}@127.0.0.1:{proxy.port}/{postgres.dbname}"
+        env = _env(tmp_path, DATABASE_URL=url, DATABASE_SCHEMA=pg_schema)
+        with foreground_scheduler(tmp_path, env) as process:
+            seen = read_until(process, "database unavailable:")
+            output = stop_with_sigterm(process)
+    assert "received SIGTERM: stopping" in seen + output
+    assert "scheduler started" not in seen + output
+    assert "Traceback" not in seen + output
+
+
 def _store_sales_pipeline(tmp_path: Path) -> None:
     from th2etl.storage import DatabaseStorage
 

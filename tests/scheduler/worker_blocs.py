@@ -13,6 +13,13 @@ from th2etl.pipelines import RunContext
 from th2etl.types import Rows
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """Written, then renamed: a test waiting for the file never reads it half-written."""
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
 @register_bloc
 class WhereAndWhen(TransformerBloc):
     """Writes ``<folder>/<run id>.started`` when it starts, waits until the file ``wait_for``
@@ -32,7 +39,7 @@ class WhereAndWhen(TransformerBloc):
     def run(self, context: RunContext, rows: Rows) -> Rows:
         folder = Path(self.config["folder"])
         started = time.monotonic()
-        (folder / f"{context.run_id}.started").write_text(str(os.getpid()), encoding="utf-8")
+        _write_whole(folder / f"{context.run_id}.started", str(os.getpid()))
         gate = self.config.get("wait_for")
         while gate and not Path(gate).exists() and not context.cancel_requested:
             time.sleep(0.01)
@@ -42,5 +49,5 @@ class WhereAndWhen(TransformerBloc):
                 break
             time.sleep(0.01)
         span = {"pid": os.getpid(), "started": started, "ended": time.monotonic()}
-        (folder / f"{context.run_id}.json").write_text(json.dumps(span), encoding="utf-8")
+        _write_whole(folder / f"{context.run_id}.json", json.dumps(span))
         return [span]

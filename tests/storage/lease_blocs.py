@@ -23,7 +23,11 @@ class LeaseHold(TransformerBloc):
     )
 
     def run(self, context: RunContext, rows: Rows) -> Rows:
-        Path(self.config["pid_file"]).write_text(str(os.getpid()), encoding="utf-8")
+        # Written whole, then renamed: a test waiting for the file never reads it half-written.
+        pid_file = Path(self.config["pid_file"])
+        partial = pid_file.with_name(f"{pid_file.name}.partial")
+        partial.write_text(str(os.getpid()), encoding="utf-8")
+        partial.replace(pid_file)
         release = Path(self.config["release_file"])
         while not release.exists():
             if context.cancel_requested:

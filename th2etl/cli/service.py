@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from th2etl.executors import Executor
     from th2etl.notifications import Dispatcher
     from th2etl.retention import DailyRetention
+    from th2etl.scheduler import SchedulerManager
 
 EXAMPLES = """\
   th2etl                                       run the scheduler in the foreground
@@ -257,11 +258,21 @@ def _run_scheduler(
     from th2etl.storage import DatabaseStorage
 
     logger = logging.getLogger(__name__)
+    stopping: list[int] = []  # the signal that asked to stop, once one did
+    managers: list[SchedulerManager] = []
 
     def stop_early(signum: int, frame: FrameType | None) -> None:
-        # Until manager.start() installs its own handlers, a SIGTERM ends the process cleanly.
-        logger.info("received %s: stopping", signal.Signals(signum).name)
-        raise SystemExit(0)
+        # Until manager.start() installs its own handlers, a SIGTERM stops the start-up at its
+        # next step. Only plain assignments here: raising would break whatever the main thread
+        # was doing (an import half done, a lock held) and end the process with a traceback.
+        stopping.append(signum)
+        for manager in managers:
+            manager.stop()  # honoured by a start() that has not begun yet
+
+    def stopped_early() -> bool:
+        if stopping:
+            logger.info("received %s: stopping", signal.Signals(stopping[0]).name)
+        return bool(stopping)
 
     previous = signal.signal(signal.SIGTERM, stop_early)
     settings = get_settings()
@@ -277,20 +288,30 @@ def _run_scheduler(
                     raise  # a SQLite file that cannot be opened is a setting to fix, not an outage
                 logger.warning("database unavailable: %s; retrying in %.0fs", exc, delay)
                 on_ready()  # the process is up; a detached start need not wait for the database
-                time.sleep(delay)
+                waited = time.monotonic() + delay
+                while not stopping and time.monotonic() < waited:
+                    time.sleep(0.05)
+                if stopped_early():
+                    return
                 delay = min(delay * 2, 30.0)
                 continue
             break
         with storage:
+            if stopped_early():
+                return
             executor = scheduler_executor(settings, storage)
             manager = load_scheduler_manager(
                 storage, executor=executor, stop_grace=settings.drain_grace
             )
+            managers.append(manager)
             logger.info("scheduler started on %s (Ctrl-C or SIGTERM stops it)", settings.describe())
             on_ready()
             on_started()
+            if stopping:  # asked before the manager was built: it returns at once
+                manager.stop()
             # start() stops on SIGINT and SIGTERM, letting running pipelines finish.
             manager.start()
+            stopped_early()
             executor.shutdown()
     except KeyboardInterrupt:
         logger.info("interrupted: stopping the scheduler")
