@@ -190,11 +190,14 @@ def _run(args: argparse.Namespace) -> int:
                     logical_time=at,
                 )
                 # Signals cancel the run from before it starts: it may begin at once.
-                with _signals_cancel(slot, executor.grace) as received:
+                with _signals_cancel() as received:
                     handle = executor.submit(job, listeners=[ProgressPrinter()])
                     slot.attach(handle)
-                    result = None
+                    result, told = None, False
                     while result is None:
+                        if received and not told:
+                            told = True
+                            _cancel_on_signal(slot, received[0], executor.grace)
                         result = handle.wait(0.2)
                 if not handle.recorded:  # the database was away: written once it is back
                     status, error = owner.outcome(record.run_id, result.status, result.error)
@@ -216,28 +219,32 @@ def _run(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _signals_cancel(slot: RunSlot, grace: float) -> Iterator[list[int]]:
-    """While inside, SIGTERM and SIGINT cancel the run (it gets ``grace`` seconds to stop, then
-    it is stopped and recorded ``cancelled``); yields the signals received, in order."""
+def _signals_cancel() -> Iterator[list[int]]:
+    """While inside, SIGTERM and SIGINT are noted, in order, in the list it yields, for the main
+    thread to cancel the run at its next wait. The handler does nothing else: printing or taking
+    a lock from it could break, or deadlock, whatever the main thread was doing."""
     received: list[int] = []
 
-    def cancel(signum: int, frame: FrameType | None) -> None:
-        if not received:
-            print(
-                f"received {signal.Signals(signum).name}: cancelling the run (it has "
-                f"{grace:g}s to stop)",
-                file=sys.stderr,
-                flush=True,
-            )
+    def note(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
-        slot.cancel()
 
-    previous = {number: signal.signal(number, cancel) for number in (SIGTERM, SIGINT)}
+    previous = {number: signal.signal(number, note) for number in (SIGTERM, SIGINT)}
     try:
         yield received
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _cancel_on_signal(slot: RunSlot, signum: int, grace: float) -> None:
+    """Cancel the run for the signal ``signum``: it gets ``grace`` seconds to stop, then it is
+    stopped and recorded ``cancelled``."""
+    print(
+        f"received {signal.Signals(signum).name}: cancelling the run (it has {grace:g}s to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    slot.cancel()
 
 
 def unknown_pipeline(name: str, names: list[str], where: str) -> str:
