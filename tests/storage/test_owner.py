@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from th2etl.exceptions import StorageError
 from th2etl.pipelines.engine import CancelToken
 from th2etl.pipelines.result import RunStatus
 from th2etl.storage import PostgresStorage
+from th2etl.storage.coordination import Coordination
 from th2etl.storage.owner import RunOwner
 
 from ..conftest import PostgresServer, subprocess_env, wait_until
@@ -51,6 +52,26 @@ def test_an_owner_registers_first_and_stops_its_runs_on_a_cancel_from_anywhere(
         owner.untrack(run.run_id)
         assert owner.runs == []
     assert elsewhere.list_instances() == []  # unregistered on stop
+
+
+def test_an_owner_sweeps_at_each_heartbeat_and_halfway_between(open_storage: OpenStorage) -> None:
+    # With a lease of 1.5 periods, the sweep halfway makes a dead owner's runs end within two
+    # heartbeat periods of its last heartbeat, whichever live process sweeps.
+    events: list[str] = []
+
+    class Traced(RunOwner):
+        def beat(self, now: datetime | None = None) -> None:
+            events.append("beat")
+            super().beat(now)
+
+        def sweep(self, now: datetime | None = None, storage: Coordination | None = None) -> None:
+            events.append("sweep")
+            super().sweep(now, storage)
+
+    with Traced(open_storage(), kind="api", heartbeat_interval=0.2):
+        wait_until(lambda: events.count("beat") >= 4, timeout=60, what="four heartbeats")
+    periods = " ".join(events).split("beat")[2:-1]  # whole periods, after start()'s own beat
+    assert periods and all(period.split() == ["sweep", "sweep"] for period in periods), events
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ enabled schedulers stored in a :class:`~th2etl.storage.base.Storage` and keeps f
   ``stale_after`` (default 1.5 heartbeat intervals), stored with the heartbeat so that every
   other process judges this manager by it, marks ``abandoned`` the runs of instances whose own
   stored lease has ended (so a run left by a dead process is abandoned within its owner's
-  lease plus one heartbeat period of the sweeping process; rows without a lease, from before
+  lease plus half a heartbeat period of the sweeping process, which also sweeps halfway between
+  its heartbeats; rows without a lease, from before
   schema version 8, are judged by this manager's ``stale_after``), and stops the runs of this
   manager whose cancel was asked from any process. When its lease
   lapses (the database is away) the owner stops the manager's runs and they end ``abandoned``

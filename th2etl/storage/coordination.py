@@ -32,9 +32,10 @@ clocks differ change nothing. Each owner is judged by the lease *it* stored, nev
 sweeping process's settings, so processes with different heartbeat intervals share one
 database: an owner heartbeating every 10 s keeps its runs while a process heartbeating every
 second sweeps, and a dead owner with a 1.5 s lease is abandoned at the next sweep after
-1.5 s, whoever sweeps. Any live th2etl process sweeps at each of its heartbeats, so a dead
-owner's active runs end ``abandoned`` within its lease plus one sweep period after its last
-heartbeat (1.5 + 1 heartbeat intervals with the default lease and one interval everywhere).
+1.5 s, whoever sweeps. Any live th2etl process sweeps at each of its heartbeats and halfway
+between them, so a dead owner's active runs end ``abandoned`` within its lease plus half a
+heartbeat period after its last heartbeat (1.5 + 0.5 = 2 heartbeat intervals with the default
+lease and one interval everywhere).
 An instance row that records no lease (written before schema version 8, or by a caller of
 :meth:`Coordination.heartbeat` that passes none) and a run whose owner has no row are judged
 by the sweeping process's ``stale_after`` instead, as every owner was before. Both methods

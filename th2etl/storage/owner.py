@@ -16,8 +16,9 @@ manager heartbeats in its own loop). The owner side of the contract, in one plac
   the active runs of owners whose own lease has ended are marked ``abandoned`` (any live
   th2etl process does this, each owner judged by the lease it stored, whatever the sweeping
   process's settings; an owner that stored none, from before schema version 8, is judged by
-  this owner's ``stale_after``; so a dead owner's runs end within its lease plus one heartbeat
-  period of the process that sweeps);
+  this owner's ``stale_after``); each owner also sweeps halfway between its heartbeats, so a
+  dead owner's runs end within its lease plus half a heartbeat period of the process that
+  sweeps: two heartbeat periods at the default lease of 1.5 periods;
   runs of this owner asked to stop (:meth:`~th2etl.storage.coordination.Coordination.
   runs_to_cancel`, from any process) have their :class:`~th2etl.pipelines.CancelToken`
   cancelled; outcomes the database missed while it was away are written again, once each.
@@ -246,11 +247,7 @@ class RunOwner:
         self._renewed.set()
         # Other owners are judged by their own stored lease; stale_after only for rows that
         # store none (older th2etl).
-        for run_id in storage.mark_abandoned_runs(now, timedelta(seconds=self.stale_after)):
-            logger.warning(
-                "run %s was left by an owner that stopped sending heartbeats; marked abandoned",
-                run_id,
-            )
+        self.sweep(now, storage)
         for run_id in storage.runs_to_cancel(self.instance_id):
             with self._lock:
                 token = self._runs.get(run_id)
@@ -258,6 +255,16 @@ class RunOwner:
                 logger.info("run %s: cancel requested; stopping it", run_id)
                 token.cancel()
         self._retry_outcomes(storage)
+
+    def sweep(self, now: datetime | None = None, storage: Coordination | None = None) -> None:
+        """Mark ``abandoned`` the active runs of every owner whose lease has ended (each judged
+        by the lease it stored; :attr:`stale_after` only for owners that stored none)."""
+        storage = storage or self._beats or self.storage
+        for run_id in storage.mark_abandoned_runs(now, timedelta(seconds=self.stale_after)):
+            logger.warning(
+                "run %s was left by an owner that stopped sending heartbeats; marked abandoned",
+                run_id,
+            )
 
     def _retry_outcomes(self, storage: Coordination) -> None:
         with self._lock:
@@ -312,6 +319,16 @@ class RunOwner:
             with self._lock:
                 renewed = self._renewed_at
             assert renewed is not None
+            # Halfway to the next heartbeat, one more sweep: a dead owner's runs then end
+            # within its lease and half a period (two periods at the default lease).
+            if self._stopping.wait(
+                max(0.0, renewed + self.heartbeat_interval / 2 - time.monotonic())
+            ):
+                return
+            try:
+                self.sweep()
+            except StorageError as exc:  # the next heartbeat reports the database, and retries
+                logger.debug("owner %s: sweep failed (%s)", self.instance_id, exc)
             delay = max(0.0, renewed + self.heartbeat_interval - time.monotonic())
 
     def _lease_lost(self) -> bool:
