@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from th2etl.exceptions import StorageError
 from th2etl.storage import DatabaseStorage, PostgresStorage, SQLiteStorage
 
 _DATA_TABLES = (
@@ -115,3 +116,34 @@ def database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> It
             admin.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )
+
+
+def assert_migration_gives_way(
+    monkeypatch: pytest.MonkeyPatch, database: Open, postgres: Any, old: DatabaseStorage, table: str
+) -> None:
+    """While another session holds ``table`` (of ``old``, a database at an earlier version,
+    closed), opening ``database`` gives way after 2 tries and changes nothing; once the lock is
+    gone, it migrates to the latest version."""
+    from psycopg import sql
+
+    from th2etl.storage.migrations import LATEST_VERSION
+
+    assert isinstance(old, PostgresStorage)
+    monkeypatch.setattr(PostgresStorage, "migration_lock_timeout", 0.05)
+    monkeypatch.setattr(PostgresStorage, "migration_attempts", 2)
+    monkeypatch.setattr("th2etl.storage.postgres.time.sleep", lambda seconds: None)
+    with postgres.connect() as reader:
+        # A long read holds the table: ALTER TABLE would queue every session behind it.
+        reader.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(old.schema, table))
+        )
+        with pytest.raises(
+            StorageError,
+            match=r"could not be upgraded: its tables stayed locked by other sessions through 2 "
+            r"tries of 0\.05s each; nothing was changed\. Find the long transactions in "
+            r"pg_stat_activity",
+        ):
+            database()
+        reader.rollback()
+    monkeypatch.undo()
+    assert database().schema_version() == LATEST_VERSION

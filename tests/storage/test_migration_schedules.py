@@ -11,8 +11,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import PostgresServer
-from tests.storage.conftest import Open
-from th2etl.exceptions import StorageError
+from tests.storage.conftest import Open, assert_migration_gives_way
 from th2etl.pipelines.result import RunStatus
 from th2etl.storage import DatabaseStorage, PostgresStorage, _core
 from th2etl.storage.migrations import LATEST_VERSION, load_migrations
@@ -120,28 +119,8 @@ def test_busy_tables_make_the_migration_give_way_and_retry(
     monkeypatch: pytest.MonkeyPatch, database: Open, postgres: PostgresServer
 ) -> None:
     old = at_version_1(monkeypatch, database)
-    assert isinstance(old, PostgresStorage)
     old.close()
-    monkeypatch.setattr(PostgresStorage, "migration_lock_timeout", 0.05)
-    monkeypatch.setattr(PostgresStorage, "migration_attempts", 2)
-    monkeypatch.setattr("th2etl.storage.postgres.time.sleep", lambda seconds: None)
-    with postgres.connect() as reader:  # type: ignore[attr-defined]
-        # A long read holds th2etl_runs: ALTER TABLE would queue every session behind it.
-        reader.execute(
-            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
-                sql.Identifier(old.schema, "th2etl_runs")
-            )
-        )
-        with pytest.raises(
-            StorageError,
-            match=r"could not be upgraded: its tables stayed locked by other sessions through 2 "
-            r"tries of 0\.05s each; nothing was changed\. Find the long transactions in "
-            r"pg_stat_activity",
-        ):
-            database()
-        reader.rollback()
-    monkeypatch.undo()
-    assert database().schema_version() == LATEST_VERSION
+    assert_migration_gives_way(monkeypatch, database, postgres, old, "th2etl_runs")
 
 
 @pytest.mark.postgres

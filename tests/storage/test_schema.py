@@ -7,8 +7,7 @@ import functools
 import socket
 import sqlite3
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,39 +26,15 @@ from th2etl.storage import PostgresStorage, SQLiteStorage
 from th2etl.storage._core import TABLES
 from th2etl.storage.migrations import LATEST_VERSION, load_migrations, sqlite_statements
 
-from .conftest import OpenStorage
+from .conftest import Open, OpenStorage
 
 Fresh = Callable[[], DatabaseStorage]
 
 
 @pytest.fixture
-def fresh(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fresh]:
+def fresh(database: Open) -> Fresh:
     """Open storage on a database th2etl has never seen (a new schema or file)."""
-    opened: list[DatabaseStorage] = []
-    if backend == "postgresql":
-        server = request.getfixturevalue("postgres")
-        schema = f"{server.schema}_{uuid.uuid4().hex[:6]}"
-
-        def make() -> DatabaseStorage:
-            opened.append(PostgresStorage(server.url, schema=schema))
-            return opened[-1]
-
-        yield make
-        for storage in opened:
-            storage.close()
-        with server.connect(autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
-    else:
-
-        def make() -> DatabaseStorage:
-            opened.append(SQLiteStorage(tmp_path / "fresh.db"))
-            return opened[-1]
-
-        yield make
-        for storage in opened:
-            storage.close()
+    return database
 
 
 def _raw(storage: DatabaseStorage, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
