@@ -105,12 +105,12 @@ class _Recorded(RunListener):
             self.recorded = True
 
 
-def _start(storage: RunHistory, run_id: str) -> RunStatus | None:
-    """Mark the run ``running`` here, recording where (``host:pid``); its status instead when it
-    ended meanwhile (cancelled while queued, abandoned), so that it is not executed."""
+def _start(storage: RunHistory, run_id: str, worker: str | None = None) -> RunStatus | None:
+    """Mark the run ``running`` in ``worker`` (default here: ``host:pid``); its status instead
+    when it ended meanwhile (cancelled while queued, abandoned), so that it is not executed."""
     if not isinstance(storage, Coordination):
         return None
-    if storage.mark_running(run_id, worker=f"{socket.gethostname()}:{os.getpid()}"):
+    if storage.mark_running(run_id, worker=worker or f"{socket.gethostname()}:{os.getpid()}"):
         return None
     return storage.get_run(run_id).status
 

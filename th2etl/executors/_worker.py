@@ -2,11 +2,14 @@
 
 A worker executes one job and exits. It talks to its parent over one pipe:
 
-* parent -> worker: ``("cancel",)``; the pipe closing means the parent is gone, which cancels
-  the run too (and ends the worker ``grace`` seconds later if the run does not stop);
+* parent -> worker: ``("go",)`` or ``("skip",)`` when the parent records the run (see
+  :attr:`WorkerSpec.owner_records`), ``("cancel",)``; the pipe closing means the parent is
+  gone, which cancels the run too (and ends the worker ``grace`` seconds later if the run does
+  not stop);
 * worker -> parent: ``("log", LogRecord)`` for every log record (the parent's handlers write
   them, so log files have one writer and rotate safely), ``("event", name, payload)`` for the
-  parent's listeners, then ``("result", RunResult, recorded)`` or ``("error", text)``.
+  parent's listeners (its recorder among them), then ``("result", RunResult, recorded)`` or
+  ``("error", text)``.
 
 This module is preloaded into the forkserver, with what it imports, so a worker starts
 without importing th2etl again.
@@ -60,6 +63,13 @@ class WorkerSpec:
     cwd: str | None = None
     """The parent's working directory when it submitted the job: relative paths in configs
     resolve the same (the forkserver keeps the directory it was started in)."""
+    owner_records: bool = False
+    """The parent records the run from the events the worker forwards, on its own
+    connections: it marks the run running (as this worker) and answers ``("go",)``, or
+    ``("skip",)`` when the run ended meanwhile; the worker opens no connection of its own and
+    executes nothing before that answer. Should the parent be gone when the run ends, the
+    worker records the run's end itself through ``storage`` (a cancel, since the parent's
+    going cancels the run), as a worker with a connection of its own would."""
 
 
 class _Sender:
@@ -68,10 +78,16 @@ class _Sender:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._lock = threading.Lock()
+        self.gone = threading.Event()
+        """Set once the parent is gone (its end of the pipe closed)."""
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self._lock:
-            self.conn.send(message)
+            try:
+                self.conn.send(message)
+            except OSError:
+                self.gone.set()
+                raise
 
 
 class _PipeQueue:
@@ -92,20 +108,24 @@ class _Forwarder(RunListener):
     def __init__(self, sender: _Sender) -> None:
         self.sender = sender
 
+    def _send(self, *message: Any) -> None:
+        with contextlib.suppress(OSError):  # the parent is gone (the sender notes it)
+            self.sender.send(("event", *message))
+
     def run_started(self, context: RunContext, pipeline: Pipeline) -> None:
-        self.sender.send(("event", "run_started", context.logical_time))
+        self._send("run_started", context.logical_time)
 
     def bloc_started(self, context: RunContext, bloc: Bloc, attempt: int) -> None:
-        self.sender.send(("event", "bloc_started", (bloc.name, attempt)))
+        self._send("bloc_started", (bloc.name, attempt))
 
     def bloc_progress(self, context: RunContext, result: BlocResult) -> None:
-        self.sender.send(("event", "bloc_progress", result))
+        self._send("bloc_progress", result)
 
     def bloc_finished(self, context: RunContext, result: BlocResult) -> None:
-        self.sender.send(("event", "bloc_finished", result))
+        self._send("bloc_finished", result)
 
     def run_finished(self, context: RunContext, result: RunResult) -> None:
-        self.sender.send(("event", "run_finished", result))  # execute() keeps no rows
+        self._send("run_finished", result)  # execute() keeps no rows
 
 
 def _configure_logging(sender: _Sender, levels: dict[str, int]) -> None:
@@ -117,7 +137,17 @@ def _configure_logging(sender: _Sender, levels: dict[str, int]) -> None:
         logging.getLogger(name or None).setLevel(level)
 
 
-def _listen(conn: Connection, token: CancelToken, grace: float) -> None:
+class _Answer:
+    """The parent's answer to a worker whose run it records: go, skip, or gone."""
+
+    def __init__(self) -> None:
+        self.go = False
+        self.given = threading.Event()
+
+
+def _listen(
+    conn: Connection, sender: _Sender, token: CancelToken, answer: _Answer, grace: float
+) -> None:
     while True:
         try:
             message = conn.recv()
@@ -125,7 +155,12 @@ def _listen(conn: Connection, token: CancelToken, grace: float) -> None:
             break
         if message == ("cancel",):
             token.cancel()
+        elif message == ("go",) or message == ("skip",):
+            answer.go = message == ("go",)
+            answer.given.set()
     # The parent is gone: nobody supervises this run any more.
+    sender.gone.set()
+    answer.given.set()
     token.cancel()
     timer = threading.Timer(grace, os._exit, (PARENT_GONE_EXIT,))
     timer.daemon = True
@@ -144,13 +179,33 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
     sender = _Sender(conn)
     _configure_logging(sender, spec.log_levels)
     token = CancelToken()
+    answer = _Answer()
     threading.Thread(
-        target=_listen, args=(conn, token, spec.grace), name="th2etl-worker-pipe", daemon=True
+        target=_listen,
+        args=(conn, sender, token, answer, spec.grace),
+        name="th2etl-worker-pipe",
+        daemon=True,
     ).start()
     storage: DatabaseStorage | None = None
     code = 0
     try:
         job: RunJob = pickle.loads(spec.job)
+        if spec.owner_records:
+            answer.given.wait()
+            if not answer.go:  # the run ended meanwhile, or the parent is gone: not executed
+                _exit(0 if not sender.gone.is_set() else PARENT_GONE_EXIT)
+            result, _ = execute(
+                job,
+                storage=None,
+                listeners=[_Forwarder(sender)],
+                cancel_token=token,
+                whole_process=True,
+            )
+            with contextlib.suppress(OSError):
+                sender.send(("result", result, False))  # the parent knows what it recorded
+            if sender.gone.is_set() and spec.storage is not None:
+                _record_end_alone(spec.storage, job, result)
+            _exit(0)
         if spec.storage is not None:
             target, schema = spec.storage
             # DatabaseStorage(...) picks the backend class in __new__.
@@ -178,8 +233,33 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
     finally:
         if storage is not None:
             storage.close()
+    _exit(code)
+
+
+def _exit(code: int) -> None:
     # Not a normal exit: that would wait for the threads of timed-out bloc attempts, which
     # the engine abandons and which may never end.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _record_end_alone(address: tuple[str, str], job: RunJob, result: RunResult) -> None:
+    """The parent that recorded the run is gone: record its end on a connection of our own
+    (the parent's going cancelled the run). A run whose end the parent recorded keeps it."""
+    target, schema = address
+    try:
+        storage = DatabaseStorage(  # type: ignore[abstract]
+            target, schema=schema, connect=False, pool_size=1, migrate=False
+        )
+        with storage:
+            storage.recorder(
+                run_id=job.run_id,
+                scheduler_name=job.scheduler_name,
+                trigger_name=job.trigger_name,
+                instance_id=job.instance_id,
+            ).run_finished(job.context(), result)
+    except Exception:
+        logging.getLogger("th2etl.executors").exception(
+            "run %s: its owner is gone, and its end could not be recorded", job.run_id
+        )

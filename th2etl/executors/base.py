@@ -177,11 +177,15 @@ class RunHandle(ABC):
                 return False
             self._result, self.recorded = result, recorded
             self._done.set()
+        self._count(result)
+        return True
+
+    def _count(self, result: RunResult) -> None:
+        """Count the ended run in this process's metrics, when its recorder did not."""
         if self.out_of_process:
             from th2etl.metrics import METRICS
 
             METRICS.run_ended_elsewhere(result)  # the worker's own counters die with it
-        return True
 
     def _end_without_outcome(self, status: RunStatus, reason: str) -> None:
         """The run was stopped (or its worker died) before it reported an outcome: record

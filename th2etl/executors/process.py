@@ -9,10 +9,16 @@ owner itself, which is unsafe.
 A worker receives its job pickled, with the owner's environment and working directory (so
 ``${env:...}`` and relative paths resolve as in the owner): each bloc's class is imported from
 its module there, so a class defined in ``__main__`` (the script being run) cannot be used and
-is refused by :meth:`ProcessExecutor.check`. It opens its own connection to the owner's
-database, runs the engine with the storage recorder, and sends its log records to the owner,
-whose handlers write them (one writer per log file, so rotation stays safe); the run's own
-``run.log``, when the job has one, the worker writes itself. The contract is in
+is refused by :meth:`ProcessExecutor.check`. It runs the engine and sends the run's events
+and its log records to the owner. The owner records the run from those events with the storage
+recorder, on its own pooled connections and on a thread of the run's own (so a slow database
+never delays the run's supervision): it marks the run running in the worker before the worker
+executes anything, and records every event the worker sent before the run's end. A worker
+thus opens no database connection (a connection per run cost a server backend, its cold
+caches and a round trip per statement); should its owner die, the worker, whose run that
+cancels, records the run's end itself on a connection of its own. The owner's handlers write
+the log records (one writer per log file, so rotation stays safe); the run's own ``run.log``,
+when the job has one, the worker writes itself. The contract is in
 :mod:`th2etl.executors.base`.
 """
 
@@ -23,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import socket
 import sys
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from th2etl.exceptions import ExecutorError
 from th2etl.executors import _worker
+from th2etl.executors._execute import _Recorded, _start
 from th2etl.executors._forker import PRELOAD
 from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob
 from th2etl.pipelines.result import RunResult, RunStatus
@@ -78,22 +86,51 @@ class _ProcessHandle(RunHandle):
         process: Any,
         conn: Connection,
         listeners: Sequence[RunListener],
+        *,
+        records: bool = False,
     ) -> None:
         super().__init__(job, storage=executor.storage, grace=executor.grace, clock=executor.clock)
         self.process = process
         self.conn = conn
-        self.listeners = listeners
         self.worker = f"{socket.gethostname()}:{process.pid}"
+        self.recorder: _Recorded | None = None
+        """With ``records``: the storage recorder this process records the run with, from
+        the events its worker forwards (the worker opens no connection)."""
+        if records and executor.storage is not None:
+            self.recorder = _Recorded(
+                executor.storage.recorder(
+                    run_id=job.run_id,
+                    scheduler_name=job.scheduler_name,
+                    trigger_name=job.trigger_name,
+                    instance_id=job.instance_id,
+                ),
+                threading.Event(),
+                lambda: self.lost,
+            )
+            listeners = [self.recorder, *listeners]
+        self.listeners = listeners
         self._context = job.context()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._send_lock = threading.Lock()
         self._cancel_at: float | None = None
         self._outcome: tuple[RunResult, bool] | None = None
         self._error: str | None = None
+        self._not_executed: RunResult | None = None
+        # The events go to the listeners in order on a thread of their own: a slow database
+        # never delays the supervision (timeouts, cancels) of the run.
+        self._events: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
+        self._recording = threading.Thread(
+            target=self._record, name=f"th2etl-record-{job.run_id[:12]}", daemon=True
+        )
+        self._recording.start()
         self._monitor = threading.Thread(
             target=self._supervise, name=f"th2etl-supervise-{job.run_id[:12]}", daemon=True
         )
         self._monitor.start()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock, contextlib.suppress(OSError):  # the worker has ended
+            self.conn.send(message)
 
     def cancel(self) -> None:
         with self._send_lock:
@@ -183,11 +220,46 @@ class _ProcessHandle(RunHandle):
             record.processName = f"worker {self.worker}"
             logging.getLogger(record.name).handle(record)
         elif kind == "event":
-            self._replay(message[1], message[2])
+            self._events.put((message[1], message[2]))
         elif kind == "result":
             self._outcome = (message[1], message[2])
         elif kind == "error":
             self._error = message[1]
+
+    def _count(self, result: RunResult) -> None:
+        if self.recorder is None:
+            super()._count(result)
+        elif self.recorder.result is None:  # its recorder here counted all but its end
+            from th2etl.metrics import METRICS
+
+            METRICS.run_finished(result)
+
+    def _record(self) -> None:
+        """The recording thread: mark the run running (when this process records it), then
+        hand the worker's events to the listeners, in order, until the run is over."""
+        if self.recorder is not None:
+            self._send(("go",) if self._mark_running() else ("skip",))
+        while (item := self._events.get()) is not None:
+            self._replay(*item)
+
+    def _mark_running(self) -> bool:
+        """Mark the run running in its worker; False (and the worker is told to skip it)
+        when it ended meanwhile (cancelled while queued) or cannot be marked."""
+        assert self.storage is not None
+        try:
+            ended = _start(self.storage, self.run_id, self.worker)
+        except Exception as exc:
+            self._error = f"{type(exc).__name__}: {exc}"
+            return False
+        if ended is None:
+            return True
+        logger.warning("run %s is %s already: it is not executed", self.run_id, ended.value)
+        now = self.clock.now()
+        error = f"the run was {ended.value} before it started; it was not executed"
+        self._not_executed = RunResult(
+            self.run_id, self.job.pipeline.name, ended, now, now, error=error
+        )
+        return False
 
     def _replay(self, event: str, payload: Any) -> None:
         pipeline = self.job.pipeline
@@ -207,12 +279,21 @@ class _ProcessHandle(RunHandle):
                 logger.exception("run listener %r failed on %s", listener, event)
 
     def _conclude(self, stopping: tuple[RunStatus, str] | None) -> None:
+        # Every event the worker sent is recorded before the run's end.
+        self._events.put(None)
+        self._recording.join()
         for conn in (self.conn, self._wake_r, self._wake_w):
             conn.close()
         exitcode = self.process.exitcode
         self.process.close()
-        if self._outcome is not None:
-            self._settle(*self._outcome)
+        recorder = self.recorder
+        if self._not_executed is not None:
+            self._settle(self._not_executed, True)
+        elif self._outcome is not None:
+            result, recorded = self._outcome
+            if recorder is not None:  # what this process recorded (abandoned, if it lost it)
+                result, recorded = recorder.result or result, recorder.recorded
+            self._settle(result, recorded)
         elif stopping is not None:
             self._end_without_outcome(*stopping)
         elif self._error is not None:
@@ -288,14 +369,16 @@ class ProcessExecutor(Executor):
         payload = pickled_job(
             job, "a worker process", ", or run in this process with TH2ETL_EXECUTOR=thread"
         )
+        records = self.storage is not None
         spec = _worker.WorkerSpec(
             job=payload,
             storage=self._address,
             environ=dict(os.environ),
             log_levels=_log_levels(),
-            forward_events=bool(listeners),
+            forward_events=bool(listeners) or records,
             grace=self.grace,
             cwd=_cwd(),
+            owner_records=records,
         )
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
@@ -304,7 +387,7 @@ class ProcessExecutor(Executor):
         with _main_hidden():
             process.start()
         child_conn.close()  # the worker holds its end: its exit closes the pipe
-        return _ProcessHandle(job, self, process, parent_conn, listeners)
+        return _ProcessHandle(job, self, process, parent_conn, listeners, records=records)
 
 
 _forkserver_lock = threading.Lock()
