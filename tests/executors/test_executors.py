@@ -4,19 +4,32 @@ recorded while the owner keeps going. Real PostgreSQL, real worker processes."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import re
+import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from th2etl import DatabaseStorage, Pipeline, RunContext, RunListener, RunStatus, create_bloc
+from th2etl import (
+    DatabaseStorage,
+    Pipeline,
+    RunContext,
+    RunListener,
+    RunStatus,
+    create_bloc,
+)
+from th2etl.blocs.registry import unregister_bloc
 from th2etl.clock import utcnow
 from th2etl.exceptions import ConfigurationError, ExecutorError
 from th2etl.executors import Executor, RunJob, ThreadExecutor, make_executor
@@ -268,3 +281,109 @@ def test_a_run_cancelled_while_queued_is_not_executed(
         assert result.error == "the run was cancelled before it started; it was not executed"
         assert "runs in process" not in caplog.text
     assert storage.get_run(queued.run_id).status is RunStatus.CANCELLED
+
+
+def _tcp_peers(pid: int) -> set[int]:
+    """Remote ports of the TCP connections process ``pid`` holds open (from /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[2].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_a_worker_opens_no_database_connection_its_owner_records_the_run(
+    storage: Storage, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    started_file = tmp_path / "started"
+    held = pipeline(
+        "held",
+        ("a", "test_where_am_i", {}),
+        ("s", "test_sleeper", {"seconds": 120, "started_file": str(started_file)}),
+    )
+    executor = ProcessExecutor(storage)
+    try:
+        handle = submit(executor, storage, held)
+        wait_until(started_file.exists, timeout=60, what="the sleeper to start")
+        pid = int(handle.worker.rsplit(":", 1)[1])
+        assert postgres.port not in _tcp_peers(pid)
+        # Meanwhile its owner recorded it as it went: running in that worker, bloc a done.
+        record = storage.get_run(handle.run_id)
+        assert (record.status, record.worker) == (RunStatus.RUNNING, handle.worker)
+        assert [(b.bloc_name, b.status) for b in record.blocs] == [("a", BlocStatus.SUCCEEDED)]
+        handle.cancel()
+        result = handle.wait(60)
+        assert result is not None and result.status is RunStatus.CANCELLED
+        assert handle.recorded
+        assert storage.get_run(handle.run_id).status is RunStatus.CANCELLED
+    finally:
+        executor.shutdown()
+
+
+LATE_BLOCS = """
+from th2etl import TransformerBloc, register_bloc
+
+
+@register_bloc
+class Late(TransformerBloc):
+    bloc_type = "test_late"
+
+    def run(self, context, rows):
+        return [{"late": True}]
+"""
+
+
+def test_the_spare_worker_imports_bloc_modules_from_the_path_of_the_submit(
+    storage: Storage, tmp_path: Path
+) -> None:
+    executor = ProcessExecutor(storage)
+    one = pipeline("one", ("a", "test_where_am_i", {}))
+    try:
+        assert submit(executor, storage, one).wait(60).status is RunStatus.SUCCEEDED
+        # The next run's worker is started already, before the module's folder is on the path.
+        [(spare, _)] = executor._spare
+        spare_pid = spare.pid
+        (tmp_path / "late_blocs.py").write_text(LATE_BLOCS)
+        sys.path.insert(0, str(tmp_path))
+        importlib.import_module("late_blocs")
+        handle = submit(executor, storage, pipeline("late", ("l", "test_late", {})))
+        result = handle.wait(60)
+        assert result is not None and result.status is RunStatus.SUCCEEDED, result.error
+        assert handle.worker == f"{socket.gethostname()}:{spare_pid}"
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(tmp_path))
+        sys.modules.pop("late_blocs", None)
+        with contextlib.suppress(LookupError):
+            unregister_bloc("test_late")
+        executor.shutdown()
+
+
+def test_a_spare_worker_killed_from_outside_is_replaced_and_shutdown_ends_the_spare(
+    storage: Storage,
+) -> None:
+    executor = ProcessExecutor(storage)
+    one = pipeline("one", ("a", "test_where_am_i", {}))
+    assert submit(executor, storage, one).wait(60).status is RunStatus.SUCCEEDED
+    [(spare, _)] = executor._spare
+    os.kill(spare.pid, signal.SIGKILL)
+    wait_until(lambda: not spare.is_alive(), timeout=30, what="the spare to die")
+    handle = submit(executor, storage, one)
+    assert handle.wait(60).status is RunStatus.SUCCEEDED
+    assert handle.worker != f"{socket.gethostname()}:{spare.pid}"
+    [(spare, _)] = executor._spare
+    executor.shutdown()
+    assert executor._spare == [] and not spare.is_alive()
+    # A shut down executor starts no more spares, and still runs what it is given.
+    assert submit(executor, storage, one).wait(60).status is RunStatus.SUCCEEDED
+    assert executor._spare == []

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.pipelines.result import BlocResult, RunResult
 
-__all__ = ["WorkerSpec", "main"]
+__all__ = ["WorkerSpec", "main", "serve"]
 
 PARENT_GONE_EXIT = 70
 
@@ -63,6 +63,9 @@ class WorkerSpec:
     cwd: str | None = None
     """The parent's working directory when it submitted the job: relative paths in configs
     resolve the same (the forkserver keeps the directory it was started in)."""
+    sys_path: tuple[str, ...] | None = None
+    """The parent's ``sys.path`` when it submitted the job, where the job's bloc modules are
+    imported from (a worker started ahead of its job got the one of that moment)."""
     owner_records: bool = False
     """The parent records the run from the events the worker forwards, on its own
     connections: it marks the run running (as this worker) and answers ``("go",)``, or
@@ -167,12 +170,26 @@ def _listen(
     timer.start()
 
 
+def serve(conn: Connection) -> None:
+    """A worker started ahead of its job: wait for its :class:`WorkerSpec` on ``conn``, then
+    execute it (:func:`main`); the parent closing the pipe first (it shut down or died) ends
+    the worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        spec = conn.recv()
+    except (EOFError, OSError):
+        _exit(0)
+    main(conn, spec)
+
+
 def main(conn: Connection, spec: WorkerSpec) -> None:
     """Execute ``spec``'s job, report its outcome to the parent, and exit."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(spec.environ)
+    if spec.sys_path is not None:
+        sys.path[:] = spec.sys_path
     if spec.cwd is not None:
         with contextlib.suppress(OSError):  # gone since: the run's relative paths fail, named
             os.chdir(spec.cwd)

@@ -4,7 +4,9 @@ A run that eats memory, hangs or crashes takes only its worker down: the service
 that owns it records the outcome and keeps running. Workers start from a *forkserver* that has
 th2etl, the storage backends and the built-in blocs imported already (a worker starts in about
 15 ms, against about 250 ms to spawn a fresh interpreter), and never by forking the threaded
-owner itself, which is unsafe.
+owner itself, which is unsafe. The executor keeps one worker started ahead of the next job (a
+*spare*, idle until its job comes; :meth:`ProcessExecutor.shutdown` ends it, and so does its
+owner's exit), started while the previous run goes: a run does not wait for a fork.
 
 A worker receives its job pickled, with the owner's environment and working directory (so
 ``${env:...}`` and relative paths resolve as in the owner): each bloc's class is imported from
@@ -24,6 +26,7 @@ when the job has one, the worker writes itself. The contract is in
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import multiprocessing
@@ -35,6 +38,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
@@ -360,6 +364,12 @@ class ProcessExecutor(Executor):
         super().__init__(storage, grace=grace, clock=clock)
         self._context = _forkserver()
         self._address = None if storage is None else _address(storage)
+        self._spare: list[_Worker] = []  # at most one, started ahead of the next job
+        self._spare_lock = threading.Lock()
+        self._closed = False
+        _executors.add(self)
+        # A spare of an executor nobody shut down ends with the executor, or at exit.
+        weakref.finalize(self, _dismiss, self._spare)
 
     def check(self, pipeline: Pipeline) -> None:
         check_importable(pipeline)
@@ -378,16 +388,83 @@ class ProcessExecutor(Executor):
             forward_events=bool(listeners) or records,
             grace=self.grace,
             cwd=_cwd(),
+            sys_path=tuple(sys.path),
             owner_records=records,
         )
+        process, conn = self._take_spare()
+        try:
+            conn.send(spec)
+        except OSError:  # the spare died meanwhile (killed from outside): start one now
+            _dismiss([(process, conn)])
+            process, conn = self._start_worker()
+            conn.send(spec)
+        handle = _ProcessHandle(job, self, process, conn, listeners, records=records)
+        self._prepare_spare()  # while this run goes: the next one does not wait for a fork
+        return handle
+
+    def shutdown(self) -> None:
+        """Stop the spare worker; runs going are the owner's to cancel or wait for first."""
+        self._closed = True
+        _dismiss(self._spare)
+
+    def _take_spare(self) -> _Worker:
+        with self._spare_lock:
+            spare = self._spare.pop() if self._spare else None
+        if spare is not None and spare[0].is_alive():
+            return spare
+        if spare is not None:
+            _dismiss([spare])
+        return self._start_worker()
+
+    def _start_worker(self) -> _Worker:
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
-            target=_worker.main, args=(child_conn, spec), name=f"th2etl-run-{job.run_id[:12]}"
+            target=_worker.serve, args=(child_conn,), name="th2etl-worker"
         )
         with _main_hidden():
             process.start()
         child_conn.close()  # the worker holds its end: its exit closes the pipe
-        return _ProcessHandle(job, self, process, parent_conn, listeners, records=records)
+        return process, parent_conn
+
+    def _prepare_spare(self) -> None:
+        if self._closed:
+            return
+        try:
+            spare = self._start_worker()
+        except Exception as exc:  # the next run starts its worker itself, and says why not
+            logger.warning("cannot start a spare worker process: %s", exc)
+            return
+        with self._spare_lock:
+            self._spare.append(spare)
+            extra = self._spare[:-1]
+            del self._spare[:-1]
+        if extra or self._closed:
+            _dismiss(extra if not self._closed else self._spare)
+
+
+_Worker = tuple[Any, Connection]
+"""A worker process and the parent's end of its pipe."""
+
+_executors: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+def _dismiss(workers: list[_Worker]) -> None:
+    """End spare workers: their pipe closing ends them (they have no job yet)."""
+    while workers:
+        process, conn = workers.pop()
+        conn.close()
+        process.join(1.0)
+        if process.exitcode is None:
+            process.kill()
+            process.join(1.0)
+
+
+@atexit.register
+def _dismiss_spares() -> None:
+    # Registered after multiprocessing's own exit function (imported above), so it runs
+    # first: that one joins every child, and a spare ends only once its pipe is closed.
+    for executor in list(_executors):
+        _dismiss(executor._spare)
 
 
 _forkserver_lock = threading.Lock()
