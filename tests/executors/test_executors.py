@@ -283,6 +283,14 @@ def test_a_run_cancelled_while_queued_is_not_executed(
     assert storage.get_run(queued.run_id).status is RunStatus.CANCELLED
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _tcp_peers(pid: int) -> set[int]:
     """Remote ports of the TCP connections process ``pid`` holds open (from /proc)."""
     inodes = set()
@@ -376,14 +384,17 @@ def test_a_spare_worker_killed_from_outside_is_replaced_and_shutdown_ends_the_sp
     one = pipeline("one", ("a", "test_where_am_i", {}))
     assert submit(executor, storage, one).wait(60).status is RunStatus.SUCCEEDED
     [(spare, _)] = executor._spare
-    os.kill(spare.pid, signal.SIGKILL)
+    killed = spare.pid
+    os.kill(killed, signal.SIGKILL)
     wait_until(lambda: not spare.is_alive(), timeout=30, what="the spare to die")
     handle = submit(executor, storage, one)
     assert handle.wait(60).status is RunStatus.SUCCEEDED
-    assert handle.worker != f"{socket.gethostname()}:{spare.pid}"
+    assert handle.worker != f"{socket.gethostname()}:{killed}"
     [(spare, _)] = executor._spare
+    pid = spare.pid
     executor.shutdown()
-    assert executor._spare == [] and not spare.is_alive()
+    assert executor._spare == []
+    wait_until(lambda: not _alive(pid), timeout=30, what="the spare to end")
     # A shut down executor starts no more spares, and still runs what it is given.
     assert submit(executor, storage, one).wait(60).status is RunStatus.SUCCEEDED
     assert executor._spare == []

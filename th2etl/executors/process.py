@@ -457,6 +457,8 @@ def _dismiss(workers: list[_Worker]) -> None:
         if process.exitcode is None:
             process.kill()
             process.join(1.0)
+        with contextlib.suppress(ValueError):  # still running (unkillable): left to its fate
+            process.close()
 
 
 @atexit.register
