@@ -106,6 +106,25 @@ def test_one_run_per_fire_time_each_for_its_own_day_across_dst(
     assert runs_by_time(storage)["2026-03-08T00:00:00-05:00"] == [(1, "failed"), (2, "succeeded")]
 
 
+def test_each_run_gets_its_folder_and_log_as_a_scheduled_run_does(
+    storage: PostgresStorage, tmp_path: Path
+) -> None:
+    orders_for(tmp_path, "2026-03-05")  # the 7th's file is missing: that run fails
+    logs = tmp_path / "logs"
+    report = backfill(storage, "2026-03-06", "2026-03-07", logs_dir=logs)
+    assert (report.total, report.succeeded) == (2, 1)
+    orders_for(tmp_path, "2026-03-06")
+    rerun = backfill(storage, "2026-03-06", "2026-03-07", logs_dir=logs, rerun_failed=True)
+    assert (rerun.total, rerun.succeeded) == (1, 1)
+    # <logs_dir>/<scheduler>/<fire time in UTC>, and _2 for the second attempt of a tick.
+    folders = sorted(path.name for path in (logs / "daily").iterdir())
+    assert folders == ["20260306_050000", "20260307_050000", "20260307_050000_2"]
+    first_log = (logs / "daily" / "20260307_050000" / "run.log").read_text()
+    assert "pipeline 'orders' failed" in first_log and "orders_2026-03-06.csv" in first_log
+    second_log = (logs / "daily" / "20260307_050000_2" / "run.log").read_text()
+    assert "pipeline 'orders' succeeded" in second_log
+
+
 def test_skipped_ticks_count_as_not_run(storage: PostgresStorage, tmp_path: Path) -> None:
     orders_for(tmp_path, "2026-03-05", "2026-03-06")
     skipped = storage.record_skipped_run(

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("th2etl.scheduler.scheduler")
 
 
+FROM_SETTINGS: Any = object()
+"""The default of a ``logs_dir`` argument: the ``pipelines_logs_dir`` setting."""
+
+
 def default_logs_dir() -> Path | None:
     """The ``pipelines_logs_dir`` setting (env ``pipelines_logs_dir`` or ``PIPELINES_LOGS_DIR``)."""
     from th2etl.configs.settings import get_settings

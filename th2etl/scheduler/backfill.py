@@ -32,7 +32,10 @@
   timeout stops it, a worker that crashes fails only its run. They are owned by this process,
   which sends heartbeats meanwhile: a backfill killed midway leaves its runs to be marked
   ``abandoned`` by any live instance (a worker whose owner died cancels its run itself), and
-  ``--rerun-failed`` picks them up.
+  ``--rerun-failed`` picks them up. With ``logs_dir`` (default: the ``pipelines_logs_dir``
+  setting), each run gets its folder as a scheduled run does:
+  ``<logs_dir>/<scheduler>/<YYYYmmdd_HHMMSS>`` of its fire time (``_2``... for a later
+  attempt), as ``RunContext.output_dir``, with the run's ``run.log``.
 * A **disabled** scheduler can be backfilled (the plan says so); its trigger stays quiet.
 """
 
@@ -48,6 +51,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from th2etl.clock import Clock, SystemClock
@@ -55,7 +59,7 @@ from th2etl.exceptions import StorageError, ValidationError
 from th2etl.executors import Executor, RunJob, RunSlot, ThreadExecutor
 from th2etl.logical_time import LogicalTime
 from th2etl.pipelines.result import RunResult, RunStatus
-from th2etl.scheduler._runs import with_timeout
+from th2etl.scheduler._runs import FROM_SETTINGS, default_logs_dir, make_run_dir, with_timeout
 from th2etl.scheduler.manager import default_instance_id
 from th2etl.scheduler.options import ScheduleOptions
 from th2etl.scheduler.triggers import CronTrigger
@@ -307,6 +311,7 @@ class Backfill:
         instance_id: str | None = None,
         heartbeat_interval: float = 10.0,
         executor: Executor | None = None,
+        logs_dir: str | Path | None = FROM_SETTINGS,
     ) -> None:
         if isinstance(max_active, bool) or not isinstance(max_active, int):
             max_active = 0
@@ -321,6 +326,8 @@ class Backfill:
         self.clock: Clock = clock or SystemClock()
         self.instance_id = instance_id or default_instance_id()
         self.heartbeat_interval = heartbeat_interval
+        logs_dir = default_logs_dir() if logs_dir is FROM_SETTINGS else logs_dir
+        self.logs_dir = None if logs_dir is None else Path(logs_dir)
         self.executor: Executor = executor or ThreadExecutor(storage, clock=self.clock)
         self.report = BackfillReport(len(plan.to_run))
         self._stop = threading.Event()
@@ -424,6 +431,9 @@ class Backfill:
         """Hand the run to the executor and wait for its end (in a pool thread)."""
         record = self.plan.scheduler
         try:
+            run_dir = None
+            if self.logs_dir is not None and claimed.scheduled_time is not None:
+                run_dir = make_run_dir(self.logs_dir, record.name, claimed.scheduled_time)
             job = RunJob(
                 claimed.run_id,
                 pipeline,
@@ -433,6 +443,8 @@ class Backfill:
                 scheduled_time=claimed.scheduled_time,
                 instance_id=self.instance_id,
                 logical_time=logical_time,
+                output_dir=run_dir,
+                log_file=None if run_dir is None else run_dir / "run.log",
             )
             handle = self.executor.submit(job)
             slot.attach(handle)
@@ -492,7 +504,9 @@ class Backfill:
         try:
             self.storage.heartbeat(
                 self.instance_id,
-                self.clock.now(),
+                # The database's clock stamps it (liveness has one clock), unless this backfill
+                # runs on a fake clock, which then drives everything.
+                None if isinstance(self.clock, SystemClock) else self.clock.now(),
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
                 info={"role": "backfill", "scheduler": self.plan.scheduler.name},

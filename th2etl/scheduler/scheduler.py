@@ -53,6 +53,7 @@ from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import RunResult, RunStatus
 from th2etl.scheduler._loop import Loop, backoff
 from th2etl.scheduler._runs import (
+    FROM_SETTINGS,
     Going,
     ScheduledRuns,
     default_logs_dir,
@@ -96,9 +97,6 @@ RECORDED_MISSED_LIMIT = 100
 """At most this many missed ticks are recorded per catch-up; older ones are only counted."""
 
 
-_FROM_SETTINGS: Any = object()
-
-
 # -- the scheduler -------------------------------------------------------------------------------
 
 
@@ -133,7 +131,7 @@ class CronScheduler(Loop):
         tolerance: timedelta | float = timedelta(seconds=60),
         max_catch_up: int = 10,
         overlap: OverlapPolicy | str = OverlapPolicy.SKIP,
-        logs_dir: str | Path | None = _FROM_SETTINGS,
+        logs_dir: str | Path | None = FROM_SETTINGS,
         variables: Mapping[str, Any] | None = None,
         inline: bool | None = None,
         max_workers: int = 4,
@@ -169,7 +167,7 @@ class CronScheduler(Loop):
         if not isinstance(max_catch_up, int) or max_catch_up < 1:
             raise ValidationError(f"max_catch_up must be a whole number >= 1, got {max_catch_up!r}")
         self.max_catch_up = max_catch_up
-        self.logs_dir = default_logs_dir() if logs_dir is _FROM_SETTINGS else logs_dir
+        self.logs_dir = default_logs_dir() if logs_dir is FROM_SETTINGS else logs_dir
         if self.logs_dir is not None:
             self.logs_dir = Path(self.logs_dir)
         self.variables = dict(variables or {})
