@@ -181,7 +181,7 @@ class _ProcessHandle(RunHandle):
                 if self.conn in ready and not self._drain():
                     watched.remove(self.conn)  # closed: the worker is exiting
                 exited = self.process.sentinel in ready
-            self.process.join()
+            _join(self.process)
             self._drain()
         finally:
             self._conclude(stopping)
@@ -410,7 +410,7 @@ class ProcessExecutor(Executor):
     def _take_spare(self) -> _Worker:
         with self._spare_lock:
             spare = self._spare.pop() if self._spare else None
-        if spare is not None and spare[0].is_alive():
+        if spare is not None and _alive(spare[0]):
             return spare
         if spare is not None:
             _dismiss([spare])
@@ -453,12 +453,29 @@ def _dismiss(workers: list[_Worker]) -> None:
     while workers:
         process, conn = workers.pop()
         conn.close()
-        process.join(1.0)
-        if process.exitcode is None:
+        if not wait([process.sentinel], 1.0):
             process.kill()
-            process.join(1.0)
-        with contextlib.suppress(ValueError):  # still running (unkillable): left to its fate
+            wait([process.sentinel], 1.0)
+        if not _alive(process):
+            _join(process)
             process.close()
+
+
+def _alive(process: Any) -> bool:
+    with _forkserver_lock:  # see _join
+        return bool(process.is_alive())
+
+
+def _join(process: Any) -> None:
+    """Join a worker that ended. multiprocessing reads a forkserver child's exit status from
+    its sentinel once, and Process.start() polls every child started (and not closed) in this
+    process: a join in another thread at that moment reads it too, and the second reader
+    waits forever. So both happen under _forkserver_lock (a Dask child is no such process)."""
+    if isinstance(process, multiprocessing.process.BaseProcess):
+        with _forkserver_lock:
+            process.join()
+    else:
+        process.join()
 
 
 @atexit.register
@@ -470,6 +487,7 @@ def _dismiss_spares() -> None:
 
 
 _forkserver_lock = threading.Lock()
+"""Held while a worker starts, and while one is polled or joined (see _join)."""
 
 
 def _forkserver() -> Any:
