@@ -229,7 +229,11 @@ class RunExecutor:
         self.started_by = started_by
         self.executor = executor or ThreadExecutor(storage, clock=self.clock)
         self.owner = RunOwner(storage, kind="api", heartbeat_interval=heartbeat_interval)
-        self.owner.after_beat = self.fill
+        # After each heartbeat, queued runs are claimed on a thread of their own: the claim
+        # waits for a pooled connection, and API load must never delay the next heartbeat.
+        self._fill_wanted = threading.Event()
+        self._filler = threading.Thread(target=self._fill_loop, name="th2etl-fill", daemon=True)
+        self.owner.after_beat = self._fill_wanted.set
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="th2etl-run")
         self._lock = threading.Lock()
         self._runs: dict[str, tuple[RunSlot, Future[RunResult | None]]] = {}
@@ -237,6 +241,7 @@ class RunExecutor:
 
     def start(self) -> None:
         """Start heartbeating (a database that is down is waited for in the background)."""
+        self._filler.start()
         self.owner.start(require_database=False)
 
     def submit(
@@ -288,6 +293,17 @@ class RunExecutor:
                     )
                     continue
                 self._start(record, pipeline)
+
+    def _fill_loop(self) -> None:
+        while True:
+            self._fill_wanted.wait()
+            self._fill_wanted.clear()
+            if self._closed:
+                return
+            try:
+                self.fill()
+            except Exception as exc:
+                logger.warning("could not claim a queued run: %s", exc)
 
     def _start(self, record: RunRecord, pipeline: Pipeline) -> None:
         """Under the lock: run ``record`` on a worker (the executor marks it running), for the
@@ -361,6 +377,7 @@ class RunExecutor:
         with self._lock:
             self._closed = True
             entries = list(self._runs.values())
+        self._fill_wanted.set()  # its thread sees _closed and ends
         try:
             for run in self.storage.active_runs():
                 if run.owner_id == self.owner.instance_id and run.status is RunStatus.QUEUED:
