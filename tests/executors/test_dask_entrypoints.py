@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 import tests.executors.dask_blocs  # noqa: F401 - registers the bloc types here too
 from tests.api.conftest import LOCAL
-from tests.conftest import ROOT, PostgresServer, subprocess_env, wait_until
+from tests.conftest import ROOT, PostgresServer, process_alive, subprocess_env, wait_until
 from tests.executors.conftest import CommandCluster, exported, parent_of, worker_pids
 from th2etl.api.app import create_app
 from th2etl.configs.settings import get_settings
@@ -271,21 +271,13 @@ def test_a_run_whose_owner_died_ends_abandoned_executed_once(
             timeout=60,
             what="the run to be marked abandoned",
         )
-    wait_until(lambda: not _alive(child), timeout=30, what="the run's child process to stop")
+    wait_until(lambda: not process_alive(child), timeout=30, what="the run's child process to stop")
     record = storage.get_run(run.run_id)
     assert record.status is RunStatus.ABANDONED, record
     assert (record.error or "").startswith("abandoned: its owner sent no heartbeat for")
     assert record.worker == run.worker
     assert [i for i, _ in exported(storage, run.run_id)] == [0, 1, 2, 3]
     assert not pid_file.exists()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_th2etl_run_prints_the_progress_of_a_run_on_the_cluster_as_it_goes(

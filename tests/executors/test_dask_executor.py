@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import tests.executors.dask_blocs  # noqa: F401 - registers the bloc types here too
-from tests.conftest import PostgresServer, wait_until
+from tests.conftest import PostgresServer, process_alive, wait_until
 from tests.executors.conftest import exported, parent_of, worker_pids
 from th2etl.blocs.registry import unregister_bloc
 from th2etl.configs.settings import get_settings
@@ -220,17 +220,9 @@ def test_a_worker_killed_mid_run_leaves_it_failed_and_exported_once(
     assert handle.worker == worker
     record = storage.get_run(job.run_id)
     assert (record.status, record.error, record.worker) == (RunStatus.FAILED, result.error, worker)
-    wait_until(lambda: not _alive(child), timeout=10, what="the run's child process to exit")
+    wait_until(lambda: not process_alive(child), timeout=10, what="the run's child process to exit")
     assert [i for i, _ in exported(storage, job.run_id)] == [0, 1, 2, 3]
     assert not pid_file.exists()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_run_past_its_pipeline_timeout_is_killed_on_its_worker(
@@ -251,7 +243,7 @@ def test_a_run_past_its_pipeline_timeout_is_killed_on_its_worker(
         f"the run went on longer than the pipeline timeout of 1s of pipeline {pipeline!r}"
     )
     assert storage.get_run(job.run_id).status is RunStatus.FAILED
-    wait_until(lambda: not _alive(int(pid_file.read_text())), timeout=10, what="the kill")
+    wait_until(lambda: not process_alive(int(pid_file.read_text())), timeout=10, what="the kill")
 
 
 def test_an_unreachable_cluster_fails_each_run_at_once_naming_it(

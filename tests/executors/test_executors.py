@@ -38,7 +38,7 @@ from th2etl.metrics import METRICS
 from th2etl.pipelines import BlocStatus
 from th2etl.storage.base import Storage
 
-from ..conftest import PostgresServer, wait_until
+from ..conftest import PostgresServer, process_alive, wait_until
 from . import blocs  # registers the test bloc types
 
 pytestmark = pytest.mark.slow
@@ -283,14 +283,6 @@ def test_a_run_cancelled_while_queued_is_not_executed(
     assert storage.get_run(queued.run_id).status is RunStatus.CANCELLED
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _tcp_peers(pid: int) -> set[int]:
     """Remote ports of the TCP connections process ``pid`` holds open (from /proc)."""
     inodes = set()
@@ -394,7 +386,7 @@ def test_a_spare_worker_killed_from_outside_is_replaced_and_shutdown_ends_the_sp
     pid = spare.pid
     executor.shutdown()
     assert executor._spare == []
-    wait_until(lambda: not _alive(pid), timeout=30, what="the spare to end")
+    wait_until(lambda: not process_alive(pid), timeout=30, what="the spare to end")
     # A shut down executor starts no more spares, and still runs what it is given.
     assert submit(executor, storage, one).wait(60).status is RunStatus.SUCCEEDED
     assert executor._spare == []

@@ -22,7 +22,7 @@ from th2etl.executors import make_executor
 from th2etl.pipelines.result import RunStatus
 from th2etl.storage import PostgresStorage
 
-from ..conftest import PostgresServer, wait_until
+from ..conftest import PostgresServer, process_alive, wait_until
 from ..tcp_proxy import TcpProxy
 from . import lease_blocs
 
@@ -50,15 +50,6 @@ def _hold(direct: PostgresStorage, tmp_path: Path) -> dict[str, Path]:
     direct.create_bloc("hold", "test_lease_hold", config={k: str(v) for k, v in files.items()})
     direct.create_pipeline("held", stages=[["hold"]])
     return files
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` still executes (a zombie does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
@@ -124,7 +115,7 @@ def test_an_outage_longer_than_the_lease_stops_the_run_before_others_abandon_it(
                 if direct.mark_abandoned_runs(None, stale) != [run.run_id]:
                     return False
                 if kind == "process":
-                    executing_when_abandoned.append(_alive(pid))
+                    executing_when_abandoned.append(process_alive(pid))
                 else:
                     executing_when_abandoned.append(not files["stopped_file"].exists())
                 return True
@@ -142,7 +133,7 @@ def test_an_outage_longer_than_the_lease_stops_the_run_before_others_abandon_it(
     assert record.error is not None and "its owner sent no heartbeat for 3s" in record.error
     assert not files["release_file"].exists()
     if kind == "process":
-        assert not _alive(pid)
+        assert not process_alive(pid)
     assert os.path.exists(files["stopped_file"]) is (kind == "thread")
 
 
