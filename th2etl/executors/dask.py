@@ -71,6 +71,7 @@ from th2etl.exceptions import (
     MissingExtraError,
 )
 from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob
+from th2etl.pipelines.listener import notify
 from th2etl.pipelines.result import RunResult, RunStatus
 
 if TYPE_CHECKING:
@@ -323,11 +324,7 @@ class _DaskHandle(RunHandle):
         self._tell(event, *args)
 
     def _tell(self, event: str, *args: Any) -> None:
-        for listener in self.listeners:
-            try:
-                getattr(listener, event)(self._context, *args)
-            except Exception:
-                logger.exception("run listener %r failed on %s", listener, event)
+        notify(self.listeners, self._context, event, *args)
 
     def cancel(self) -> None:
         self._stop(by=None)

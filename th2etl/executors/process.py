@@ -48,6 +48,7 @@ from th2etl.executors import _worker
 from th2etl.executors._execute import _Recorded, _start
 from th2etl.executors._forker import PRELOAD
 from th2etl.executors.base import DEFAULT_GRACE, Executor, RunHandle, RunJob
+from th2etl.pipelines.listener import notify
 from th2etl.pipelines.result import RunResult, RunStatus
 
 if TYPE_CHECKING:
@@ -276,11 +277,7 @@ class _ProcessHandle(RunHandle):
             args = (pipeline.blocs[name], attempt)
         else:
             args = (payload,)
-        for listener in self.listeners:
-            try:
-                getattr(listener, event)(self._context, *args)
-            except Exception:
-                logger.exception("run listener %r failed on %s", listener, event)
+        notify(self.listeners, self._context, event, *args)
 
     def _conclude(self, stopping: tuple[RunStatus, str] | None) -> None:
         # Every event the worker sent is recorded before the run's end.

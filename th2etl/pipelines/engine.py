@@ -90,7 +90,7 @@ from th2etl.pipelines._graph import (
 from th2etl.pipelines._threads import Pool, Ticket, submit_to
 from th2etl.pipelines.cancel import CancelToken
 from th2etl.pipelines.context import RunContext
-from th2etl.pipelines.listener import RunListener
+from th2etl.pipelines.listener import RunListener, notify
 from th2etl.pipelines.pipeline import Pipeline
 from th2etl.pipelines.result import BlocResult, BlocStatus, Outputs, RunResult, RunStatus
 from th2etl.pipelines.streams import Input, Output, Pipe, SpillFolder, Stopped
@@ -178,11 +178,7 @@ class _Run:
     # --- the coordinating loop ------------------------------------------------------------
 
     def notify(self, event: str, *args: Any) -> None:
-        for listener in self.listeners:
-            try:
-                getattr(listener, event)(self.context, *args)
-            except Exception:
-                logger.exception("run listener %r failed on %s", listener, event)
+        notify(self.listeners, self.context, event, *args)
 
     def execute(self) -> RunResult:
         started = self.clock.now()

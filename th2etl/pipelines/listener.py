@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from th2etl.blocs.base import Bloc
@@ -10,7 +12,9 @@ if TYPE_CHECKING:
     from th2etl.pipelines.pipeline import Pipeline
     from th2etl.pipelines.result import BlocResult, RunResult
 
-__all__ = ["RunListener"]
+__all__ = ["RunListener", "notify"]
+
+logger = logging.getLogger(__name__)
 
 
 class RunListener:
@@ -35,3 +39,12 @@ class RunListener:
 
     def run_finished(self, context: RunContext, result: RunResult) -> None:
         """The run ended; ``result`` is final."""
+
+
+def notify(listeners: Iterable[RunListener], context: RunContext, event: str, *args: Any) -> None:
+    """Send ``event`` to each listener; one that raises is logged and changes nothing."""
+    for listener in listeners:
+        try:
+            getattr(listener, event)(context, *args)
+        except Exception:
+            logger.exception("run listener %r failed on %s", listener, event)
